@@ -1,0 +1,63 @@
+"""The `nkprobe` command line: argparse subcommands and the composition root.
+
+Each subcommand lives in `agent/commands/<name>.py` with `add_arguments(parser)` and `run(args) -> int`.
+Those modules import nothing heavy at module level (scapy, pyroute2, prometheus_client are imported
+inside `run`), so `nkprobe --help` and `nkprobe trace` start fast on a Raspberry Pi.
+
+Exit status (CONTRACT.md): 0 success, 1 a runtime fault of the agent, 2 a usage, configuration or
+environment error, always with one line on stderr that says what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from agent import __version__
+from agent.errors import NkprobeError
+
+# Only commands that work are registered here (name -> module, help line).
+COMMANDS: dict[str, tuple[str, str]] = {
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on usage errors already; keep its message to one line plus a hint."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+    parser = _Parser(prog="nkprobe", description="Measure which upstream carries North Korea's Internet.")
+    parser.add_argument("--version", action="version", version=f"nkprobe {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    modules: dict[str, ModuleType] = {}
+    for name, (module_name, help_line) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        command_parser = sub.add_parser(name, help=help_line, description=help_line)
+        module.add_arguments(command_parser)
+        modules[name] = module
+    return parser, modules
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, modules = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        code: int = modules[args.command].run(args)
+    except NkprobeError as exc:
+        print(f"nkprobe {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `nkprobe history | head`: the reader left; not our fault.
+        return 0
+    return code

@@ -1,0 +1,44 @@
+"""Our own faults. Each message is one line that says what to do about it.
+
+A timeout or an unreachable target is a *result*, never one of these (DESIGN.md, idea 7).
+"""
+
+
+class NkprobeError(Exception):
+    """Base of every fault we report ourselves. `exit_code` follows CONTRACT.md: 2 = usage/config/env."""
+
+    exit_code = 2
+
+
+class UsageError(NkprobeError):
+    """A bad flag or argument combination."""
+
+
+class ConfigError(NkprobeError):
+    """An invalid configuration; `problems` lists every one by key path."""
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+class PrivilegeError(NkprobeError):
+    """Missing root or CAP_NET_RAW."""
+
+
+class InputError(NkprobeError):
+    """An unreadable or malformed input file."""
+
+
+class LabError(NkprobeError):
+    """The namespace lab cannot be built, changed or removed as asked."""
+
+
+class NotAllowedError(NkprobeError):
+    """A target outside the configured destination prefixes (the allowlist)."""
+
+
+class RuntimeFault(NkprobeError):
+    """Something broke inside the agent itself (exit 1)."""
+
+    exit_code = 1

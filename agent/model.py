@@ -1,0 +1,165 @@
+"""Immutable value types shared by every layer: probing, classification, history and export.
+
+Everything here is plain data (frozen dataclasses, no I/O). Addresses are kept as text so the types stay
+family-neutral; the layers that need arithmetic parse them with `ipaddress`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Protocol(StrEnum):
+    ICMP = "icmp"
+    UDP = "udp"
+    TCP = "tcp"
+
+
+class ReplyKind(StrEnum):
+    """What answered a probe."""
+
+    TIME_EXCEEDED = "time_exceeded"  # ICMP type 11: an intermediate router
+    UNREACHABLE = "unreachable"  # ICMP type 3 (port unreachable from the destination counts as reached)
+    ECHO_REPLY = "echo_reply"  # ICMP type 0
+    TCP_SYNACK = "tcp_synack"
+    TCP_RST = "tcp_rst"
+    OTHER = "other"
+
+
+# ICMP destination-unreachable codes (RFC 792, RFC 1812 section 5.2.7.1) as RIPE Atlas writes them in "err".
+# Code 3 (port unreachable) is the normal end of a UDP trace and is not an error there.
+UNREACHABLE_ERR: dict[int, str] = {
+    0: "N",  # network unreachable
+    1: "H",  # host unreachable
+    2: "P",  # protocol unreachable
+    4: "F",  # fragmentation needed
+    5: "S",  # source route failed
+    9: "A",  # communication with destination network administratively prohibited
+    10: "A",  # ... host administratively prohibited
+    13: "A",  # communication administratively prohibited (RFC 1812): traceroute's !X
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MplsLabel:
+    """One label stack entry from an ICMP extension object (RFC 4884, RFC 4950)."""
+
+    label: int
+    exp: int
+    bottom: bool
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One answer to one probe."""
+
+    address: str
+    rtt_s: float
+    kind: ReplyKind
+    reply_ttl: int | None = None  # IP TTL of the reply packet as received
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    quoted_ttl: int | None = None  # TTL of our probe as quoted back in the ICMP error
+    size: int = 0  # bytes of the reply's IP packet
+    mpls: tuple[MplsLabel, ...] = ()
+
+    @property
+    def err(self) -> str | None:
+        """The RIPE Atlas "err" letter for an ICMP unreachable other than port unreachable, else None."""
+        if self.kind is not ReplyKind.UNREACHABLE or self.icmp_code is None or self.icmp_code == 3:
+            return None
+        return UNREACHABLE_ERR.get(self.icmp_code, str(self.icmp_code))
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """Every reply seen for one TTL (several probes per TTL, possibly from several addresses)."""
+
+    ttl: int
+    replies: tuple[Reply, ...] = ()
+    probes_sent: int = 0
+
+    @property
+    def silent(self) -> bool:
+        return not self.replies
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Distinct responding addresses in order of first answer."""
+        return tuple(dict.fromkeys(r.address for r in self.replies))
+
+
+@dataclass(frozen=True, slots=True)
+class Path:
+    """The result of one Paris traceroute: one flow identifier, so one path through per-flow balancers."""
+
+    target: str
+    protocol: Protocol
+    flow_id: int  # RIPE Atlas "paris_id"
+    hops: tuple[Hop, ...]
+    reached: bool
+    started_at: float  # wall-clock seconds since the epoch
+    duration_s: float
+    src: str | None = None
+    dst_port: int | None = None
+    packet_size: int = 0
+    stop_reason: str = ""  # "reached", "unreachable", "gap", "max_hops", ...
+
+
+@dataclass(frozen=True, slots=True)
+class Border:
+    """Where the path crosses into the destination network."""
+
+    hop: int  # TTL of the last upstream hop before the destination (RIPE "hop" numbering)
+    address: str
+    asn: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """The upstream tag of one path and the evidence a person can check."""
+
+    upstream: str  # a configured group name, "other" or "unknown"
+    border: Border | None = None
+    as_path: tuple[int | None, ...] = ()  # collapsed; None marks a stretch of unknown hops
+    evidence: tuple[str, ...] = ()
+
+
+UNKNOWN = "unknown"
+OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    address: str
+    name: str = ""
+
+    @property
+    def prefix(self) -> str:
+        """The covering /24 (IPv4) or /48 (IPv6), the `prefix` label of every per-target metric.
+
+        >>> Target("175.45.177.10").prefix
+        '175.45.177.0/24'
+        """
+        ip = ipaddress.ip_address(self.address)
+        length = 24 if ip.version == 4 else 48
+        return str(ipaddress.ip_network(f"{ip}/{length}", strict=False))
+
+    @property
+    def label(self) -> str:
+        return self.name or self.address
+
+
+@dataclass(frozen=True, slots=True)
+class PingResult:
+    """One latency probe's outcome; `rtt_s` None means lost."""
+
+    target: str
+    protocol: Protocol
+    sent_at: float
+    rtt_s: float | None
+    reply_ttl: int | None = None
+    extra: dict[str, str] = field(default_factory=dict)
