@@ -1,0 +1,330 @@
+"""Paths to and from the RIPE Atlas traceroute result format (CONTRACT.md "Traceroute JSON").
+
+The format is RIPE Atlas' own (https://atlas.ripe.net/docs/apis/result-format/, "traceroute"), so the
+results of `nkprobe trace --json` can be read by ripe.atlas.sagan and by tools written for RIPE Atlas
+downloads, and `nkprobe classify` can read real RIPE Atlas results. Our additions are a per-reply
+"hostname" and "asn" and a top-level "nkprobe" object with the upstream tag.
+
+Reading is lenient: RIPE Atlas results carry fields we do not need ("lts", "msm_name", "itos"...), lines
+for late and duplicate answers ("late", "dup"), hop-level send errors ("error") and the final
+`{"hop": 255, ...}` line of some firmware versions; all of these parse. Malformed input raises
+InputError with a message saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from agent.errors import InputError
+from agent.model import (
+    Border,
+    Classification,
+    Hop,
+    MplsLabel,
+    Path,
+    Protocol,
+    Reply,
+    ReplyKind,
+)
+
+# RIPE Atlas requires these top-level keys (sagan refuses a result without them). We are not a RIPE Atlas
+# probe: msm_id and prb_id 0 say "no measurement, no probe"; fw is the firmware version whose format we
+# write (5080, current in 2025; sagan switches to the pre-2013 "pf" key below 4460).
+_FIRMWARE = 5080
+
+# The ICMP unreachable code each RIPE "err" letter stands for (RFC 792, RFC 1812 5.2.7.1); the inverse of
+# agent.model.UNREACHABLE_ERR, with "A" read as code 13 (traceroute's !X) and "p" as port unreachable.
+_ERR_CODE: dict[str, int] = {"N": 0, "H": 1, "P": 2, "p": 3, "F": 4, "S": 5, "A": 13, "h": 14}
+
+# RFC 4950 section 7: ICMP extension class 1 (MPLS label stack), c-type 1 (incoming label stack).
+_MPLS_CLASS = 1
+_MPLS_CTYPE = 1
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 3)
+
+
+def _reply_to_ripe(
+    reply: Reply, target: str, names: Mapping[str, str], asns: Mapping[str, int | None]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"from": reply.address, "rtt": _ms(reply.rtt_s)}
+    if reply.reply_ttl is not None:
+        out["ttl"] = reply.reply_ttl
+    out["size"] = reply.size
+    err = reply.err
+    if err is not None:
+        # RIPE writes the letters as text and any other code as its number.
+        out["err"] = int(err) if err.isdigit() else err
+    if reply.quoted_ttl is not None and reply.quoted_ttl != 1:
+        # "ittl": the TTL of our probe as quoted in the ICMP error, written only when it is not 1.
+        out["ittl"] = reply.quoted_ttl
+    if reply.kind is ReplyKind.TCP_SYNACK:
+        out["flags"] = "SA"
+    elif reply.kind is ReplyKind.TCP_RST:
+        out["flags"] = "R"
+    if reply.mpls:
+        out["icmpext"] = {
+            "version": 2,
+            "rfc4884": 1,
+            "obj": [
+                {
+                    "class": _MPLS_CLASS,
+                    "type": _MPLS_CTYPE,
+                    "mpls": [
+                        {"exp": m.exp, "label": m.label, "s": 1 if m.bottom else 0, "ttl": m.ttl}
+                        for m in reply.mpls
+                    ],
+                }
+            ],
+        }
+    name = names.get(reply.address)
+    if name:
+        out["hostname"] = name
+    asn = asns.get(reply.address)
+    if asn is not None:
+        out["asn"] = int(asn)
+    return out
+
+
+def _hop_to_ripe(
+    hop: Hop, target: str, names: Mapping[str, str], asns: Mapping[str, int | None]
+) -> dict[str, Any]:
+    results: list[dict[str, Any]] = [_reply_to_ripe(r, target, names, asns) for r in hop.replies]
+    # One {"x": "*"} per unanswered probe, at least one for a silent hop (RIPE writes a line per packet).
+    missing = max(hop.probes_sent - len(hop.replies), 0 if hop.replies else 1)
+    results.extend({"x": "*"} for _ in range(missing))
+    return {"hop": hop.ttl, "result": results}
+
+
+def classification_to_ripe(classification: Classification) -> dict[str, Any]:
+    """The "nkprobe" object of CONTRACT.md."""
+    border: dict[str, Any] | None = None
+    if classification.border is not None:
+        b = classification.border
+        border = {"hop": b.hop, "from": b.address, "asn": b.asn}
+    return {
+        "upstream": classification.upstream,
+        "border": border,
+        "as_path": list(classification.as_path),
+        "evidence": list(classification.evidence),
+    }
+
+
+def to_ripe(
+    path: Path,
+    classification: Classification | None = None,
+    names: Mapping[str, str] = {},  # read only
+    asns: Mapping[str, int | None] = {},  # read only
+) -> dict[str, Any]:
+    """One traceroute result in RIPE Atlas format, with our additions.
+
+    >>> r = Reply("10.0.0.1", 0.0012, ReplyKind.TIME_EXCEEDED, reply_ttl=64, size=56)
+    >>> p = Path("198.19.176.10", Protocol.ICMP, 7, (Hop(1, (r,), 1),), True, 1700000000.0, 1.5)
+    >>> to_ripe(p)["result"]
+    [{'hop': 1, 'result': [{'from': '10.0.0.1', 'rtt': 1.2, 'ttl': 64, 'size': 56}]}]
+    """
+    af = 6 if ":" in path.target else 4
+    obj: dict[str, Any] = {
+        "fw": _FIRMWARE,
+        "msm_id": 0,
+        "prb_id": 0,
+        "type": "traceroute",
+        "af": af,
+        "proto": path.protocol.value.upper(),
+        "dst_addr": path.target,
+        "dst_name": path.target,
+        "src_addr": path.src or "",
+        "from": path.src or "",
+        "paris_id": path.flow_id,
+        "size": path.packet_size,
+        "timestamp": int(path.started_at),
+        "endtime": int(path.started_at + path.duration_s),
+        "result": [_hop_to_ripe(h, path.target, names, asns) for h in path.hops],
+    }
+    if path.dst_port is not None:
+        obj["dst_port"] = path.dst_port
+    if classification is not None:
+        obj["nkprobe"] = classification_to_ripe(classification)
+    return obj
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def _int(value: Any, what: str, default: int | None = None) -> int | None:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InputError(f"{what} must be a number, got {value!r}")
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(f"{what} must be a number, got {value!r}") from None
+
+
+def _float(value: Any, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InputError(f"{what} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"{what} must be a number, got {value!r}") from None
+
+
+def _mpls(icmpext: Any) -> tuple[MplsLabel, ...]:
+    if not isinstance(icmpext, dict):
+        return ()
+    labels: list[MplsLabel] = []
+    objects = icmpext.get("obj")
+    for ext in objects if isinstance(objects, list) else ():
+        if not isinstance(ext, dict) or not isinstance(ext.get("mpls"), list):
+            continue
+        for entry in ext["mpls"]:
+            if not isinstance(entry, dict):
+                continue
+            labels.append(
+                MplsLabel(
+                    label=int(entry.get("label", 0)),
+                    exp=int(entry.get("exp", 0)),
+                    bottom=bool(entry.get("s", 0)),
+                    ttl=int(entry.get("ttl", 0)),
+                )
+            )
+    return tuple(labels)
+
+
+def _reply_from_ripe(raw: dict[str, Any], proto: Protocol, dst: str, where: str) -> Reply | None:
+    """A reply line, or None for a timeout, a late or a duplicate answer (no new information)."""
+    if "x" in raw or "late" in raw or raw.get("dup"):
+        return None
+    address = raw.get("from")
+    rtt = _float(raw.get("rtt"), f"{where}: rtt")
+    if not isinstance(address, str) or not address or rtt is None:
+        return None
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise InputError(f"{where}: 'from' is not an IP address: {address!r}") from None
+    err = raw.get("err")
+    flags = raw.get("flags")
+    icmp_type: int | None
+    icmp_code: int | None = None
+    if err is not None:
+        kind = ReplyKind.UNREACHABLE
+        icmp_type = 3
+        if (isinstance(err, int | float) and not isinstance(err, bool)) or (
+            isinstance(err, str) and err.isdigit()
+        ):
+            icmp_code = int(err)
+        elif isinstance(err, str):
+            icmp_code = _ERR_CODE.get(err)
+    elif isinstance(flags, str) and flags:
+        kind = ReplyKind.TCP_SYNACK if "S" in flags else ReplyKind.TCP_RST
+        icmp_type = None
+    elif address == dst and proto is Protocol.ICMP:
+        kind, icmp_type = ReplyKind.ECHO_REPLY, 0
+    elif address == dst and proto is Protocol.UDP:
+        kind, icmp_type, icmp_code = ReplyKind.UNREACHABLE, 3, 3  # port unreachable: the UDP trace's end
+    else:
+        kind, icmp_type, icmp_code = ReplyKind.TIME_EXCEEDED, 11, 0
+    return Reply(
+        address=address,
+        rtt_s=rtt / 1000.0,
+        kind=kind,
+        reply_ttl=_int(raw.get("ttl"), f"{where}: ttl"),
+        icmp_type=icmp_type,
+        icmp_code=icmp_code,
+        quoted_ttl=_int(raw.get("ittl"), f"{where}: ittl", 1),
+        size=_int(raw.get("size"), f"{where}: size", 0) or 0,
+        mpls=_mpls(raw.get("icmpext")),
+    )
+
+
+def from_ripe(obj: Any) -> Path:
+    """A Path from one RIPE Atlas traceroute result (ours or downloaded from RIPE Atlas)."""
+    if not isinstance(obj, dict):
+        raise InputError(f"a traceroute result must be a JSON object, got {type(obj).__name__}")
+    kind = obj.get("type", "traceroute")
+    if kind != "traceroute":
+        raise InputError(f"not a traceroute result (type {kind!r})")
+    dst = obj.get("dst_addr")
+    if not isinstance(dst, str) or not dst:
+        raise InputError("traceroute result has no 'dst_addr'")
+    try:
+        ipaddress.ip_address(dst)
+    except ValueError:
+        raise InputError(f"'dst_addr' is not an IP address: {dst!r}") from None
+    proto_text = str(obj.get("proto", "ICMP")).lower()
+    try:
+        proto = Protocol(proto_text)
+    except ValueError:
+        raise InputError(f"unknown 'proto' {obj.get('proto')!r} (ICMP, UDP or TCP)") from None
+    raw_hops = obj.get("result", [])
+    if not isinstance(raw_hops, list):
+        raise InputError("'result' must be a list of hops (legacy RIPE Atlas formats are not supported)")
+    hops: list[Hop] = []
+    for index, raw_hop in enumerate(raw_hops):
+        if not isinstance(raw_hop, dict):
+            raise InputError(f"result[{index}] must be an object with 'hop' and 'result'")
+        ttl = _int(raw_hop.get("hop"), f"result[{index}].hop", index + 1)
+        assert ttl is not None
+        raw_replies = raw_hop.get("result", [])
+        if not isinstance(raw_replies, list):
+            raise InputError(f"result[{index}].result must be a list")
+        replies: list[Reply] = []
+        for j, raw in enumerate(raw_replies):
+            if not isinstance(raw, dict):
+                raise InputError(f"result[{index}].result[{j}] must be an object")
+            reply = _reply_from_ripe(raw, proto, dst, f"hop {ttl} reply {j + 1}")
+            if reply is not None:
+                replies.append(reply)
+        sent = sum(1 for r in raw_replies if not (r.get("late") or r.get("dup")))
+        hops.append(Hop(ttl=ttl, replies=tuple(replies), probes_sent=sent))
+    reached = any(r.address == dst and r.err is None for h in hops[-1:] for r in h.replies)
+    started = _float(obj.get("timestamp"), "timestamp") or 0.0
+    ended = _float(obj.get("endtime"), "endtime")
+    src = obj.get("src_addr")
+    port = obj.get("dst_port")
+    stop_reason = "reached" if reached else ""
+    if not reached and hops and any(r.err is not None for r in hops[-1].replies):
+        stop_reason = "unreachable"
+    return Path(
+        target=dst,
+        protocol=proto,
+        flow_id=_int(obj.get("paris_id"), "paris_id", 0) or 0,
+        hops=tuple(hops),
+        reached=reached,
+        started_at=started,
+        duration_s=max((ended if ended is not None else started) - started, 0.0),
+        src=src if isinstance(src, str) and src else None,
+        dst_port=_int(port, "dst_port") if port is not None else None,
+        packet_size=_int(obj.get("size"), "size", 0) or 0,
+        stop_reason=stop_reason,
+    )
+
+
+def classification_from_ripe(obj: Any) -> Classification | None:
+    """Our "nkprobe" object back as a Classification, or None when the result has none."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("nkprobe"), dict):
+        return None
+    nk = obj["nkprobe"]
+    border = None
+    if isinstance(nk.get("border"), dict):
+        b = nk["border"]
+        border = Border(
+            hop=_int(b.get("hop"), "nkprobe.border.hop", 0) or 0,
+            address=str(b.get("from", "")),
+            asn=_int(b.get("asn"), "nkprobe.border.asn"),
+        )
+    as_path = tuple(_int(a, "nkprobe.as_path") for a in nk.get("as_path") or ())
+    return Classification(
+        upstream=str(nk.get("upstream", "unknown")),
+        border=border,
+        as_path=as_path,
+        evidence=tuple(str(e) for e in nk.get("evidence") or ()),
+    )
