@@ -1,0 +1,23 @@
+"""The sans-I/O Paris traceroute session and the flow-identifier arithmetic (no sockets, no clock).
+
+A driver (agent.probers) builds one `Session` per (target, protocol, flow id), registers it in a
+`SessionTable` shared with the receive loop, and runs the loop described in `agent.trace.session`:
+``next_probes(now)`` -> send -> ``sent(probe, now)``; ``on_reply``/``SessionTable.dispatch``;
+``on_timer(now)`` at ``next_deadline()``; ``result()`` once ``done``.
+"""
+
+from agent.trace.flow import DEFAULT_PORT, SPORT_BASE, flow_spec, ident_sequence
+from agent.trace.registry import SessionTable
+from agent.trace.session import Probe, Session, SessionStats, TraceParams
+
+__all__ = [
+    "DEFAULT_PORT",
+    "SPORT_BASE",
+    "Probe",
+    "Session",
+    "SessionStats",
+    "SessionTable",
+    "TraceParams",
+    "flow_spec",
+    "ident_sequence",
+]

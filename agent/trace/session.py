@@ -1,0 +1,385 @@
+"""The sans-I/O Paris traceroute session: one target, one protocol, one flow identifier.
+
+No sockets and no clock: the driver (agent.probers) passes `now` (monotonic seconds) into every call and
+moves the bytes. The protocol of the conversation:
+
+1. ``probes = session.next_probes(now)``: the probes the session wants on the wire now (lowest TTL
+   first, at most `window` in flight). Nothing changes until the driver reports a send, so a driver whose
+   packet budget refuses some simply sends fewer; the rest come back from the next `next_probes` call.
+2. ``session.sent(probe, now)`` for each probe actually sent, with the real send time.
+3. ``session.on_reply(parsed, now)`` for each parsed reply whose `match_key(...).session_key` equals
+   `session.key` (`SessionTable` does that lookup); `now` is the receive time (kernel timestamp on the
+   same clock as the send times).
+4. ``session.on_timer(now)`` once `now >= session.next_deadline()`.
+5. Repeat from 1 until `session.done`; then `session.result()` is the `agent.model.Path`.
+
+Stop rules: the destination answered (echo reply, SYN-ACK, RST, or port/protocol unreachable from the
+target), an ICMP unreachable with any other code (!N !H !P !X ...), a run of `gap_limit` silent hops
+beyond the last hop that answered, or `max_hops`. Once the destination (or an unreachable) has answered
+at TTL d, nothing new is sent and earlier silent probes get at most `grace_s` more; hops beyond d are
+dropped from the result. A probe without a reply after `timeout_s` is retried `retries` times.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from agent.model import Hop, Path, Protocol, Reply, ReplyKind
+from agent.packets.build import FlowSpec, ProbeBuilder
+from agent.packets.parse import ParsedReply
+from agent.trace.flow import flow_spec, ident_sequence
+
+REACHED_KINDS = frozenset({ReplyKind.ECHO_REPLY, ReplyKind.TCP_SYNACK, ReplyKind.TCP_RST})
+# From the target itself, port unreachable (the normal end of a UDP trace) and protocol unreachable
+# mean the probe arrived (RFC 1122 section 3.2.2.1).
+REACHED_UNREACH_CODES = frozenset({2, 3})
+
+
+@dataclass(frozen=True, slots=True)
+class TraceParams:
+    """Everything one Paris traceroute session needs. Durations in seconds."""
+
+    target: str
+    protocol: Protocol = Protocol.TCP
+    flow_id: int = 0  # the Paris id: selects the source port / ICMP identifier (agent.trace.flow)
+    port: int | None = None  # UDP/TCP destination port; None: agent.trace.flow.DEFAULT_PORT
+    src: str | None = None  # required for UDP and TCP (pseudo-header checksum); resolve it by route lookup
+    max_hops: int = 32
+    timeout_s: float = 2.0
+    grace_s: float = 0.5
+    retries: int = 1
+    gap_limit: int = 5
+    window: int = 16  # most probes in flight at once
+    packet_size: int = 0  # total IPv4 length; 0: agent.packets.build.DEFAULT_SIZE
+    port_base: int | None = None  # first source port of flow 0; None: agent.trace.flow.SPORT_BASE
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 1 <= self.max_hops <= 255:
+            problems.append(f"max_hops must be 1..255, got {self.max_hops}")
+        if self.timeout_s <= 0 or self.grace_s < 0:
+            problems.append("timeout_s must be > 0 and grace_s >= 0")
+        if self.retries < 0 or self.gap_limit < 1 or self.window < 1:
+            problems.append("retries must be >= 0, gap_limit and window >= 1")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One probe to put on the wire: send `data` (a whole IPv4 packet) to (`dst`, 0) on a raw socket."""
+
+    ttl: int
+    attempt: int  # 0 for the first probe of a TTL, 1.. for retries
+    ident: int  # identity inside the flow (agent.packets.build)
+    dst: str
+    protocol: Protocol
+    data: bytes = field(repr=False)
+
+
+@dataclass(slots=True)
+class SessionStats:
+    """Counters by reason, for logs and metrics (DESIGN.md idea 7)."""
+
+    sent: int = 0
+    replies: int = 0
+    duplicates: int = 0  # a second reply to one probe
+    late: int = 0  # replies after the probe's timeout (still recorded)
+    after_done: int = 0  # replies after the session finished (ignored)
+    unknown_ident: int = 0  # the flow is ours but no sent probe has this identity (stale or forged)
+    checksum_mismatch: int = 0  # the quoted checksum differs from ours: a middlebox rewrote the flow
+
+
+@dataclass(slots=True)
+class _ProbeState:
+    probe: Probe
+    sent_at: float | None = None
+    answered: bool = False
+    timed_out: bool = False
+
+
+@dataclass(slots=True)
+class _HopState:
+    replies: list[Reply] = field(default_factory=list)
+    sent: int = 0
+    attempts_planned: int = 0  # highest attempt queued or sent, + 1
+    in_flight: int = 0
+    final_silent: bool = False
+
+
+class Session:
+    """One Paris traceroute (see the module docstring for the driver protocol)."""
+
+    def __init__(self, params: TraceParams, *, started_at: float = 0.0, ident_base: int = 0) -> None:
+        """`started_at` is the wall-clock start (Path.started_at); `ident_base` should be random per
+        session so that late replies to an earlier trace of the same flow never match this one."""
+        self.params = params
+        kwargs = {} if params.port_base is None else {"port_base": params.port_base}
+        self.flow: FlowSpec = flow_spec(
+            params.protocol, params.target, params.flow_id, src=params.src, port=params.port,
+            size=params.packet_size, **kwargs,
+        )  # fmt: skip
+        self._builder = ProbeBuilder(self.flow)
+        self.started_at = started_at
+        self.stats = SessionStats()
+        self._ident_base = ident_base
+        self._ident_count = 0
+        self._probes: dict[int, _ProbeState] = {}
+        self._planned: dict[tuple[int, int], Probe] = {}
+        self._queue: list[tuple[int, int]] = []  # (ttl, attempt) wanted on the wire, sorted
+        self._hops: dict[int, _HopState] = {}
+        self._next_ttl = 1
+        self._in_flight = 0
+        self._end_ttl: int | None = None
+        self._end_reason = ""
+        self._end_at: float | None = None
+        self._done = False
+        self._stop_reason = ""
+        self._first_sent: float | None = None
+        self._last_event: float | None = None
+
+    # -- the driver's interface ---------------------------------------------------------------------
+
+    @property
+    def key(self) -> tuple[Protocol, str, tuple[int, int]]:
+        """The `MatchKey.session_key` of every reply that belongs to this session."""
+        return (self.flow.protocol, self.flow.dst, (self.flow.sport, self.flow.dport))
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    @property
+    def wants_to_send(self) -> bool:
+        """True if `next_probes` would return something now (the window has room and work remains)."""
+        return (
+            not self._done
+            and not self._stopping()
+            and self._in_flight < self.params.window
+            and (bool(self._queue) or self._next_ttl <= self.params.max_hops)
+        )
+
+    def next_probes(self, now: float) -> list[Probe]:
+        """The probes to send now, lowest TTL first; report each one sent with `sent`."""
+        self._expire(now)
+        if self._done or self._stopping():
+            return []
+        room = self.params.window - self._in_flight
+        while len(self._queue) < room and self._next_ttl <= self.params.max_hops:
+            self._enqueue(self._next_ttl, 0)
+            self._next_ttl += 1
+        return [self._plan(ttl, attempt) for ttl, attempt in self._queue[: max(room, 0)]]
+
+    def sent(self, probe: Probe, now: float) -> None:
+        """Record that `probe` left at `now` (the driver's real send time)."""
+        state = self._probes.get(probe.ident)
+        if state is None or state.probe is not probe or state.sent_at is not None:
+            return  # not ours, or reported twice
+        state.sent_at = now
+        item = (probe.ttl, probe.attempt)
+        index = bisect.bisect_left(self._queue, item)
+        if index < len(self._queue) and self._queue[index] == item:
+            del self._queue[index]
+        self._planned.pop(item, None)
+        hop = self._hops[probe.ttl]
+        hop.sent += 1
+        hop.in_flight += 1
+        self._in_flight += 1
+        self.stats.sent += 1
+        if self._first_sent is None:
+            self._first_sent = now
+        self._last_event = now
+
+    def on_reply(self, reply: ParsedReply, now: float) -> bool:
+        """Record a reply; True if it answers a probe of this session (even a duplicate or a late one)."""
+        if (reply.protocol, reply.dst, (reply.sport, reply.dport)) != self.key:
+            return False
+        state = self._probes.get(reply.ident)
+        if state is None or state.sent_at is None:
+            self.stats.unknown_ident += 1
+            return False
+        if self._done:
+            self.stats.after_done += 1
+            return True
+        if state.answered:
+            self.stats.duplicates += 1
+            return True
+        self._expire(now)  # a reply racing its own timeout is late, consistently
+        if reply.quoted_checksum is not None and reply.quoted_checksum != self._builder.checksum:
+            self.stats.checksum_mismatch += 1
+        probe = state.probe
+        hop = self._hops[probe.ttl]
+        state.answered = True
+        if state.timed_out:
+            self.stats.late += 1
+        else:
+            hop.in_flight -= 1
+            self._in_flight -= 1
+        self.stats.replies += 1
+        hop.final_silent = False
+        hop.replies.append(
+            Reply(
+                address=reply.src, rtt_s=max(now - state.sent_at, 0.0), kind=reply.kind,
+                reply_ttl=reply.reply_ttl, icmp_type=reply.icmp_type, icmp_code=reply.icmp_code,
+                quoted_ttl=reply.quoted_ttl, size=reply.size, mpls=reply.mpls,
+            )
+        )  # fmt: skip
+        self._drop_queued(probe.ttl)  # an answered hop needs no retry
+        end = self._end_kind(reply)
+        if end and (self._end_ttl is None or probe.ttl < self._end_ttl):
+            self._end_ttl, self._end_reason = probe.ttl, end
+            if self._end_at is None:
+                self._end_at = now
+        self._last_event = now
+        self._check_done(now)
+        return True
+
+    def next_deadline(self) -> float | None:
+        """When `on_timer` must run next (a probe timeout or the end of the grace), or None."""
+        if self._done:
+            return None
+        deadlines = [
+            s.sent_at + self.params.timeout_s
+            for s in self._probes.values()
+            if s.sent_at is not None and not s.answered and not s.timed_out
+        ]
+        if self._end_at is not None:
+            deadlines.append(self._end_at + self.params.grace_s)
+        return min(deadlines, default=None)
+
+    def on_timer(self, now: float) -> None:
+        """Expire timed-out probes (queueing retries) and apply the stop rules."""
+        self._expire(now)
+
+    def result(self) -> Path:
+        """The path so far; complete once `done`. Hops beyond the destination's TTL are left out."""
+        last = self._last_ttl()
+        hops = tuple(
+            Hop(ttl=ttl, replies=tuple(self._hops[ttl].replies) if ttl in self._hops else (),
+                probes_sent=self._hops[ttl].sent if ttl in self._hops else 0)
+            for ttl in range(1, last + 1)
+        )  # fmt: skip
+        duration = 0.0
+        if self._first_sent is not None and self._last_event is not None:
+            duration = self._last_event - self._first_sent
+        return Path(
+            target=self.params.target,
+            protocol=self.params.protocol,
+            flow_id=self.params.flow_id,
+            hops=hops,
+            reached=self._done and self._stop_reason == "reached",
+            started_at=self.started_at,
+            duration_s=duration,
+            src=self.flow.src,
+            dst_port=self.flow.dport if self.flow.protocol is not Protocol.ICMP else None,
+            packet_size=self.flow.effective_size,
+            stop_reason=self._stop_reason if self._done else "incomplete",
+        )
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _end_kind(self, reply: ParsedReply) -> str:
+        if reply.kind in REACHED_KINDS:
+            return "reached"
+        if reply.kind is ReplyKind.UNREACHABLE:
+            if reply.src == self.params.target and reply.icmp_code in REACHED_UNREACH_CODES:
+                return "reached"
+            return "unreachable"
+        return ""
+
+    def _enqueue(self, ttl: int, attempt: int) -> None:
+        hop = self._hops.setdefault(ttl, _HopState())
+        hop.attempts_planned = max(hop.attempts_planned, attempt + 1)
+        bisect.insort(self._queue, (ttl, attempt))
+
+    def _drop_queued(self, ttl: int) -> None:
+        kept = [item for item in self._queue if item[0] != ttl]
+        for item in self._queue:
+            if item[0] == ttl:
+                self._forget_plan(item)
+        self._queue = kept
+
+    def _forget_plan(self, item: tuple[int, int]) -> None:
+        probe = self._planned.pop(item, None)
+        if probe is not None:
+            self._probes.pop(probe.ident, None)
+
+    def _plan(self, ttl: int, attempt: int) -> Probe:
+        probe = self._planned.get((ttl, attempt))
+        if probe is None:
+            ident = ident_sequence(self._ident_base, self._ident_count)
+            self._ident_count += 1
+            probe = Probe(
+                ttl, attempt, ident, self.flow.dst, self.flow.protocol, self._builder.build(ttl, ident)
+            )
+            self._planned[(ttl, attempt)] = probe
+            self._probes[ident] = _ProbeState(probe)
+        return probe
+
+    def _expire(self, now: float) -> None:
+        if self._done:
+            return
+        timeout = self.params.timeout_s
+        for state in self._probes.values():
+            if state.sent_at is None or state.answered or state.timed_out or now < state.sent_at + timeout:
+                continue
+            state.timed_out = True
+            ttl, attempt = state.probe.ttl, state.probe.attempt
+            hop = self._hops[ttl]
+            hop.in_flight -= 1
+            self._in_flight -= 1
+            self._last_event = max(self._last_event or now, state.sent_at + timeout)
+            if hop.replies:
+                continue
+            if attempt < self.params.retries and hop.attempts_planned <= attempt + 1:
+                self._enqueue(ttl, attempt + 1)
+            elif hop.in_flight == 0 and hop.attempts_planned == attempt + 1:
+                hop.final_silent = True
+        self._check_done(now)
+
+    def _last_answered(self) -> int:
+        return max((ttl for ttl, hop in self._hops.items() if hop.replies), default=0)
+
+    def _gap(self) -> bool:
+        """A run of `gap_limit` hops beyond the last answering hop has gone silent after every retry."""
+        first = self._last_answered() + 1
+        run = range(first, first + self.params.gap_limit)
+        return all(ttl in self._hops and self._hops[ttl].final_silent for ttl in run)
+
+    def _stopping(self) -> bool:
+        return self._end_ttl is not None or self._gap()
+
+    def _check_done(self, now: float) -> None:
+        if self._done:
+            return
+        if self._end_ttl is not None and self._end_at is not None:
+            waiting = any(
+                s.sent_at is not None and not s.answered and not s.timed_out and s.probe.ttl < self._end_ttl
+                for s in self._probes.values()
+            )
+            if not waiting or now >= self._end_at + self.params.grace_s:
+                self._finish(self._end_reason, now)
+            return
+        if self._in_flight:
+            return
+        if self._gap():
+            self._finish("gap", now)
+        elif not self._queue and self._next_ttl > self.params.max_hops:
+            self._finish("max_hops", now)
+
+    def _finish(self, reason: str, now: float) -> None:
+        self._done = True
+        self._stop_reason = reason
+        self._queue.clear()
+        self._planned.clear()
+        if self._first_sent is not None:
+            self._last_event = max(self._last_event or now, now)
+
+    def _last_ttl(self) -> int:
+        if self._end_ttl is not None:
+            return self._end_ttl
+        probed = max(self._hops, default=0)
+        if self._done and self._stop_reason == "gap":
+            return min(self._last_answered() + self.params.gap_limit, probed)
+        return probed
