@@ -1,0 +1,99 @@
+"""IP-to-AS data: the longest-prefix-match table, its loaders, the built-in table and refreshes.
+
+`load_table()` is what the CLI and the agent call at start: the built-in table, then the files that
+`nkprobe asn update` wrote into the state directory, then the configured files, later ones winning ties.
+No function here touches the network; `agent.asn.update` and `agent.asn.cymru` do, out of band.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.asn.builtin import BUILTIN_DATE, BUILTIN_PFX2AS, BUILTIN_SOURCE
+from agent.asn.loaders import load_file, load_lines
+from agent.asn.table import AsnMatch, AsnTable, TableBuilder
+
+__all__ = [
+    "AsnMatch",
+    "AsnTable",
+    "TableBuilder",
+    "TableInfo",
+    "builtin_table",
+    "load_table",
+    "read_sidecar",
+    "table_info",
+    "updated_files",
+]
+
+SIDECAR_SUFFIX = ".meta.json"
+UPDATE_DIR = "asn"
+
+
+@dataclass(frozen=True, slots=True)
+class TableInfo:
+    """What the loaded table is made of, for `nkprobe_asn_table_info`-style metrics and for humans."""
+
+    description: str  # e.g. "built-in 2026-11-26 (34); iptoasn https://... (498123)"
+    snapshot_time: float | None  # newest snapshot time (epoch seconds) of the loaded sources, if known
+    entries: int
+
+
+def read_sidecar(path: Path) -> dict[str, object]:
+    """The JSON sidecar `nkprobe asn update` writes beside a table ({} when absent or unreadable)."""
+    try:
+        data = json.loads(Path(f"{path}{SIDECAR_SUFFIX}").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def updated_files(state_dir: str | Path | None) -> list[Path]:
+    """The tables `nkprobe asn update` left in `state_dir` (announced prefixes first, then a full table)."""
+    if state_dir is None:
+        return []
+    directory = Path(state_dir) / UPDATE_DIR
+    names = ("announced.pfx2as", "full-table")
+    return [directory / n for n in names if (directory / n).is_file()]
+
+
+def _add_builtin(builder: TableBuilder) -> str:
+    load_lines(builder, BUILTIN_PFX2AS.splitlines(), BUILTIN_SOURCE)
+    return f"{BUILTIN_SOURCE} {BUILTIN_DATE}"
+
+
+def builtin_table() -> AsnTable:
+    builder = TableBuilder()
+    description = _add_builtin(builder)
+    return builder.build(description)
+
+
+def load_table(
+    files: Iterable[str | Path] = (),
+    state_dir: str | Path | None = None,
+    builtin: bool = True,
+) -> AsnTable:
+    """The built-in table, then updated tables from `state_dir`, then `files`; later sources win ties."""
+    builder = TableBuilder()
+    parts: list[str] = []
+    snapshot: float | None = None
+    if builtin:
+        parts.append(_add_builtin(builder))
+    for path in [*updated_files(state_dir), *(Path(f) for f in files)]:
+        before = len(builder)
+        fmt = load_file(builder, path)
+        meta = read_sidecar(path)
+        source = meta.get("source")
+        label = f"{fmt} {source}" if isinstance(source, str) and source else f"{fmt} {path}"
+        parts.append(f"{label} ({len(builder) - before})")
+        taken = meta.get("snapshot_time")
+        if isinstance(taken, int | float) and (snapshot is None or taken > snapshot):
+            snapshot = float(taken)
+    builder.snapshot_time = snapshot
+    return builder.build("; ".join(parts))
+
+
+def table_info(table: AsnTable) -> TableInfo:
+    return TableInfo(description=table.description, snapshot_time=table.snapshot_time, entries=len(table))
