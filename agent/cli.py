@@ -21,6 +21,7 @@ from agent.errors import NkprobeError
 
 # Only commands that work are registered here (name -> module, help line).
 COMMANDS: dict[str, tuple[str, str]] = {
+    "check-config": ("agent.commands.check_config", "validate a config file and list every problem"),
 }
 
 
