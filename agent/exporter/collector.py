@@ -1,0 +1,213 @@
+"""The Prometheus collector: every metric of CONTRACT.md "Metrics", built from one State snapshot per scrape.
+
+Nothing here probes: a scrape reads the snapshot the scheduler last wrote (DESIGN.md idea 8, as
+smokeping_prober's collector.go and client_python's custom collectors do). Every label set exists from the
+first scrape: counters at 0, gauges without a value yet at NaN, every `upstream` value of every target.
+No label holds a hop address, a hostname, a hop number, an AS number or a path hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from agent.state import Histogram, Snapshot, nan_if_none
+
+TARGET_LABELS = ["target", "prefix"]
+
+
+def _buckets(h: Histogram) -> list[tuple[str, float]]:
+    bounds = [*(repr(float(b)) for b in h.bounds), "+Inf"]
+    return list(zip(bounds, (float(c) for c in h.counts), strict=True))
+
+
+class SnapshotCollector(Collector):
+    """Yields the metric families of one snapshot; `snapshot` is called once per scrape."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self._snapshot = snapshot
+
+    def describe(self) -> list[Metric]:
+        # Without describe(), registering calls collect() to learn the names; that is harmless here
+        # (no probing), but an explicit empty description keeps registration free of work.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._snapshot()
+        yield from _agent_metrics(s)
+        yield from _latency_metrics(s)
+        yield from _path_metrics(s)
+        yield from _health_metrics(s)
+
+
+def _agent_metrics(s: Snapshot) -> Iterator[Metric]:
+    build = GaugeMetricFamily("nkprobe_build_info", "The nkprobe version running.", labels=["version"])
+    build.add_metric([s.version], 1.0)
+    yield build
+    agent = GaugeMetricFamily(
+        "nkprobe_agent_info", "The agent's configured name (agent.name).", labels=["agent"]
+    )
+    agent.add_metric([s.agent_name], 1.0)
+    yield agent
+    egress = GaugeMetricFamily(
+        "nkprobe_egress_info",
+        "The interface of the default route probes leave by (empty if none); never an address.",
+        labels=["interface"],
+    )
+    egress.add_metric([s.egress_interface], 1.0)
+    yield egress
+    asn = InfoMetricFamily(
+        "nkprobe_asn_table", "The IP-to-AS files loaded (base names, comma-separated).", labels=[]
+    )
+    asn.add_metric([], {"files": ",".join(_basename(f) for f in s.asn_files)})
+    yield asn
+    entries = GaugeMetricFamily(
+        "nkprobe_asn_table_entries", "Prefixes in the loaded IP-to-AS table (NaN before it is loaded)."
+    )
+    entries.add_metric([], nan_if_none(s.asn_entries))
+    yield entries
+    started = GaugeMetricFamily("nkprobe_start_time_seconds", "When the agent started (Unix time).")
+    started.add_metric([], s.started_at)
+    yield started
+
+
+def _basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _latency_metrics(s: Snapshot) -> Iterator[Metric]:
+    packets = CounterMetricFamily(
+        "nkprobe_packets_sent", "Every probe packet sent, latency probes and traces.", labels=["protocol"]
+    )
+    for proto, n in s.packets_sent.items():
+        packets.add_metric([proto], float(n))
+    yield packets
+    labels = [*TARGET_LABELS, "protocol"]
+    sent = CounterMetricFamily("nkprobe_probes_sent", "Latency probes sent.", labels=labels)
+    answered = CounterMetricFamily("nkprobe_probes_answered", "Latency probes answered.", labels=labels)
+    rtt = HistogramMetricFamily("nkprobe_rtt_seconds", "Latency probe round-trip times.", labels=labels)
+    up = GaugeMetricFamily(
+        "nkprobe_target_up", "1 if the latest latency probes got an answer.", labels=TARGET_LABELS
+    )
+    for t in s.targets:
+        key = [t.target.address, t.target.prefix]
+        for proto in s.ping_protocols:
+            sent.add_metric([*key, proto], float(t.probes_sent.get(proto, 0)))
+            answered.add_metric([*key, proto], float(t.probes_answered.get(proto, 0)))
+            h = t.rtt[proto]
+            rtt.add_metric([*key, proto], buckets=_buckets(h), sum_value=h.total)
+        up.add_metric(key, 1.0 if t.up else 0.0)
+    yield from (sent, answered, rtt, up)
+
+
+def _path_metrics(s: Snapshot) -> Iterator[Metric]:
+    labels = [*TARGET_LABELS, "upstream"]
+    upstream = GaugeMetricFamily(
+        "nkprobe_path_upstream",
+        "1 for the current upstream tag of the path, 0 for every other.",
+        labels=labels,
+    )
+    ratio = GaugeMetricFamily(
+        "nkprobe_path_upstream_ratio",
+        "Share of the flows traced in the latest round that used each upstream.",
+        labels=labels,
+    )
+    changes = CounterMetricFamily("nkprobe_path_changes", "Upstream changes seen.", labels=TARGET_LABELS)
+    last_change = GaugeMetricFamily(
+        "nkprobe_path_last_change_timestamp_seconds",
+        "When the last upstream change was seen (Unix time; 0: none yet).",
+        labels=TARGET_LABELS,
+    )
+    hops = GaugeMetricFamily(
+        "nkprobe_path_hops",
+        "IP hops to the destination, or to the last hop that answered (NaN before the first trace).",
+        labels=TARGET_LABELS,
+    )
+    reached = GaugeMetricFamily(
+        "nkprobe_path_reached", "1 if the latest trace reached the destination.", labels=TARGET_LABELS
+    )
+    border = GaugeMetricFamily(
+        "nkprobe_border_rtt_seconds",
+        'RTT at the last hop before the destination AS (side="upstream") and the first inside it '
+        '(side="destination"); NaN when not seen.',
+        labels=[*TARGET_LABELS, "side"],
+    )
+    traces = CounterMetricFamily(
+        "nkprobe_traceroutes", "Traceroutes by outcome.", labels=[*TARGET_LABELS, "outcome"]
+    )
+    for t in s.targets:
+        key = [t.target.address, t.target.prefix]
+        for tag in s.tags:
+            upstream.add_metric([*key, tag], 1.0 if t.tag == tag else 0.0)
+            ratio.add_metric([*key, tag], float(t.ratio.get(tag, 0.0)))
+        changes.add_metric(key, float(t.changes))
+        last_change.add_metric(key, t.last_change_at or 0.0)
+        hops.add_metric(key, nan_if_none(t.hops))
+        reached.add_metric(key, 1.0 if t.reached else 0.0)
+        for side, value in t.border_rtt.items():
+            border.add_metric([*key, side], nan_if_none(value))
+        for outcome, n in t.traceroutes.items():
+            traces.add_metric([*key, outcome], float(n))
+    yield from (upstream, ratio, changes, last_change, hops, reached, border, traces)
+    duration = HistogramMetricFamily(
+        "nkprobe_traceroute_duration_seconds", "Wall time of one trace.", labels=["protocol"]
+    )
+    for proto, h in s.trace_duration.items():
+        duration.add_metric([proto], buckets=_buckets(h), sum_value=h.total)
+    yield duration
+
+
+def _health_metrics(s: Snapshot) -> Iterator[Metric]:
+    errors = CounterMetricFamily(
+        "nkprobe_errors",
+        "Faults inside the agent by kind (a failed probe or trace, a failed history write...).",
+        labels=["kind"],
+    )
+    for kind, n in s.errors.items():
+        errors.add_metric([kind], float(n))
+    yield errors
+    fault = GaugeMetricFamily(
+        "nkprobe_fault",
+        "1 while a part of the agent is broken (history store, probing, config).",
+        labels=["kind"],
+    )
+    for kind, on in s.faults.items():
+        fault.add_metric([kind], 1.0 if on else 0.0)
+    yield fault
+    hist_err = CounterMetricFamily(
+        "nkprobe_history_write_errors", "Path changes that could not be written to the history."
+    )
+    hist_err.add_metric([], float(s.history_write_errors))
+    yield hist_err
+    triggers = CounterMetricFamily(
+        "nkprobe_retrace_triggers",
+        "Immediate re-traces asked for by latency probes or local network changes, by reason.",
+        labels=["reason"],
+    )
+    for reason, n in s.retrace_triggers.items():
+        triggers.add_metric([reason], float(n))
+    yield triggers
+    reloads = CounterMetricFamily(
+        "nkprobe_config_reloads", "Config reloads (SIGHUP) by result.", labels=["result"]
+    )
+    for result, n in s.reloads.items():
+        reloads.add_metric([result], float(n))
+    yield reloads
+    ok = GaugeMetricFamily(
+        "nkprobe_config_last_reload_successful", "1 if the latest config load or reload was valid."
+    )
+    ok.add_metric([], 1.0 if s.last_reload_ok else 0.0)
+    yield ok
+    at = GaugeMetricFamily(
+        "nkprobe_config_last_reload_success_timestamp_seconds", "When the config in use was loaded."
+    )
+    at.add_metric([], s.last_reload_at)
+    yield at

@@ -1,0 +1,153 @@
+"""The HTTP server: `/` (a landing page), `/metrics`, `/-/healthy`, with optional TLS and basic auth.
+
+A stdlib ThreadingHTTPServer in its own daemon thread, so a slow scrape never blocks the probing event
+loop and a busy event loop never delays a scrape. Paths and behaviour follow Prometheus exporters
+(exporter-toolkit's landing page, `/-/healthy` as in Prometheus itself).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import html
+import ipaddress
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import CollectorRegistry
+
+from agent.errors import ConfigError
+from agent.exporter.webconfig import WebConfig
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """HOST:PORT, [V6]:PORT or :PORT (all addresses), as Prometheus' --web.listen-address.
+
+    >>> parse_listen("127.0.0.1:9931"), parse_listen("[::1]:80"), parse_listen(":9931")
+    (('127.0.0.1', 9931), ('::1', 80), ('', 9931))
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"listen address {text!r} is not HOST:PORT, e.g. 127.0.0.1:9931")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host and host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(f"listen address {text!r}: give the host as an IP address") from None
+    return host, int(port)
+
+
+_LANDING = """<!doctype html>
+<html><head><meta charset="utf-8"><title>nkprobe</title></head>
+<body><h1>nkprobe {version}</h1>
+<p>Agent <b>{agent}</b>: which upstream carries each /24 of 175.45.176.0/22.</p>
+<ul><li><a href="metrics">Metrics</a></li><li><a href="-/healthy">Health</a></li></ul>
+</body></html>
+"""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], family: int, app: MetricsServer) -> None:
+        self.address_family = family
+        self.app = app
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # scrapes every 15 s would drown the journal; failures show in Prometheus' `up`
+
+    def do_GET(self) -> None:
+        app = self.server.app
+        if not self._authorized(app.web):
+            return
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+            self._send(200, content_type, encoder(app.registry))
+        elif path == "/-/healthy":
+            self._send(200, "text/plain; charset=utf-8", b"Healthy.\n")
+        elif path == "/":
+            page = _LANDING.format(version=html.escape(app.version), agent=html.escape(app.agent_name()))
+            self._send(200, "text/html; charset=utf-8", page.encode())
+        else:
+            self._send(404, "text/plain; charset=utf-8", b"Not found. Try /metrics.\n")
+
+    def _authorized(self, web: WebConfig) -> bool:
+        if not web.users:
+            return True
+        header = self.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                sep = ""
+            if sep and web.authorized(user, password):
+                return True
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="nkprobe"')
+        self.send_header("Content-Length", "13")
+        self.end_headers()
+        self.wfile.write(b"Unauthorized\n")
+        return False
+
+    def _send(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class MetricsServer:
+    """Binds at construction (so a busy port is a config error before any probing), serves in a thread."""
+
+    def __init__(
+        self,
+        listen: str,
+        registry: CollectorRegistry,
+        *,
+        version: str,
+        agent_name: Any,
+        web: WebConfig | None = None,
+    ) -> None:
+        self.registry = registry
+        self.version = version
+        self.agent_name = agent_name  # a callable: the name follows config reloads
+        self.web = web or WebConfig()
+        host, port = parse_listen(listen)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            self._httpd = _Server((host, port), family, self)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {listen}: {exc.strerror}; pick another --web.listen-address"
+            ) from None
+        if self.web.ssl_context is not None:
+            self._httpd.socket = self.web.ssl_context.wrap_socket(self._httpd.socket, server_side=True)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="nkprobe-http", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,283 @@
+"""Change detection: the upstream tag of one target, with hysteresis, and latency-based re-trace triggers.
+
+Pure: nothing here reads a clock or a socket. Rounds of traces and latency probe results go in, with the
+time they were seen as a number; verdicts come out. The scheduler (agent/scheduler.py) owns the I/O.
+
+## How a round of traces becomes a tag
+
+A round is the set of Paris traces of one target taken together, one per flow identifier (several flows,
+so per-flow load balancers show every path they use; Augustin et al., IMC 2006). Each flow's path has its
+own tag (agent/classify.py). The round's *verdict*:
+
+- every classified flow that has evidence (not `unknown`) agrees on one tag: that tag;
+- the flows with evidence disagree: `mixed` (a per-flow split, as on 175.45.178.0/24; DOMAIN.md);
+- no flow has evidence: `unknown`; no flow was classified at all (every trace failed): no verdict.
+
+Flows tagged `unknown` next to flows with evidence do not dilute the verdict: `unknown` means "this trace
+did not show enough", not "this flow took a third path". They still count in the ratios.
+
+The exported tag (nkprobe_path_upstream) moves to a new tag only after `confirm` (default 2) consecutive
+rounds with that same verdict: one odd trace (a route converging mid-trace, a silent border hop) does not
+count as a change.
+
+`mixed` is never a tag (the contract's tags are the configured groups, `other` and `unknown`). A mixed
+round keeps the current tag and breaks any streak of a different verdict, so a split /24 cannot flap
+between its upstreams however its flows fall; its split shows in nkprobe_path_upstream_ratio instead.
+A target first seen split (current tag `unknown`) takes, after `confirm` mixed rounds, the tag that
+carried most flows over those rounds (ties: the first in the configured group order), and keeps it while
+it stays split.
+
+`unknown` verdicts also need `confirm` rounds to replace a known tag (the exported tag then says honestly
+that the evidence is gone), but moving to or from `unknown` is not a change of upstream: a change is
+counted (nkprobe_path_changes_total, one history row) only when the confirmed tag becomes a *known* tag
+different from the last known confirmed tag. So A -> unknown -> B counts once, A -> unknown -> A never,
+and the first tag ever confirmed is a discovery, not a change.
+
+## Latency re-trace triggers
+
+`LatencyWatch` follows one target's latency probes and says when to trace again right away: the reply TTL
+changed (the path back got longer or shorter), the RTT moved to a new level (the median of the latest few
+answers is far from the settled level), or the target stopped answering after it had answered.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from agent.model import OTHER, UNKNOWN
+
+MIXED = "mixed"  # a round verdict only; never an exported tag
+
+
+def tag_values(groups: Iterable[str]) -> tuple[str, ...]:
+    """Every value of the `upstream` label: the configured groups in order, then `other`, `unknown`.
+
+    >>> tag_values(["china_unicom", "transtelecom"])
+    ('china_unicom', 'transtelecom', 'other', 'unknown')
+    """
+    out = [g for g in groups if g not in (OTHER, UNKNOWN)]
+    return (*dict.fromkeys(out), OTHER, UNKNOWN)
+
+
+def round_verdict(flow_tags: Sequence[str]) -> str | None:
+    """The verdict of one round from its flows' tags (see the module docstring).
+
+    >>> round_verdict(["china_unicom", "unknown", "china_unicom"])
+    'china_unicom'
+    >>> round_verdict(["china_unicom", "transtelecom"])
+    'mixed'
+    >>> round_verdict(["unknown", "unknown"])
+    'unknown'
+    >>> round_verdict([]) is None
+    True
+    """
+    if not flow_tags:
+        return None
+    known = {t for t in flow_tags if t != UNKNOWN}
+    if not known:
+        return UNKNOWN
+    if len(known) == 1:
+        return known.pop()
+    return MIXED
+
+
+def ratios(flow_tags: Sequence[str], tags: Sequence[str]) -> dict[str, float]:
+    """Share of the round's classified flows per tag; every tag present, all 0 for an empty round.
+
+    >>> ratios(["a", "a", "b", "unknown"], ["a", "b", "other", "unknown"])
+    {'a': 0.5, 'b': 0.25, 'other': 0.0, 'unknown': 0.25}
+    """
+    counts = Counter(t if t in tags else OTHER for t in flow_tags)
+    n = len(flow_tags)
+    return {t: (counts[t] / n if n else 0.0) for t in tags}
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A confirmed change of upstream, for the history and the change counter."""
+
+    old: str  # the last known tag before
+    new: str
+    at: float  # when the confirming round was seen (wall-clock seconds)
+
+
+@dataclass(slots=True)
+class PathState:
+    """The hysteresis of one target's tag. Step it with `observe(flow_tags, now)`.
+
+    >>> s = PathState(tags=("cu", "ttk", "other", "unknown"))
+    >>> s.observe(["cu", "cu"], 0.0), s.tag
+    (None, 'unknown')
+    >>> s.observe(["cu", "cu"], 60.0), s.tag
+    (None, 'cu')
+    >>> s.observe(["ttk", "ttk"], 120.0), s.tag
+    (None, 'cu')
+    >>> s.observe(["ttk", "ttk"], 121.0)
+    Change(old='cu', new='ttk', at=121.0)
+    """
+
+    tags: tuple[str, ...]
+    confirm: int = 2
+    tag: str = UNKNOWN
+    last_known: str | None = None
+    candidate: str | None = None
+    streak: int = 0
+    mixed_counts: Counter[str] = field(default_factory=Counter)
+    ratio: dict[str, float] = field(default_factory=dict)
+    changes: int = 0
+    last_change_at: float | None = None
+    rounds: int = 0
+
+    def __post_init__(self) -> None:
+        if self.confirm < 1:
+            raise ValueError("confirm must be at least 1")
+        if not self.ratio:
+            self.ratio = dict.fromkeys(self.tags, 0.0)
+
+    @property
+    def pending(self) -> bool:
+        """A different verdict is on a streak but not confirmed yet: worth tracing again soon."""
+        return self.candidate is not None and self.candidate not in (self.tag, MIXED)
+
+    def observe(self, flow_tags: Sequence[str], now: float) -> Change | None:
+        """Feed one round's per-flow tags (failed traces left out); a Change if one is confirmed."""
+        verdict = round_verdict(flow_tags)
+        if verdict is None:
+            return None  # every trace of the round failed: no evidence either way, streaks untouched
+        self.rounds += 1
+        self.ratio = ratios(flow_tags, self.tags)
+        if verdict != MIXED and verdict not in self.tags:
+            verdict = OTHER
+        if verdict == self.candidate:
+            self.streak += 1
+        else:
+            self.candidate, self.streak = verdict, 1
+            self.mixed_counts.clear()
+        if verdict == MIXED:
+            self.mixed_counts.update(t for t in flow_tags if t != UNKNOWN)
+            if self.tag != UNKNOWN or self.streak < self.confirm:
+                return None  # a split keeps the current tag
+            order = {t: i for i, t in enumerate(self.tags)}
+            verdict = min(self.mixed_counts, key=lambda t: (-self.mixed_counts[t], order.get(t, len(order))))
+            if verdict not in self.tags:
+                verdict = OTHER
+        elif verdict == self.tag or self.streak < self.confirm:
+            return None
+        return self._confirm(verdict, now)
+
+    def _confirm(self, new: str, now: float) -> Change | None:
+        self.tag = new
+        if new == UNKNOWN:
+            return None
+        old, self.last_known = self.last_known, new
+        if old is None or old == new:
+            return None
+        self.changes += 1
+        self.last_change_at = now
+        return Change(old=old, new=new, at=now)
+
+
+class Trigger(StrEnum):
+    """Why a latency probe asked for an immediate trace (the `reason` label of the trigger counter)."""
+
+    REPLY_TTL = "reply_ttl"
+    RTT_LEVEL = "rtt_level"
+    UNREACHABLE = "unreachable"
+    LOCAL_NETWORK = "local_network"  # our own default route, source address or link changed
+
+
+TRIGGERS: tuple[str, ...] = tuple(t.value for t in Trigger)
+
+
+@dataclass(slots=True)
+class LatencyWatch:
+    """Re-trace triggers from one target's latency probe results (one protocol).
+
+    - reply TTL: a new TTL seen `ttl_confirm` times in a row (one odd reply is not a new path);
+    - RTT level: the median of the last `window` answers is more than max(`rtt_abs_s`, `rtt_rel` x level)
+      away from the settled level (median of the window when it was last settled);
+    - unreachable: `loss_limit` probes lost in a row after at least one answer.
+
+    >>> w = LatencyWatch(window=3)
+    >>> [w.observe(0.100, 60) for _ in range(3)]
+    [None, None, None]
+    >>> w.observe(0.100, 61), w.observe(0.100, 61)
+    (None, <Trigger.REPLY_TTL: 'reply_ttl'>)
+    """
+
+    window: int = 5
+    rtt_abs_s: float = 0.015
+    rtt_rel: float = 0.15
+    loss_limit: int = 3
+    ttl_confirm: int = 2
+    recent: deque[float] = field(default_factory=deque)
+    level: float | None = None
+    reply_ttl: int | None = None
+    ttl_candidate: int | None = None
+    ttl_streak: int = 0
+    losses: int = 0
+    answered: bool = False
+
+    def reset(self) -> None:
+        """Forget the settled level and TTL (after a configuration reload or a local network change)."""
+        self.recent.clear()
+        self.level = None
+        self.reply_ttl = None
+        self.ttl_candidate, self.ttl_streak = None, 0
+        self.losses, self.answered = 0, False
+
+    def observe(self, rtt_s: float | None, reply_ttl: int | None) -> Trigger | None:
+        """One probe's result (rtt None: lost); the trigger it fires, if any."""
+        if rtt_s is None:
+            self.losses += 1
+            if self.answered and self.losses == self.loss_limit:
+                return Trigger.UNREACHABLE  # once per outage: the count goes past the limit afterwards
+            return None
+        came_back = self.losses >= self.loss_limit and self.answered
+        self.losses, self.answered = 0, True
+        trigger = self._ttl(reply_ttl)
+        level = self._rtt(rtt_s)
+        if came_back:
+            # The target answers again after an outage: the path may well be a new one.
+            self.level = None
+            self.recent.clear()
+            self.recent.append(rtt_s)
+            return Trigger.UNREACHABLE
+        return trigger or level
+
+    def _ttl(self, reply_ttl: int | None) -> Trigger | None:
+        if reply_ttl is None:
+            return None
+        if self.reply_ttl is None:
+            self.reply_ttl = reply_ttl
+            return None
+        if reply_ttl == self.reply_ttl:
+            self.ttl_candidate, self.ttl_streak = None, 0
+            return None
+        if reply_ttl == self.ttl_candidate:
+            self.ttl_streak += 1
+        else:
+            self.ttl_candidate, self.ttl_streak = reply_ttl, 1
+        if self.ttl_streak >= self.ttl_confirm:
+            self.reply_ttl, self.ttl_candidate, self.ttl_streak = reply_ttl, None, 0
+            return Trigger.REPLY_TTL
+        return None
+
+    def _rtt(self, rtt_s: float) -> Trigger | None:
+        self.recent.append(rtt_s)
+        while len(self.recent) > self.window:
+            self.recent.popleft()
+        if len(self.recent) < self.window:
+            return None
+        median = statistics.median(self.recent)
+        if self.level is None:
+            self.level = median
+            return None
+        if abs(median - self.level) > max(self.rtt_abs_s, self.rtt_rel * self.level):
+            self.level = median
+            return Trigger.RTT_LEVEL
+        return None
