@@ -1,0 +1,69 @@
+"""The global packet budget: `agent.max_pps`, a hard cap on probe packets per second, all kinds together.
+
+Pure: every method takes `now` (seconds on any monotonic clock); the sockets layer (`agent.net`) holds the
+one instance of the process and asks it before every send.
+
+Why not a classic token bucket (capacity C, refilled continuously at r per second)? It lets C + r packets
+through in some one-second window, so with C = r = max_pps a burst right after an idle second sends twice
+the cap, and the contract says *hard* cap. Here each of the `capacity` tokens comes back exactly one
+`window` after it was spent (a sliding-window limiter): no window of that length ever holds more than
+`capacity` sends, while a whole trace's first volley of TTLs may still leave at once. With max_pps >= 1
+the window is one second and the capacity floor(max_pps); below 1 pps the capacity is one token and the
+window 1 / max_pps seconds. Memory is bounded by the capacity (a deque of spend times).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+
+class Budget:
+    """A shared limiter: at most `capacity` sends in any half-open interval of `window` seconds.
+
+    >>> b = Budget(max_pps=2)
+    >>> b.take(0.0), b.take(0.0), b.take(0.5)
+    (True, True, False)
+    >>> b.wait(0.5)
+    0.5
+    >>> b.take(1.0)
+    True
+    """
+
+    def __init__(self, max_pps: float) -> None:
+        if not max_pps > 0 or math.isinf(max_pps):
+            raise ValueError(f"max_pps must be a positive finite number, not {max_pps!r}")
+        self.max_pps = float(max_pps)
+        # A fractional rate above 1 rounds down (7.5 pps allows 7 in any second): a cap, not an average.
+        self.capacity = max(1, math.floor(self.max_pps))
+        self.window = max(1.0, 1.0 / self.max_pps)
+        self._spent: deque[float] = deque()
+
+    def _expire(self, now: float) -> None:
+        while self._spent and self._spent[0] + self.window <= now:
+            self._spent.popleft()
+
+    def wait(self, now: float) -> float:
+        """Seconds from `now` until a token is free (0.0 if one is free now)."""
+        self._expire(now)
+        if len(self._spent) < self.capacity:
+            return 0.0
+        return self._spent[0] + self.window - now
+
+    def take(self, now: float) -> bool:
+        """Spend one token at `now` if one is free; False (nothing spent) otherwise.
+
+        Times must not go backwards; a caller that learnt of an earlier `now` late is clamped to the
+        latest spend, which only makes the budget stricter.
+        """
+        if self._spent and now < self._spent[-1]:
+            now = self._spent[-1]
+        if self.wait(now) > 0.0:
+            return False
+        self._spent.append(now)
+        return True
+
+    def in_flight(self, now: float) -> int:
+        """Tokens spent within the last window."""
+        self._expire(now)
+        return len(self._spent)

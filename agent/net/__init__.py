@@ -1,0 +1,29 @@
+"""The only place sockets are opened: raw probe sockets, kernel receive timestamps, namespaces.
+
+- `sockets`: the raw socket set (send via IPPROTO_RAW, receive ICMP and TCP), SO_TIMESTAMPNS, filters,
+  the privilege check, the source-address lookup;
+- `clock`: monotonic send times and the mapping of kernel receive stamps onto that clock;
+- `engine`: `ProbeEngine`, the asyncio send path (under the global budget) and receive path (replies
+  matched to sessions by their quoted headers);
+- `netns`: create sockets inside a named network namespace while the process stays where it is.
+
+Typical use (composition root)::
+
+    sockets = call_in_netns(args.netns, open_socket_set)
+    async with ProbeEngine(sockets, Budget(config.agent.max_pps)) as engine:
+        ...
+"""
+
+from agent.net.engine import ProbeEngine, ReplyHandler
+from agent.net.netns import call_in_netns
+from agent.net.sockets import PRIVILEGE_HINT, SocketSet, open_socket_set, source_address
+
+__all__ = [
+    "PRIVILEGE_HINT",
+    "ProbeEngine",
+    "ReplyHandler",
+    "SocketSet",
+    "call_in_netns",
+    "open_socket_set",
+    "source_address",
+]

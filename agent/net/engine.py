@@ -1,0 +1,180 @@
+"""The asyncio side of the probe sockets: one send path under the global budget, one receive path.
+
+Every trace and ping of the process shares one `SocketSet`. Each answer is matched to its probe by what
+it quotes (agent.packets.parse/match_key): the session key (protocol, destination, flow ports) picks the
+session, which finds the probe by its identity. Sessions `register` their key for as long as they run;
+answers for nobody (other programs' traceroutes, late answers of finished sessions) are counted and
+dropped.
+
+Receive times come from the kernel (SO_TIMESTAMPNS, see agent.net.clock), mapped onto the monotonic
+clock that stamps sends, so the event loop's own latency does not enter the RTT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections import Counter
+from collections.abc import Callable, Hashable
+
+from agent.budget import Budget
+from agent.net import clock
+from agent.net.netns import call_in_netns
+from agent.net.sockets import CMSG_SPACE, RECV_BUFSIZE, SocketSet, parse_timestamp, source_address
+from agent.packets.parse import ParsedReply, match_key, parse
+
+ReplyHandler = Callable[[ParsedReply, float], None]
+"""Called with a parsed answer and its receive time on the monotonic clock."""
+
+SendHook = Callable[[str], None]
+"""Called with the protocol name after every probe packet that left (metrics)."""
+
+
+def open_engine(budget: Budget, netns: str | None = None, on_send: SendHook | None = None) -> ProbeEngine:
+    """The composition root's way in: sockets opened in `netns` (PrivilegeError without CAP_NET_RAW)."""
+    from agent.net.sockets import open_socket_set
+
+    return ProbeEngine(call_in_netns(netns, open_socket_set), budget, on_send=on_send, netns=netns)
+
+
+class ProbeEngine:
+    """Owns the socket set, the budget and the table of live sessions; see the module docstring."""
+
+    def __init__(
+        self,
+        sockets: SocketSet,
+        budget: Budget,
+        *,
+        now: Callable[[], float] = clock.now,
+        on_send: SendHook | None = None,
+        netns: str | None = None,
+    ) -> None:
+        self.sockets = sockets
+        self.netns = netns  # where the sockets live: route lookups must be made there too
+        self._sources: dict[str, str] = {}
+        self.budget = budget
+        self.now = now
+        self.on_send = on_send
+        self._handlers: dict[Hashable, ReplyHandler] = {}
+        self._send_lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.sent: Counter[str] = Counter()  # packets sent by protocol
+        self.send_errors: Counter[str] = Counter()  # by errno name
+        self.received = 0
+        self.unmatched = 0
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Attach the receive sockets to the running loop (loop.add_reader)."""
+        self._loop = asyncio.get_running_loop()
+        for sock in self.sockets.receivers():
+            self._loop.add_reader(sock.fileno(), self._drain, sock)
+
+    def close(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            for sock in self.sockets.receivers():
+                self._loop.remove_reader(sock.fileno())
+        self._loop = None
+        self.sockets.close()
+
+    async def __aenter__(self) -> ProbeEngine:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- sessions ---------------------------------------------------------------------------------------
+
+    def register(self, session_key: Hashable, handler: ReplyHandler) -> None:
+        """Route answers whose `match_key(...).session_key` equals `session_key` to `handler`."""
+        if session_key in self._handlers:
+            raise ValueError(f"session key {session_key!r} is already in use")
+        self._handlers[session_key] = handler
+
+    def unregister(self, session_key: Hashable) -> None:
+        self._handlers.pop(session_key, None)
+
+    def in_use(self, session_key: Hashable) -> bool:
+        return session_key in self._handlers
+
+    def source_for(self, dst: str) -> str:
+        """The source address toward `dst` in the sockets' namespace (cached; no packet is sent)."""
+        src = self._sources.get(dst)
+        if src is None:
+            src = call_in_netns(self.netns, lambda: source_address(dst))
+            if len(self._sources) > 1024:  # bounded: the agent has a few dozen targets
+                self._sources.clear()
+            self._sources[dst] = src
+        return src
+
+    # -- sending ----------------------------------------------------------------------------------------
+
+    async def send(self, packet: bytes, dst: str, protocol: str) -> float:
+        """Send one probe once the global budget allows; its send time (monotonic).
+
+        A packet the kernel refuses (no route, a local firewall) is a lost probe: it is counted in
+        `send_errors` by errno and its time is returned all the same, so the session times it out."""
+        async with self._send_lock:  # FIFO: waiting senders are served in order
+            while True:
+                now = self.now()
+                wait = self.budget.wait(now)
+                if wait <= 0.0:
+                    break
+                await asyncio.sleep(wait)
+            return self._send_now(packet, dst, protocol, now)
+
+    def try_send(self, packet: bytes, dst: str, protocol: str) -> float | None:
+        """Send now if the budget has a token (the send time), else None and nothing is sent."""
+        now = self.now()
+        if self.budget.wait(now) > 0.0:
+            return None
+        return self._send_now(packet, dst, protocol, now)
+
+    def _send_now(self, packet: bytes, dst: str, protocol: str, now: float) -> float:
+        self.budget.take(now)  # spent even if the kernel refuses: it still counts against the cap
+        sent_at = self.now()  # read last, right before the syscall
+        try:
+            self.sockets.send.sendto(packet, (dst, 0))
+        except OSError as exc:
+            self.send_errors[errno.errorcode.get(exc.errno or 0, str(exc.errno))] += 1
+            return sent_at
+        self.sent[protocol] += 1
+        if self.on_send is not None:
+            self.on_send(protocol)
+        return sent_at
+
+    # -- receiving --------------------------------------------------------------------------------------
+
+    def _drain(self, sock: socket.socket) -> None:
+        """Read every queued packet (edge of the loop's readiness); never raises into the loop."""
+        offset: int | None = None
+        while True:
+            try:
+                data, ancdata, _flags, _addr = sock.recvmsg(RECV_BUFSIZE, CMSG_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                # e.g. ECONNREFUSED/EHOSTUNREACH reported on raw sockets after an ICMP error: not ours
+                # to handle here, and the next packet is still queued.
+                continue
+            now = self.now()
+            if offset is None:
+                offset = clock.offset_ns()
+            self.received += 1
+            self.dispatch(data, clock.to_monotonic(parse_timestamp(ancdata), offset, now))
+
+    def dispatch(self, data: bytes, rx_time: float) -> bool:
+        """Parse one received IPv4 packet and hand it to its session; False if it is nobody's."""
+        parsed = parse(data)
+        if parsed is None:
+            self.unmatched += 1
+            return False
+        handler = self._handlers.get(match_key(parsed).session_key)
+        if handler is None:
+            self.unmatched += 1
+            return False
+        handler(parsed, rx_time)
+        return True

@@ -1,0 +1,76 @@
+"""Run socket creation inside a named network namespace, leaving the rest of the process where it is.
+
+`nkprobe run --netns NAME` keeps its probe sockets in NAME while its HTTP server stays in the current
+namespace. A socket belongs for life to the namespace it was created in (network_namespaces(7)), and
+setns(2) with CLONE_NEWNET changes the namespace of the calling *thread* only. So we create the sockets
+on a short-lived thread that first joins NAME (the file `ip netns add` bind-mounts under /run/netns),
+then hand them back; the main thread never moves. Joining a namespace needs CAP_SYS_ADMIN (setns(2)).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from agent.errors import PrivilegeError, UsageError
+
+CLONE_NEWNET = 0x40000000
+NETNS_RUN_DIR = "/run/netns"
+
+T = TypeVar("T")
+
+
+def _setns(fd: int) -> None:
+    setns = getattr(os, "setns", None)  # Python 3.12+
+    if setns is not None:
+        setns(fd, CLONE_NEWNET)
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def namespace_path(name: str) -> str:
+    if not name or "/" in name or name in (".", ".."):
+        raise UsageError(f"{name!r} is not a network namespace name; list them with 'ip netns list'")
+    return os.path.join(NETNS_RUN_DIR, name)
+
+
+def call_in_netns(name: str | None, fn: Callable[[], T]) -> T:
+    """`fn()` run on a thread that has joined namespace `name` (or directly, when `name` is None)."""
+    if name is None:
+        return fn()
+    path = namespace_path(name)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise UsageError(f"no network namespace {name!r} ({path} is missing); see 'ip netns list'") from None
+    box: dict[str, object] = {}
+
+    def worker() -> None:
+        try:
+            _setns(fd)
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    try:
+        thread = threading.Thread(target=worker, name=f"netns-{name}")
+        thread.start()
+        thread.join()
+    finally:
+        os.close(fd)
+    error = box.get("error")
+    if isinstance(error, PermissionError):
+        raise PrivilegeError(
+            f"cannot join network namespace {name!r} ({error.strerror}); that needs CAP_SYS_ADMIN "
+            "(run as root, or add it to the unit's AmbientCapabilities=)"
+        )
+    if isinstance(error, BaseException):
+        raise error
+    return box["value"]  # type: ignore[return-value]

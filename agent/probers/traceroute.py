@@ -1,0 +1,104 @@
+"""The traceroute prober: drives sans-I/O Paris sessions (agent.trace.Session) over the shared engine.
+
+The driver loop of agent.trace.session, one coroutine per flow: ask the session for probes, send those
+the global budget allows right now (the rest come back next round), then sleep until the earliest of: a
+reply for this session, the session's next deadline, or the budget's next free token. Replies are fed to
+the session straight from the receive path with their kernel receive times, so the loop's own wake-up
+latency never enters an RTT. `spec.flows` flows run concurrently (flow ids first_flow, first_flow+1, ...),
+all under the one budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+from agent.model import Path, Protocol
+from agent.net.engine import ProbeEngine
+from agent.packets.parse import ParsedReply
+from agent.probers.base import ProbeSpec
+from agent.trace.session import Session, TraceParams
+
+# Never sleep less than this between rounds when the budget is empty (avoids a hot loop on float noise).
+MIN_SLEEP_S = 0.0005
+
+
+def params_for(spec: ProbeSpec, flow_id: int, src: str | None) -> TraceParams:
+    return TraceParams(
+        target=spec.target,
+        protocol=spec.protocol,
+        flow_id=flow_id,
+        port=spec.port,
+        src=src,
+        max_hops=spec.max_hops,
+        timeout_s=spec.timeout_s,
+        grace_s=spec.grace_s,
+        retries=spec.retries,
+        gap_limit=spec.gap_limit,
+        packet_size=spec.packet_size,
+    )
+
+
+async def run_session(engine: ProbeEngine, session: Session) -> Path:
+    """Drive one session to its end and return its Path."""
+    loop = asyncio.get_running_loop()
+    wake: asyncio.Future[None] = loop.create_future()
+
+    def on_reply(reply: ParsedReply, rx_time: float) -> None:
+        if session.on_reply(reply, rx_time) and not wake.done():
+            wake.set_result(None)
+
+    def on_timeout(fut: asyncio.Future[None]) -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    protocol = session.params.protocol.value
+    engine.register(session.key, on_reply)
+    try:
+        while True:
+            now = engine.now()
+            session.on_timer(now)
+            if session.done:
+                break
+            starved = False
+            for probe in session.next_probes(now):
+                sent_at = engine.try_send(probe.data, probe.dst, protocol)
+                if sent_at is None:
+                    starved = True
+                    break
+                session.sent(probe, sent_at)
+            now = engine.now()
+            waits = []
+            deadline = session.next_deadline()
+            if deadline is not None:
+                waits.append(deadline - now)
+            if starved:
+                waits.append(engine.budget.wait(now))
+            delay = max(min(waits), MIN_SLEEP_S) if waits else None
+            if wake.done():
+                wake = loop.create_future()
+                continue  # a reply came while we were sending: look again at once
+            handle = loop.call_later(delay, on_timeout, wake) if delay is not None else None
+            await wake
+            if handle is not None:
+                handle.cancel()
+            wake = loop.create_future()
+    finally:
+        engine.unregister(session.key)
+    return session.result()
+
+
+async def trace_flow(engine: ProbeEngine, spec: ProbeSpec, flow_id: int) -> Path:
+    src = None if spec.protocol is Protocol.ICMP else engine.source_for(spec.target)
+    session = Session(
+        params_for(spec, flow_id, src), started_at=time.time(), ident_base=random.randrange(0xFFFF)
+    )
+    return await run_session(engine, session)
+
+
+async def probe(engine: ProbeEngine, spec: ProbeSpec) -> tuple[Path, ...]:
+    """`spec.flows` Paris traceroutes toward `spec.target`, one per flow id, run concurrently."""
+    flows = range(spec.first_flow, spec.first_flow + max(1, spec.flows))
+    paths = await asyncio.gather(*(trace_flow(engine, spec, f) for f in flows))
+    return tuple(paths)

@@ -1,0 +1,74 @@
+"""The global packet budget, stepped with a fake clock (a plain number)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.budget import Budget
+
+
+def test_burst_up_to_capacity_then_refusal() -> None:
+    b = Budget(max_pps=20)
+    assert [b.take(0.0) for _ in range(20)] == [True] * 20
+    assert b.take(0.0) is False
+    assert b.wait(0.0) == pytest.approx(1.0)
+
+
+def test_token_returns_one_window_after_it_was_spent() -> None:
+    b = Budget(max_pps=3)
+    assert b.take(0.0) and b.take(0.4) and b.take(0.8)
+    assert not b.take(0.99)
+    assert b.wait(0.99) == pytest.approx(0.01)
+    assert b.take(1.0)  # the token spent at 0.0 came back
+    assert not b.take(1.3)
+    assert b.take(1.4)
+
+
+def test_fractional_rate_below_one_uses_a_longer_window() -> None:
+    b = Budget(max_pps=0.5)
+    assert b.capacity == 1 and b.window == pytest.approx(2.0)
+    assert b.take(10.0)
+    assert not b.take(11.9)
+    assert b.take(12.0)
+
+
+def test_refusal_spends_nothing() -> None:
+    b = Budget(max_pps=1)
+    assert b.take(0.0)
+    for t in (0.1, 0.5, 0.9):
+        assert not b.take(t)
+    assert b.in_flight(0.9) == 1
+    assert b.take(1.0)
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("inf"), float("nan")])
+def test_invalid_rates_are_refused(bad: float) -> None:
+    with pytest.raises(ValueError, match="max_pps"):
+        Budget(bad)
+
+
+@given(
+    max_pps=st.sampled_from([1.0, 2.0, 5.0, 20.0, 7.5, 100.0]),
+    steps=st.lists(st.floats(min_value=0.0, max_value=0.3), min_size=1, max_size=300),
+)
+def test_no_one_second_window_ever_exceeds_max_pps(max_pps: float, steps: list[float]) -> None:
+    b = Budget(max_pps)
+    now, sent = 0.0, []
+    for dt in steps:
+        now += dt
+        while b.take(now):
+            sent.append(now)
+    for i, start in enumerate(sent):
+        in_window = sum(1 for t in sent[i:] if t < start + 1.0)
+        assert in_window <= max_pps
+    # and the budget is not wasted: a long enough run gets the full integer rate
+    assert b.capacity == int(max_pps)
+
+
+def test_time_going_backwards_never_loosens_the_budget() -> None:
+    b = Budget(max_pps=2)
+    assert b.take(5.0) and b.take(5.0)
+    assert not b.take(4.0)  # an old `now` is clamped to the latest spend
+    assert not b.take(5.5)
