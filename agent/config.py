@@ -311,7 +311,7 @@ class _Reader:
         where = _join(path, key)
         # bool is an int in Python; `max_pps = true` is a mistake, not 1.
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            self.add(where, "must be a number")
+            self.add(where, "must be a number of seconds" if key.endswith("_s") else "must be a number")
             return _INVALID  # type: ignore[no-any-return]
         if (
             (gt is not None and value <= gt)
@@ -659,7 +659,7 @@ def _build(data: Mapping[str, Any], base_dir: str, source: str | None) -> tuple[
             if prefixes is not _INVALID and any(
                 ipaddress.IPv4Address(address) in ipaddress.IPv4Network(p) for p in prefixes
             ):
-                r.add(where, f"{address} is inside destination.prefixes; a border is the upstream's side")
+                r.add(where, f"{address} is inside destination.prefixes, not an upstream")
 
     # [[targets]]
     targets, options = _targets(r, data, prefixes)
@@ -756,7 +756,7 @@ def _groups(
             r.add(gpath, f"{group!r} is a reserved tag and cannot be a group name")
             continue
         if not _GROUP_NAME.match(group):
-            r.add(gpath, "a group name is lowercase letters, digits and _ (it becomes a metric label value)")
+            r.add(gpath, "must be lowercase letters, digits and _ (a label value)")
             continue
         if groups is not None and group not in groups:
             r.add(gpath, f"{group!r} is not a group in [upstreams]")
