@@ -14,7 +14,7 @@ import asyncio
 import random
 import time
 
-from agent.model import Path, Protocol
+from agent.model import Path
 from agent.net.engine import ProbeEngine
 from agent.packets.parse import ParsedReply
 from agent.probers.base import ProbeSpec
@@ -90,7 +90,8 @@ async def run_session(engine: ProbeEngine, session: Session) -> Path:
 
 
 async def trace_flow(engine: ProbeEngine, spec: ProbeSpec, flow_id: int) -> Path:
-    src = None if spec.protocol is Protocol.ICMP else engine.source_for(spec.target)
+    # ICMP needs no source for its checksum, but the result (RIPE "src_addr") wants it.
+    src = engine.source_for(spec.target)
     session = Session(
         params_for(spec, flow_id, src), started_at=time.time(), ident_base=random.randrange(0xFFFF)
     )

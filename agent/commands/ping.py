@@ -1,0 +1,126 @@
+"""`nkprobe ping TARGET`: latency probes (ICMP echo or TCP SYN), their RTTs, loss and a summary.
+
+`--json` prints one object in the RIPE Atlas ping result format (type "ping", one `{"rtt": MS}` or
+`{"x": "*"}` per probe, then sent/rcvd/min/avg/max), which ripe.atlas.sagan reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.model import PingResult
+    from agent.probers.base import ProbeSpec
+
+PROTOCOLS = ("icmp", "tcp")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="TARGET", help="an address inside the destination prefixes")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="icmp", help="probe kind (default icmp)")
+    parser.add_argument("--port", type=int, help="TCP destination port (default: [ping] port, 80)")
+    parser.add_argument("--count", type=int, default=5, help="probes to send (default 5)")
+    parser.add_argument("--interval", type=float, help="seconds between probes (default: [ping] interval_s)")
+    parser.add_argument("--timeout", type=float, help="seconds to wait for each answer ([ping] timeout_s)")
+    parser.add_argument("--config", metavar="PATH", help="agent config (destination prefixes, max_pps)")
+    parser.add_argument("--json", action="store_true", help="print RIPE Atlas ping JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+    import statistics
+
+    from agent.commands._probing import config_and_target, run_with_engine
+    from agent.errors import UsageError
+    from agent.model import Protocol
+    from agent.net.engine import ProbeEngine
+    from agent.probers import ping, tcp
+    from agent.probers.base import ProbeSpec
+
+    if args.count < 1:
+        raise UsageError("--count must be at least 1")
+    if args.port is not None and (args.protocol != "tcp" or not 0 < args.port < 65536):
+        raise UsageError("--port takes 1..65535 and only with --protocol tcp")
+    config, target = config_and_target(args.config, args.target)
+    interval = config.ping.interval_s if args.interval is None else args.interval
+    timeout = config.ping.timeout_s if args.timeout is None else args.timeout
+    if interval < 0 or timeout <= 0:
+        raise UsageError("--interval must be >= 0 and --timeout > 0")
+    port = (args.port or config.ping_port_for(target)) if args.protocol == "tcp" else None
+    spec = ProbeSpec(target, Protocol(args.protocol), port=port, timeout_s=timeout)
+    prober = tcp.probe if args.protocol == "tcp" else ping.probe
+    readable = not args.json
+
+    async def body(engine: ProbeEngine) -> list[PingResult]:
+        if readable:
+            how = f"tcp port {port}" if port is not None else "icmp echo"
+            print(f"PING {target} ({how}), {args.count} probes", flush=True)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+
+        async def one(seq: int) -> PingResult:
+            # Probes leave on a fixed schedule, however long answers take (like ping(8)).
+            await asyncio.sleep(max(0.0, start + seq * interval - loop.time()))
+            return await prober(engine, spec)
+
+        tasks = [asyncio.create_task(one(seq)) for seq in range(args.count)]
+        results = []
+        for seq, task in enumerate(tasks, 1):
+            results.append(await task)
+            if readable:
+                print(line(seq, results[-1]), flush=True)
+        return results
+
+    results = run_with_engine(config, body)
+    rtts = [r.rtt_s * 1000 for r in results if r.rtt_s is not None]
+    if args.json:
+        print(json.dumps(to_ripe_ping(results, spec)))
+        return 0
+    loss = 100.0 * (len(results) - len(rtts)) / len(results)
+    print(f"--- {target} ping statistics ---")
+    print(f"{len(results)} sent, {len(rtts)} received, {loss:.0f}% loss")
+    if rtts:
+        mn, avg, mx, mdev = min(rtts), statistics.fmean(rtts), max(rtts), statistics.pstdev(rtts)
+        print(f"rtt min/avg/max/mdev = {mn:.3f}/{avg:.3f}/{mx:.3f}/{mdev:.3f} ms")
+    return 0
+
+
+def line(seq: int, result: PingResult) -> str:
+    """One readable line per probe."""
+    if result.rtt_s is None:
+        err = result.extra.get("err")
+        return f"seq={seq} " + (f"!{err} from {result.extra.get('from')}" if err else "no answer")
+    flags = f" flags={result.extra['flags']}" if "flags" in result.extra else ""
+    return f"seq={seq} from {result.target}: ttl={result.reply_ttl}{flags} time={result.rtt_s * 1000:.3f} ms"
+
+
+def to_ripe_ping(results: list[PingResult], spec: ProbeSpec) -> dict[str, Any]:
+    """RIPE Atlas ping result (atlas.ripe.net/docs/apis/result-format/, "ping"); msm_id/prb_id 0 say
+    "not a RIPE Atlas measurement", as in agent.ripe."""
+    rtts = [r.rtt_s * 1000 for r in results if r.rtt_s is not None]
+    ttl = next((r.reply_ttl for r in results if r.rtt_s is not None), None)
+    return {
+        "fw": 5080,
+        "msm_id": 0,
+        "prb_id": 0,
+        "type": "ping",
+        "af": 4,
+        "proto": spec.protocol.value.upper(),
+        "dst_addr": spec.target,
+        "dst_name": spec.target,
+        "src_addr": "",
+        "from": "",
+        "timestamp": int(results[0].sent_at),
+        "sent": len(results),
+        "rcvd": len(rtts),
+        "dup": 0,
+        "size": 0,
+        "ttl": ttl,
+        "min": round(min(rtts), 3) if rtts else -1,
+        "avg": round(sum(rtts) / len(rtts), 3) if rtts else -1,
+        "max": round(max(rtts), 3) if rtts else -1,
+        "result": [{"x": "*"} if r.rtt_s is None else {"rtt": round(r.rtt_s * 1000, 3)} for r in results],
+        "nkprobe": {"port": spec.port},
+    }
