@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from agent.model import MplsLabel, Protocol, ReplyKind
 from agent.packets.build import tcp_ident
+from agent.packets.checksum import compensate
 from agent.packets.icmpext import split_icmp_payload
 
 ICMP_ECHO_REPLY = 0
@@ -171,8 +172,13 @@ def _parse_quote(
     checksum: int | None = None
     if protocol is Protocol.UDP:
         sport, dport, checksum = a, b, d
-        # The payload's identity word survives IP ID rewriting; RFC 1812 routers quote it.
-        ident = _U16.unpack_from(transport, 8)[0] if len(transport) >= 10 else ip_id
+        ident = ip_id
+        # RFC 1812 routers quote the payload too: its identity word survives IP ID rewriting. Zero padding
+        # (RFC 4884 pads a short quote to 128 bytes) fails the compensation check and is ignored.
+        if len(transport) >= 12:
+            word, check = struct.unpack_from("!HH", transport, 8)
+            if word and check == compensate(word):
+                ident = word
     elif protocol is Protocol.ICMP:
         if transport[0] != ICMP_ECHO_REQUEST or transport[1] != 0:
             return None
