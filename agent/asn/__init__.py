@@ -29,7 +29,6 @@ __all__ = [
 ]
 
 SIDECAR_SUFFIX = ".meta.json"
-UPDATE_DIR = "asn"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +49,17 @@ def read_sidecar(path: Path) -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
-def updated_files(state_dir: str | Path | None) -> list[Path]:
-    """The tables `nkprobe asn update` left in `state_dir` (announced prefixes first, then a full table)."""
-    if state_dir is None:
+ANNOUNCED_FILE = "announced.pfx2as"
+FULL_FILE = "full-table"
+
+
+def updated_files(update_dir: str | Path | None) -> list[Path]:
+    """The tables `nkprobe asn update` left in `update_dir` (Config.asn_update_dir): announced prefixes
+    of the configured ASes first, then a full table, which wins ties."""
+    if update_dir is None:
         return []
-    directory = Path(state_dir) / UPDATE_DIR
-    names = ("announced.pfx2as", "full-table")
-    return [directory / n for n in names if (directory / n).is_file()]
+    directory = Path(update_dir)
+    return [directory / n for n in (ANNOUNCED_FILE, FULL_FILE) if (directory / n).is_file()]
 
 
 def _add_builtin(builder: TableBuilder) -> str:
@@ -72,16 +75,16 @@ def builtin_table() -> AsnTable:
 
 def load_table(
     files: Iterable[str | Path] = (),
-    state_dir: str | Path | None = None,
+    update_dir: str | Path | None = None,
     builtin: bool = True,
 ) -> AsnTable:
-    """The built-in table, then updated tables from `state_dir`, then `files`; later sources win ties."""
+    """The built-in table, then updated tables from `update_dir`, then `files`; later sources win ties."""
     builder = TableBuilder()
     parts: list[str] = []
     snapshot: float | None = None
     if builtin:
         parts.append(_add_builtin(builder))
-    for path in [*updated_files(state_dir), *(Path(f) for f in files)]:
+    for path in [*updated_files(update_dir), *(Path(f) for f in files)]:
         before = len(builder)
         fmt = load_file(builder, path)
         meta = read_sidecar(path)

@@ -1,0 +1,395 @@
+"""Pure: a traced path -> the upstream it crossed into the destination, with evidence a person can check.
+
+The rule (DOMAIN.md "The upstreams"):
+1. Find the first hop inside the destination (its AS is destination.asn, or it is in destination.prefixes).
+2. The upstream is the group of the nearest public, responding hop before it. Private (RFC 1918), shared
+   (RFC 6598), loopback, link-local and exchange-point addresses are passed over: MPLS tunnels answer from
+   RFC 1918 space (TTK's 10.99.99.x) and a router at an exchange answers from the exchange's LAN.
+   198.18.0.0/15 (RFC 2544 benchmarking) is NOT passed over: the lab lives there.
+3. That hop's group comes from its AS (longest-prefix match) when any table knows the address. The AS
+   outranks the reverse name: NTT's `trans-telecom-0...gin.ntt.net` is AS2914, not TransTeleCom. A
+   configured border address outranks both (it exists for unannounced borders such as 103.35.255.254).
+   An address no table knows takes its group from a configured border, a name ending in a configured
+   suffix and the nearest public hop before it; if they disagree, or nothing speaks, the tag is `unknown`.
+4. A trace that never enters the destination is tagged from its last responding public hop only if that
+   hop belongs to an upstream group (a `!X` from China Unicom's 219.158.39.42 is China Unicom).
+5. `other` needs a hop of a known AS outside every group right before the destination, with no more than
+   `max_gap` silent or passed-over hops between: a long silent stretch could hide an upstream's routers.
+Weak evidence gives `unknown`, and every `unknown` says why in its evidence.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from agent.asn.table import AsnMatch, ip_to_int
+from agent.model import OTHER, UNKNOWN, Border, Classification, Path
+
+Lookup = Callable[[str], AsnMatch | None]
+
+# Addresses that never identify a network on a path (IANA special-purpose registry, RFC 6890): passed
+# over. 198.18.0.0/15 (RFC 2544) is deliberately absent: the lab's routers are numbered in it.
+SPECIAL_PREFIXES: tuple[str, ...] = (
+    "0.0.0.0/8",  # "this network", RFC 791
+    "10.0.0.0/8",  # RFC 1918 (TTK's MPLS hops: 10.99.99.x, 10.4.4.1)
+    "100.64.0.0/10",  # shared address space, RFC 6598 (carrier-grade NAT)
+    "127.0.0.0/8",  # loopback, RFC 1122
+    "169.254.0.0/16",  # link local, RFC 3927
+    "172.16.0.0/12",  # RFC 1918
+    "192.0.0.0/24",  # IETF protocol assignments, RFC 6890
+    "192.168.0.0/16",  # RFC 1918
+    "224.0.0.0/4",  # multicast, RFC 5771
+    "240.0.0.0/4",  # reserved, RFC 1112
+)
+
+# Exchange-point peering LANs: a member's router there answers from the exchange's space, which says
+# nothing about whose router it is. IPv4 peering LANs as listed by PeeringDB (peeringdb.com, "ixlan"
+# prefixes) for exchanges on the usual paths to Russia and Hong Kong; recalled 2026-11, re-check there.
+DEFAULT_EXCHANGE_PREFIXES: dict[str, str] = {
+    "80.81.192.0/21": "DE-CIX Frankfurt",
+    "80.249.208.0/21": "AMS-IX",
+    "195.66.224.0/21": "LINX LON1",
+    "195.208.208.0/21": "MSK-IX Moscow",
+    "123.255.88.0/21": "HKIX",
+    "206.126.236.0/22": "Equinix Ashburn",
+}
+
+
+# RIPE Atlas "err" letters (agent.model.UNREACHABLE_ERR) in words, with traceroute's marks.
+_ERR_TEXT = {
+    "N": "network unreachable, !N",
+    "H": "host unreachable, !H",
+    "P": "protocol unreachable, !P",
+    "F": "fragmentation needed, !F",
+    "S": "source route failed, !S",
+    "A": "administratively prohibited, !X",
+}
+
+
+def _range(prefix: str) -> tuple[int, int]:
+    net = ipaddress.IPv4Network(prefix, strict=False)
+    return int(net.network_address), int(net.broadcast_address)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the classifier knows besides the path; `from_config` builds it from a Config."""
+
+    upstreams: Mapping[str, tuple[int, ...]]
+    destination_asn: int | None = 131279
+    destination_prefixes: tuple[str, ...] = ("175.45.176.0/22",)
+    borders: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # group -> addresses
+    name_suffixes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # group -> suffixes
+    exchange_prefixes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_EXCHANGE_PREFIXES))
+    max_gap: int = 5  # silent or passed-over hops allowed between the upstream hop and the destination
+    # `other` claims that no upstream group carried the path: only when at most the usual silent hops
+    # inside the destination (about three, DOMAIN.md) separate that hop from it, or a silent upstream
+    # router could hide in the gap.
+    other_max_gap: int = 3
+    _group_of: dict[int, str] = field(init=False, repr=False, compare=False)
+    _border_of: dict[str, str] = field(init=False, repr=False, compare=False)
+    _dest: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
+    _special: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
+    _ixp: tuple[tuple[int, int, str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Precomputed integer ranges: classify runs per flow, every minute, on a Raspberry Pi.
+        group_of = {asn: g for g, asns in self.upstreams.items() for asn in asns}
+        border_of = {a: g for g, addrs in self.borders.items() for a in addrs}
+        object.__setattr__(self, "_group_of", group_of)
+        object.__setattr__(self, "_border_of", border_of)
+        object.__setattr__(self, "_dest", tuple(_range(p) for p in self.destination_prefixes))
+        object.__setattr__(self, "_special", tuple(_range(p) for p in SPECIAL_PREFIXES))
+        object.__setattr__(
+            self, "_ixp", tuple((*_range(p), f"{name} {p}") for p, name in self.exchange_prefixes.items())
+        )
+
+    @classmethod
+    def from_config(cls, config: object) -> Settings:
+        """From an agent.config.Config (duck-typed so this module stays free of config loading)."""
+        destination = getattr(config, "destination", None)
+        names = getattr(config, "names", None)
+        return cls(
+            upstreams=dict(getattr(config, "upstreams", {})),
+            destination_asn=getattr(destination, "asn", None),
+            destination_prefixes=tuple(getattr(destination, "prefixes", ())),
+            borders=dict(getattr(config, "borders", {}) or {}),
+            name_suffixes=dict(getattr(names, "suffixes", {}) or {}),
+            exchange_prefixes=dict(getattr(config, "exchange_prefixes", None) or DEFAULT_EXCHANGE_PREFIXES),
+        )
+
+    def group_of_asn(self, asn: int | None) -> str | None:
+        if asn is None:
+            return None
+        return self._group_of.get(asn)
+
+    def border_group(self, address: str) -> str | None:
+        return self._border_of.get(address)
+
+    def suffix_group(self, name: str) -> tuple[str, str] | None:
+        """(group, suffix) when `name` ends in a configured suffix (a whole label: no 'xtranstelecom.net')."""
+        name = name.lower().rstrip(".")
+        for group, suffixes in self.name_suffixes.items():
+            for suffix in suffixes:
+                s = suffix.lower().strip(".")
+                if name == s or name.endswith("." + s):
+                    return group, s
+        return None
+
+    def in_destination_prefixes(self, value: int) -> bool:
+        return any(lo <= value <= hi for lo, hi in self._dest)
+
+    def special(self, value: int) -> bool:
+        return any(lo <= value <= hi for lo, hi in self._special)
+
+    def exchange(self, value: int) -> str | None:
+        for lo, hi, label in self._ixp:
+            if lo <= value <= hi:
+                return label
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Addr:
+    """What we know about one responding address of one hop."""
+
+    ttl: int
+    address: str
+    kind: str  # "public", "special", "exchange", "destination", "invalid"
+    match: AsnMatch | None
+    name: str
+    exchange: str = ""
+
+    @property
+    def asn(self) -> int | None:
+        return None if self.match is None else self.match.asn
+
+
+def _describe(settings: Settings, a: _Addr) -> str:
+    text = f"hop {a.ttl} {a.address}"
+    if a.match is not None:
+        group = settings.group_of_asn(a.asn)
+        text += f" is AS{a.asn}" + (f" ({group})" if group else "")
+        if a.match.alternatives:
+            text += " (also originated by " + ", ".join(f"AS{x}" for x in a.match.alternatives) + ")"
+    else:
+        text += " is in no IP-to-AS table"
+    if a.name:
+        text += f", name {a.name}"
+    return text
+
+
+def _addr(settings: Settings, lookup: Lookup, names: Mapping[str, str], ttl: int, address: str) -> _Addr:
+    name = names.get(address, "")
+    try:
+        value = ip_to_int(address)
+    except ValueError:
+        return _Addr(ttl, address, "invalid", None, name)
+    if settings.special(value):
+        return _Addr(ttl, address, "special", None, name)
+    match = lookup(address)
+    if settings.in_destination_prefixes(value) or (
+        match is not None and settings.destination_asn is not None and match.asn == settings.destination_asn
+    ):
+        return _Addr(ttl, address, "destination", match, name)
+    ixp = settings.exchange(value)
+    if ixp is not None and settings.border_group(address) is None:
+        return _Addr(ttl, address, "exchange", match, name, ixp)
+    return _Addr(ttl, address, "public", match, name)
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    group: str | None  # a group name, OTHER, or None (unknown)
+    evidence: tuple[str, ...]
+
+
+def _group_of_hop(settings: Settings, a: _Addr, before: _Addr | None) -> _Verdict:
+    """The group one public address belongs to, from border config, its AS, its name, its neighbour."""
+    described = _describe(settings, a)
+    border = settings.border_group(a.address)
+    named = settings.suffix_group(a.name) if a.name else None
+    if border is not None:
+        # Operator-configured borders outrank tables: they exist for unannounced hand-off addresses.
+        extra = ""
+        if a.match is not None and settings.group_of_asn(a.asn) not in (None, border):
+            extra = f"; the table's AS{a.asn} disagrees, the configured border wins"
+        return _Verdict(border, (f"{described}, a configured {border} border address{extra}",))
+    if a.match is not None:
+        group = settings.group_of_asn(a.asn)
+        note = ""
+        if named is not None and named[0] != group:
+            note = f" (its name ends in {named[1]}, but the address's AS outranks a name)"
+        return _Verdict(group if group is not None else OTHER, (described + note,))
+    # No table knows it: votes from a name with a configured suffix and the nearest public hop before it.
+    votes: dict[str, list[str]] = {}
+    if named is not None:
+        votes.setdefault(named[0], []).append(f"its name ends in {named[1]}")
+    if before is not None and before.match is not None:
+        group = settings.group_of_asn(before.asn)
+        if group is not None:
+            votes.setdefault(group, []).append(
+                f"hop {before.ttl} {before.address} before it is AS{before.asn}"
+            )
+    if not votes:
+        return _Verdict(None, (f"{described}; no name, border or neighbour ties it to an upstream",))
+    if len(votes) > 1:
+        reasons = "; ".join(f"{g}: {' and '.join(why)}" for g, why in sorted(votes.items()))
+        return _Verdict(None, (f"{described}; the evidence disagrees ({reasons})",))
+    (group, why), *_ = votes.items()
+    return _Verdict(group, (f"{described}; {' and '.join(why)}",))
+
+
+def _as_path(addrs: list[list[_Addr]]) -> tuple[int | None, ...]:
+    """Per-hop ASNs collapsed: runs merged, unknown stretches between the same AS absorbed.
+
+    Leading unknown hops (the vantage's own LAN) are dropped; other unknown stretches stay as None.
+    """
+    per_hop: list[int | None] = []
+    for hop_addrs in addrs:
+        asns = [a.asn for a in hop_addrs if a.asn is not None]
+        per_hop.append(asns[0] if asns else None)
+    collapsed: list[int | None] = []
+    for asn in per_hop:
+        if collapsed and collapsed[-1] == asn:
+            continue
+        collapsed.append(asn)
+    # Absorb None between two equal ASes (MPLS or silent hops inside one network).
+    out: list[int | None] = []
+    for i, asn in enumerate(collapsed):
+        if asn is None and 0 < i < len(collapsed) - 1 and collapsed[i - 1] == collapsed[i + 1]:
+            continue
+        if out and out[-1] == asn:
+            continue
+        out.append(asn)
+    while out and out[0] is None:
+        out.pop(0)
+    return tuple(out)
+
+
+def _nearest_public(addrs: list[list[_Addr]], end: int) -> int | None:
+    """Index of the nearest hop before `end` with a public address."""
+    for i in range(end - 1, -1, -1):
+        if any(a.kind == "public" for a in addrs[i]):
+            return i
+    return None
+
+
+def _hop_verdict(settings: Settings, addrs: list[list[_Addr]], index: int) -> tuple[_Verdict, _Addr]:
+    """The verdict for hop `index` (its public addresses must agree) and the address used as the border."""
+    publics = [a for a in addrs[index] if a.kind == "public"]
+    before_index = _nearest_public(addrs, index)
+    before = None
+    if before_index is not None:
+        before = next(a for a in addrs[before_index] if a.kind == "public")
+    verdicts = [_group_of_hop(settings, a, before) for a in publics]
+    groups = {v.group for v in verdicts}
+    evidence = tuple(e for v in verdicts for e in v.evidence)
+    if len(groups) > 1:
+        names = ", ".join(sorted(str(g) for g in groups))
+        return _Verdict(
+            None, (*evidence, f"hop {publics[0].ttl} answered from several networks ({names})")
+        ), (publics[0])
+    return _Verdict(verdicts[0].group, evidence), publics[0]
+
+
+def classify(
+    path: Path,
+    lookup: Lookup,
+    settings: Settings,
+    names: Mapping[str, str] = {},  # read only
+) -> Classification:
+    """Tag one path; see the module docstring for the rule."""
+    hops = path.hops
+    addrs = [[_addr(settings, lookup, names, h.ttl, a) for a in h.addresses] for h in hops]
+    as_path = _as_path(addrs)
+    dest_index = next((i for i, h in enumerate(addrs) if any(a.kind == "destination" for a in h)), None)
+
+    def unknown(*why: str) -> Classification:
+        return Classification(UNKNOWN, None, as_path, why)
+
+    if dest_index is None:
+        return _classify_unreached(settings, path, addrs, as_path)
+    first = next(a for a in addrs[dest_index] if a.kind == "destination")
+    inside = f"hop {first.ttl} {first.address} is in " + (
+        f"{first.match.prefix}, AS{first.match.asn}"
+        if first.match is not None
+        else "the destination prefixes"
+    )
+    up_index = _nearest_public(addrs, dest_index)
+    if up_index is None:
+        return unknown(inside, "no public hop answered before the destination; the upstream is not seen")
+    gap = dest_index - up_index - 1
+    verdict, border_addr = _hop_verdict(settings, addrs, up_index)
+    evidence = list(verdict.evidence)
+    passed = [a for hop in addrs[up_index + 1 : dest_index] for a in hop if a.kind == "exchange"]
+    evidence.extend(
+        f"hop {a.ttl} {a.address} is on an exchange LAN ({a.exchange}), passed over" for a in passed
+    )
+    if gap:
+        evidence.append(f"{gap} silent or passed-over hop{'s' if gap > 1 else ''} before hop {first.ttl}")
+    evidence.append(inside)
+    if verdict.group is None:
+        return unknown(*evidence)
+    limit = settings.other_max_gap if verdict.group == OTHER else settings.max_gap
+    if gap > limit:
+        evidence.append(
+            f"{gap} hops before the destination are unseen (more than {limit}): an upstream could hide there"
+        )
+        return unknown(*evidence)
+    evidence.extend(_context(settings, addrs, up_index))
+    border = Border(hop=border_addr.ttl, address=border_addr.address, asn=border_addr.asn)
+    return Classification(verdict.group, border, as_path, tuple(evidence))
+
+
+def _context(settings: Settings, addrs: list[list[_Addr]], index: int) -> list[str]:
+    """The nearest public hop before the border hop, as context a reader can check (not decisive)."""
+    before = _nearest_public(addrs, index)
+    if before is None:
+        return []
+    a = next(x for x in addrs[before] if x.kind == "public")
+    if a.match is None:
+        return []
+    return [f"before it, {_describe(settings, a)}"]
+
+
+def _classify_unreached(
+    settings: Settings, path: Path, addrs: list[list[_Addr]], as_path: tuple[int | None, ...]
+) -> Classification:
+    where = f"the trace never entered the destination ({', '.join(settings.destination_prefixes)})"
+    last = _nearest_public(addrs, len(addrs))
+    if last is None:
+        return Classification(UNKNOWN, None, as_path, (f"{where}; no public hop answered",))
+    verdict, border_addr = _hop_verdict(settings, addrs, last)
+    evidence = list(verdict.evidence)
+    errors = sorted({r.err for r in path.hops[last].replies if r.err is not None})
+    if errors:
+        text = ", ".join(f"'{e}' ({_ERR_TEXT.get(e, 'code ' + e)})" for e in errors)
+        evidence.append(f"hop {border_addr.ttl} answered ICMP destination unreachable {text}")
+    if verdict.group is None or verdict.group == OTHER:
+        evidence.append(f"{where}; its last public hop belongs to no upstream group")
+        return Classification(UNKNOWN, None, as_path, tuple(evidence))
+    evidence.append(f"{where}; it stops in {verdict.group} and nothing after it disagrees")
+    border = Border(hop=border_addr.ttl, address=border_addr.address, asn=border_addr.asn)
+    return Classification(verdict.group, border, as_path, tuple(evidence))
+
+
+def upstream_shares(classifications: Iterable[Classification], tags: Iterable[str]) -> dict[str, float]:
+    """The share of flows per tag: every tag present, summing to 1 when there is at least one flow.
+
+    >>> upstream_shares([Classification("transtelecom"), Classification("unknown")],
+    ...                 ["china_unicom", "transtelecom", "other", "unknown"])
+    {'china_unicom': 0.0, 'transtelecom': 0.5, 'other': 0.0, 'unknown': 0.5}
+    """
+    shares = dict.fromkeys(tags, 0.0)
+    items = list(classifications)
+    for c in items:
+        # A tag outside `tags` (a group removed from the config) counts as unknown rather than vanishing.
+        key = c.upstream if c.upstream in shares else UNKNOWN
+        shares[key] = shares.get(key, 0.0) + 1.0
+    if items:
+        for key in shares:
+            shares[key] /= len(items)
+    return shares
