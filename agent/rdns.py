@@ -1,0 +1,137 @@
+"""Reverse DNS names of hop addresses, as evidence for classification (names ending in a group's suffix).
+
+Names are never allowed to slow a result down: `ReverseNames.names()` waits at most a budget, returns what
+is known by then, and lets slower lookups finish in the background to fill the cache for the next round.
+The resolver is injected (a blocking `address -> name` function, run in a small thread pool, because
+`socket.gethostbyaddr` blocks and has no timeout of its own); tests pass a fake one, never real DNS.
+The cache is bounded in entries (LRU) and in age (positive and negative TTLs), and so is the number of
+lookups in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+
+Resolver = Callable[[str], "str | None"]
+
+
+def system_resolver(address: str) -> str | None:
+    """The system's reverse lookup (PTR via nsswitch); None when there is no name."""
+    try:
+        name = socket.gethostbyaddr(address)[0]
+    except (OSError, UnicodeError):  # socket.herror / gaierror are OSErrors
+        return None
+    return name if name and name != address else None
+
+
+class ReverseNames:
+    """A bounded, time-limited cache of reverse names in front of a blocking resolver."""
+
+    def __init__(
+        self,
+        resolver: Resolver = system_resolver,
+        *,
+        max_entries: int = 4096,
+        max_in_flight: int = 64,
+        ttl_s: float = 3600.0,
+        negative_ttl_s: float = 600.0,
+        workers: int = 4,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._resolver = resolver
+        self._max_entries = max_entries
+        self._max_in_flight = max_in_flight
+        self._ttl_s = ttl_s
+        self._negative_ttl_s = negative_ttl_s
+        self._clock = clock
+        self._cache: OrderedDict[str, tuple[str | None, float]] = OrderedDict()  # address -> (name, expiry)
+        self._pending: dict[str, asyncio.Future[str | None]] = {}
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nkprobe-rdns")
+        self.failures = 0
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def cached(self, address: str) -> str | None:
+        """The cached name (no I/O); None when unknown, expired or known to have no name."""
+        hit = self._fresh(address)
+        return None if hit is None else hit[0]
+
+    def _fresh(self, address: str) -> tuple[str | None] | None:
+        entry = self._cache.get(address)
+        if entry is None:
+            return None
+        name, expiry = entry
+        if self._clock() >= expiry:
+            del self._cache[address]
+            return None
+        self._cache.move_to_end(address)
+        return (name,)
+
+    def _store(self, address: str, name: str | None) -> None:
+        ttl = self._ttl_s if name else self._negative_ttl_s
+        self._cache[address] = (name, self._clock() + ttl)
+        self._cache.move_to_end(address)
+        while len(self._cache) > self._max_entries:
+            self._cache.popitem(last=False)
+
+    def _resolve(self, address: str) -> str | None:
+        try:
+            return self._resolver(address)
+        except Exception:  # a broken resolver must not break probing: count it, remember "no name"
+            self.failures += 1
+            return None
+
+    def _start(self, address: str) -> asyncio.Future[str | None] | None:
+        if address in self._pending:
+            return self._pending[address]
+        if len(self._pending) >= self._max_in_flight:
+            return None  # bounded: try again next round
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, self._resolve, address)
+        self._pending[address] = future
+
+        def done(f: asyncio.Future[str | None]) -> None:
+            self._pending.pop(address, None)
+            if not f.cancelled() and f.exception() is None:
+                self._store(address, f.result())
+
+        future.add_done_callback(done)
+        return future
+
+    async def names(self, addresses: Iterable[str], budget_s: float) -> dict[str, str]:
+        """Names of `addresses` known within `budget_s` seconds (cached ones at once; no name: absent)."""
+        wanted = list(dict.fromkeys(addresses))
+        futures = [f for a in wanted if self._fresh(a) is None and (f := self._start(a)) is not None]
+        if futures and budget_s > 0:
+            await asyncio.wait(futures, timeout=budget_s)
+        out: dict[str, str] = {}
+        for address in wanted:
+            name = self.cached(address)
+            if name:
+                out[address] = name
+        return out
+
+    def names_blocking(self, addresses: Iterable[str], budget_s: float) -> dict[str, str]:
+        """`names()` for synchronous callers (the CLI): no event loop, the same bounds."""
+        wanted = list(dict.fromkeys(addresses))
+        futures: dict[str, Future[str | None]] = {}
+        for address in wanted:
+            if self._fresh(address) is None and len(futures) < self._max_in_flight:
+                futures[address] = self._executor.submit(self._resolve, address)
+        if futures and budget_s > 0:
+            wait(list(futures.values()), timeout=budget_s)
+        for address, future in futures.items():
+            if future.done() and not future.cancelled():
+                self._store(address, future.result())
+            else:
+                future.cancel()  # too slow: not waited for, and not started if still queued
+        return {a: n for a in wanted if (n := self.cached(a))}
