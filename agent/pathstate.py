@@ -210,8 +210,8 @@ class LatencyWatch:
     """
 
     window: int = 5
-    rtt_abs_s: float = 0.015
-    rtt_rel: float = 0.15
+    rtt_abs_s: float = 0.010
+    rtt_rel: float = 0.10
     loss_limit: int = 3
     ttl_confirm: int = 2
     recent: deque[float] = field(default_factory=deque)

@@ -15,7 +15,7 @@ import bisect
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from agent.model import PingResult, Target
@@ -115,7 +115,6 @@ class TargetSnapshot:
 class Snapshot:
     agent_name: str
     version: str
-    ping_protocols: tuple[str, ...]
     trace_protocol: str
     tags: tuple[str, ...]
     targets: tuple[TargetSnapshot, ...]
@@ -134,8 +133,16 @@ class Snapshot:
     history_write_errors: int
 
 
-def _new_target(t: Target, protocols: Iterable[str], tags: tuple[str, ...]) -> TargetSnapshot:
-    protocols = tuple(protocols)
+ProtocolsFor = Callable[[str], tuple[str, ...]] | Sequence[str]
+"""The latency protocols of each target: one list for all, or a function of the address (per-target
+overrides, Config.ping_protocols_for)."""
+
+
+def _protocols(spec: ProtocolsFor, address: str) -> tuple[str, ...]:
+    return tuple(spec(address)) if callable(spec) else tuple(spec)
+
+
+def _new_target(t: Target, protocols: tuple[str, ...], tags: tuple[str, ...]) -> TargetSnapshot:
     return TargetSnapshot(
         target=t,
         probes_sent=dict.fromkeys(protocols, 0),
@@ -163,7 +170,7 @@ class State:
         agent_name: str,
         version: str,
         targets: Iterable[Target],
-        ping_protocols: Iterable[str],
+        ping_protocols: ProtocolsFor,
         trace_protocol: str,
         tags: tuple[str, ...],
         wall: Callable[[], float] = time.time,
@@ -172,11 +179,10 @@ class State:
         self._wall = wall
         self._agent_name = agent_name
         self._version = version
-        self._ping_protocols = tuple(ping_protocols)
         self._trace_protocol = trace_protocol
         self._tags = tags
         self._targets: dict[str, TargetSnapshot] = {
-            t.address: _new_target(t, self._ping_protocols, tags) for t in targets
+            t.address: _new_target(t, _protocols(ping_protocols, t.address), tags) for t in targets
         }
         self._packets = dict.fromkeys(PACKET_PROTOCOLS, 0)
         self._durations = {p: Histogram.empty(TRACE_DURATION_BUCKETS) for p in PACKET_PROTOCOLS}
@@ -199,23 +205,22 @@ class State:
         *,
         agent_name: str,
         targets: Iterable[Target],
-        ping_protocols: Iterable[str],
+        ping_protocols: ProtocolsFor,
         trace_protocol: str,
         tags: tuple[str, ...],
     ) -> None:
         """Apply a reloaded config: targets kept keep their counters, new ones start at zero."""
         with self._lock:
-            protocols = tuple(ping_protocols)
             kept: dict[str, TargetSnapshot] = {}
             for t in targets:
                 old = self._targets.get(t.address)
-                if old is None or protocols != self._ping_protocols or tags != self._tags:
+                protocols = _protocols(ping_protocols, t.address)
+                if old is None or protocols != tuple(old.probes_sent) or tags != self._tags:
                     kept[t.address] = _new_target(t, protocols, tags)
                 else:
                     kept[t.address] = replace(old, target=t)
             self._targets = kept
             self._agent_name = agent_name
-            self._ping_protocols = protocols
             self._trace_protocol = trace_protocol
             self._tags = tags
 
@@ -250,10 +255,9 @@ class State:
             self._packets[protocol] = self._packets.get(protocol, 0) + n
 
     def record_ping(self, result: PingResult) -> None:
-        """One latency probe (one packet); its answer or its loss."""
+        """One latency probe's answer or loss (its packet is counted where it is sent: record_packets)."""
         proto = str(result.protocol)
         with self._lock:
-            self._packets[proto] = self._packets.get(proto, 0) + 1
             t = self._targets.get(result.target)
             if t is None or proto not in t.probes_sent:
                 return
@@ -333,7 +337,6 @@ class State:
             return Snapshot(
                 agent_name=self._agent_name,
                 version=self._version,
-                ping_protocols=self._ping_protocols,
                 trace_protocol=self._trace_protocol,
                 tags=self._tags,
                 targets=tuple(self._targets.values()),

@@ -99,7 +99,7 @@ def _latency_metrics(s: Snapshot) -> Iterator[Metric]:
     )
     for t in s.targets:
         key = [t.target.address, t.target.prefix]
-        for proto in s.ping_protocols:
+        for proto in t.probes_sent:
             sent.add_metric([*key, proto], float(t.probes_sent.get(proto, 0)))
             answered.add_metric([*key, proto], float(t.probes_answered.get(proto, 0)))
             h = t.rtt[proto]

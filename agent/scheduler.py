@@ -1,0 +1,354 @@
+"""The scheduler: asyncio tasks that keep every target's latency probes and traces going.
+
+- Latency probes: one loop per target and protocol, every `ping.interval_s` with +-10 % jitter, from a
+  random start offset (a fleet of agents never probes in lockstep; DESIGN.md idea 9). A probe that is
+  still out when the next is due does not hold it back (the timeout may exceed the interval), up to a
+  bound of probes in flight.
+- Traces: one loop per target, a round of `trace.flows` Paris traces (flow ids fixed per target, so round
+  after round the same flows cross the same per-flow balancers) every `trace.interval_s` with jitter,
+  from a random offset.
+- Immediate re-trace: a latency probe whose reply TTL changes, whose RTT moves to a new level, or whose
+  target stops answering (agent.pathstate.LatencyWatch) wakes the trace loops of every target in its /24
+  (routing is per /24; DOMAIN.md); so does a change of our own default route (agent.localnet). While
+  a new tag waits for confirmation (agent.pathstate.PathState.pending), the next round follows after
+  `confirm_delay_s` instead of a whole interval: a flip is confirmed in seconds, not minutes.
+- The global packet budget (`agent.max_pps`) is enforced where packets leave (agent.net.engine asks
+  agent.budget before every send), so pings and traces queue there; nothing here can exceed it.
+- A failing probe, trace, classification or history write is counted (nkprobe_errors_total{kind}) and
+  logged, never fatal: the loop goes on.
+
+Time comes from the event loop (`loop.time()`), so tests run the scheduler on a loop whose clock is
+virtual (tests/agent/vloop.py) and step through hours in milliseconds, never sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from agent.config import Config
+from agent.model import Classification, Path, PingResult, Target
+from agent.pathstate import Change, LatencyWatch, PathState, Trigger, tag_values
+from agent.state import State
+
+log = logging.getLogger("nkprobe.scheduler")
+
+JITTER = 0.1  # +-10 % of each interval
+CONFIRM_DELAY_S = 1.0  # between rounds while a new tag waits for confirmation
+MIN_ROUND_GAP_S = 1.0  # between any two rounds of one target: a trigger storm cannot become a trace storm
+
+
+class Pinger(Protocol):
+    """One latency probe; a timeout is a PingResult with rtt_s None, never an exception."""
+
+    def __call__(self, target: Target, protocol: str) -> Awaitable[PingResult]: ...
+
+
+class Tracer(Protocol):
+    """A round: `flows` Paris traces with flow ids first_flow, first_flow+1, ..., one Path each."""
+
+    def __call__(self, target: Target, first_flow: int, flows: int) -> Awaitable[Sequence[Path]]: ...
+
+
+Classifier = Callable[[Path], Classification]
+
+
+@dataclass(frozen=True, slots=True)
+class PathChange:
+    """A confirmed upstream change of one target, with the evidence of the round that confirmed it."""
+
+    target: Target
+    change: Change
+    classification: Classification | None
+    path: Path | None
+
+
+class HistorySink(Protocol):
+    """Where confirmed changes go (agent.history); may raise, which is counted as a history fault."""
+
+    def __call__(self, change: PathChange) -> Awaitable[None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RoundFigures:
+    """What one round shows besides its tag: figures of the path that carries the current tag."""
+
+    hops: int | None
+    reached: bool | None
+    border_upstream: float | None
+    border_destination: float | None
+
+
+def _min_rtt(path: Path, ttl: int) -> float | None:
+    for hop in path.hops:
+        if hop.ttl == ttl and hop.replies:
+            return min(r.rtt_s for r in hop.replies)
+    return None
+
+
+def round_figures(path: Path, classification: Classification | None) -> RoundFigures:
+    """Hops, reached and the border RTTs of one path (pure).
+
+    Hops: the TTL that reached the destination, else the highest TTL that answered. Border RTTs: the
+    fastest reply at the classifier's border hop (the last hop before the destination AS) and at the
+    first hop after it that answered.
+    """
+    answered = [h.ttl for h in path.hops if h.replies]
+    hops: int | None = None
+    if path.reached:
+        at_target = [h.ttl for h in path.hops if path.target in h.addresses]
+        hops = min(at_target) if at_target else (max(answered) if answered else None)
+    elif answered:
+        hops = max(answered)
+    up = down = None
+    border = classification.border if classification is not None else None
+    if border is not None:
+        up = _min_rtt(path, border.hop)
+        later = sorted(h.ttl for h in path.hops if h.ttl > border.hop and h.replies)
+        if later:
+            down = _min_rtt(path, later[0])
+    return RoundFigures(hops=hops, reached=path.reached, border_upstream=up, border_destination=down)
+
+
+class _RateLog:
+    """Log the 1st, 2nd, 4th, 8th... occurrence of a repeating fault: visible, never a flood."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    def warn(self, key: str, message: str, *args: object) -> None:
+        n = self._counts.get(key, 0) + 1
+        self._counts[key] = n
+        if n & (n - 1) == 0:
+            log.warning(message + " (occurrence %d)", *args, n)
+
+
+class Scheduler:
+    """Owns the probe and trace loops of one config; `run()` until cancelled, `reconfigure()` on SIGHUP."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        state: State,
+        pinger: Pinger,
+        tracer: Tracer,
+        classify: Classifier,
+        history: HistorySink | None = None,
+        rng: random.Random | None = None,
+        wall: Callable[[], float] = time.time,
+        confirm_delay_s: float = CONFIRM_DELAY_S,
+        min_round_gap_s: float = MIN_ROUND_GAP_S,
+    ) -> None:
+        self.state = state
+        self._pinger = pinger
+        self._tracer = tracer
+        self._classify = classify
+        self._history = history
+        self._rng = rng or random.Random()
+        self._wall = wall
+        self._confirm_delay_s = confirm_delay_s
+        self._min_round_gap_s = min_round_gap_s
+        self._paths: dict[str, PathState] = {}
+        self._watches: dict[tuple[str, str], LatencyWatch] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._writes: set[asyncio.Task[None]] = set()
+        self._log = _RateLog()
+        self.config = config
+        self.rounds = 0  # trace rounds completed, for tests and benchmarks
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Start every loop and wait; cancelling this cancels them."""
+        self._start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self._stop_loops()
+
+    def _start(self) -> None:
+        cfg = self.config
+        tags = tag_values(cfg.upstreams)
+        for t in cfg.targets:
+            ps = self._paths.get(t.address)
+            if ps is None or ps.tags != tags or ps.confirm != cfg.trace.hysteresis:
+                self._paths[t.address] = PathState(tags=tags, confirm=cfg.trace.hysteresis)
+            self._wake[t.address] = asyncio.Event()
+            self._tasks.append(asyncio.create_task(self._trace_loop(t), name=f"trace {t.address}"))
+            for proto in cfg.ping_protocols_for(t.address):
+                self._watches.setdefault((t.address, proto), LatencyWatch())
+                self._tasks.append(
+                    asyncio.create_task(self._ping_loop(t, proto), name=f"ping {proto} {t.address}")
+                )
+        kept = {t.address for t in cfg.targets}
+        for address in list(self._paths):
+            if address not in kept:
+                del self._paths[address]
+        for key in list(self._watches):
+            if key[0] not in kept:
+                del self._watches[key]
+
+    async def _stop_loops(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def reconfigure(self, config: Config) -> None:
+        """Swap to a new (already validated) config: loops restart, kept targets keep their path state."""
+        await self._stop_loops()
+        self.config = config
+        self._start()
+
+    async def flush(self, timeout_s: float = 10.0) -> None:
+        """Wait for the history writes in flight (SIGTERM: finish writes, then exit)."""
+        if self._writes:
+            await asyncio.wait(set(self._writes), timeout=timeout_s)
+
+    def trigger(self, reason: Trigger, prefix: str | None = None) -> None:
+        """Trace now every target in `prefix` (a /24 as in Target.prefix), or every target if None."""
+        self.state.count_trigger(reason.value)
+        for t in self.config.targets:
+            if prefix is None or t.prefix == prefix:
+                event = self._wake.get(t.address)
+                if event is not None:
+                    event.set()
+
+    # -- latency probes ---------------------------------------------------------------------------------
+
+    async def _ping_loop(self, target: Target, proto: str) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.config.ping.interval_s
+        # Probes allowed in flight at once: enough to keep the interval when every probe times out.
+        cap = max(1, int(self.config.ping.timeout_s / interval) + 1)
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            await asyncio.sleep(self._rng.uniform(0.0, interval))
+            due = loop.time()
+            while True:
+                while len(in_flight) >= cap:
+                    await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                task = asyncio.create_task(self._one_ping(target, proto))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+                due += interval * self._rng.uniform(1.0 - JITTER, 1.0 + JITTER)
+                now = loop.time()
+                due = max(due, now)  # fell behind (a slow budget): skip, never burst to catch up
+                await asyncio.sleep(due - now)
+        finally:
+            for task in in_flight:
+                task.cancel()
+
+    async def _one_ping(self, target: Target, proto: str) -> None:
+        try:
+            result = await self._pinger(target, proto)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.state.count_error("ping")
+            self._log.warn(
+                f"ping {proto} {target.address}", "ping %s %s failed: %s", proto, target.address, exc
+            )
+            return
+        self.state.record_ping(result)
+        watch = self._watches.get((target.address, proto))
+        if watch is None:
+            return
+        reason = watch.observe(result.rtt_s, result.reply_ttl)
+        if reason is not None:
+            log.info("%s %s: %s, tracing %s now", proto, target.address, reason.value, target.prefix)
+            self.trigger(reason, target.prefix)
+
+    # -- traces -----------------------------------------------------------------------------------------
+
+    async def _trace_loop(self, target: Target) -> None:
+        loop = asyncio.get_running_loop()
+        wake = self._wake[target.address]
+        interval = self.config.trace.interval_s
+        # The first round soon (within the first ping interval or five seconds), spread at random.
+        delay = self._rng.uniform(0.0, min(interval, max(5.0, self.config.ping.interval_s)))
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=delay)
+            wake.clear()
+            started = loop.time()
+            await self._round(target)
+            ps = self._paths.get(target.address)
+            delay = interval * self._rng.uniform(1.0 - JITTER, 1.0 + JITTER)
+            if ps is not None and ps.pending:
+                delay = self._confirm_delay_s
+            # A trigger that came during the round is served after the minimum gap, not dropped.
+            gap = self._min_round_gap_s - (loop.time() - started)
+            if gap > 0:
+                await asyncio.sleep(gap)
+                delay = max(0.0, delay - gap)
+
+    async def _round(self, target: Target) -> None:
+        cfg = self.config.trace
+        try:
+            paths = list(await self._tracer(target, 0, cfg.flows))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.state.count_error("trace")
+            for _ in range(cfg.flows):
+                self.state.record_trace_outcome(target.address, "error")
+            self._log.warn(f"trace {target.address}", "trace %s failed: %s", target.address, exc)
+            return
+        self.rounds += 1
+        classified: list[tuple[Path, Classification]] = []
+        for path in paths:
+            self.state.record_trace(str(path.protocol), path.duration_s)
+            self.state.record_trace_outcome(target.address, "reached" if path.reached else "unreached")
+            try:
+                classified.append((path, self._classify(path)))
+            except Exception as exc:
+                self.state.count_error("classify")
+                self._log.warn(f"classify {target.address}", "classifying %s failed: %s", target.address, exc)
+        ps = self._paths.get(target.address)
+        if ps is None:
+            return  # removed by a reload while tracing
+        change = ps.observe([c.upstream for _, c in classified], self._wall())
+        chosen = next(((p, c) for p, c in classified if c.upstream == ps.tag), None)
+        if chosen is None and classified:
+            chosen = classified[0]
+        figures = round_figures(*chosen) if chosen else RoundFigures(None, None, None, None)
+        self.state.record_path(
+            target.address,
+            ps,
+            hops=figures.hops,
+            reached=figures.reached,
+            border_rtt={"upstream": figures.border_upstream, "destination": figures.border_destination},
+        )
+        if change is not None:
+            log.info("%s (%s): upstream %s -> %s", target.address, target.prefix, change.old, change.new)
+            event = PathChange(target, change, chosen[1] if chosen else None, chosen[0] if chosen else None)
+            self._write(event)
+
+    def _write(self, event: PathChange) -> None:
+        if self._history is None:
+            return
+
+        async def write() -> None:
+            try:
+                await self._history(event)  # type: ignore[misc]
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.state.count_history_write_error()
+                self.state.set_fault("history", True)
+                self._log.warn("history", "writing path history failed: %s", exc)
+            else:
+                self.state.set_fault("history", False)
+
+        task = asyncio.create_task(write())
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)

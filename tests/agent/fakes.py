@@ -1,0 +1,112 @@
+"""A scripted network for the scheduler: per-/24 upstreams that a test can flip, under one packet budget.
+
+Fake the wire, not the library (DESIGN.md idea 4): the fakes send "packets" through the real
+agent.budget.Budget exactly as agent.net.engine does (wait for a token, then take it), on the event
+loop's (virtual) clock, and record every send time so a test can check the cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from agent.budget import Budget
+from agent.model import Border, Classification, Hop, Path, PingResult, Protocol, Reply, ReplyKind, Target
+from agent.state import State
+
+# Each upstream: the hop address that betrays it, an RTT and the reply TTL its way back gives.
+UPSTREAMS = {
+    "china_unicom": ("10.0.1.1", 0.100, 55),
+    "transtelecom": ("10.0.2.1", 0.180, 57),
+}
+HOPS_PER_TRACE = 6  # packets one flow's trace sends
+
+
+def classify(path: Path) -> Classification:
+    for hop in path.hops:
+        for upstream, (address, _, _) in UPSTREAMS.items():
+            if address in hop.addresses:
+                return Classification(upstream, Border(hop.ttl, address, None))
+    return Classification("unknown")
+
+
+@dataclass
+class FakeNet:
+    budget: Budget
+    upstream: dict[str, str]  # /24 -> upstream name, or "split"
+    state: State | None = None
+    silent: set[str] = field(default_factory=set)  # targets that stopped answering
+    sends: list[float] = field(default_factory=list)
+    ping_fail: int = 0  # the next N pings raise
+    trace_fail: int = 0  # the next N rounds raise
+    rounds: list[tuple[float, str]] = field(default_factory=list)  # (time, target)
+    rng: random.Random = field(default_factory=lambda: random.Random(3))
+
+    async def _send(self, protocol: str) -> None:
+        loop = asyncio.get_running_loop()
+        while (wait := self.budget.wait(loop.time())) > 0:
+            await asyncio.sleep(wait)
+        assert self.budget.take(loop.time())
+        self.sends.append(loop.time())
+        if self.state is not None:
+            self.state.record_packets(protocol, 1)
+
+    def _way(self, target: Target, flow: int) -> str:
+        way = self.upstream[target.prefix]
+        if way == "split":
+            # A per-flow balancer: a fixed hash of the flow id, as a real L4 hash is. (Rounds whose flows
+            # fall at random are tested on PathState alone, tests/agent/test_pathstate.py.)
+            return "china_unicom" if (flow * 2654435761) % 7 < 4 else "transtelecom"
+        return way
+
+    async def ping(self, target: Target, protocol: str) -> PingResult:
+        if self.ping_fail:
+            self.ping_fail -= 1
+            raise OSError("fake send failure")
+        await self._send(protocol)
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        if target.address in self.silent:
+            await asyncio.sleep(2.0)
+            return PingResult(target.address, Protocol(protocol), sent, None)
+        _, rtt, ttl = UPSTREAMS[self._way(target, 0)]
+        rtt += self.rng.uniform(0, 0.004)
+        await asyncio.sleep(rtt)
+        return PingResult(target.address, Protocol(protocol), sent, rtt, ttl)
+
+    async def trace(self, target: Target, first_flow: int, flows: int) -> Sequence[Path]:
+        loop = asyncio.get_running_loop()
+        self.rounds.append((loop.time(), target.address))
+        if self.trace_fail:
+            self.trace_fail -= 1
+            raise RuntimeError("fake trace failure")
+        paths = []
+        for flow in range(first_flow, first_flow + flows):
+            started = loop.time()
+            for _ in range(HOPS_PER_TRACE):
+                await self._send("tcp")
+            address, rtt, _ = UPSTREAMS[self._way(target, flow)]
+            await asyncio.sleep(rtt)
+            reached = target.address not in self.silent
+            hops = (
+                Hop(1, (Reply("192.168.1.1", 0.001, ReplyKind.TIME_EXCEEDED),), 1),
+                Hop(2, (Reply(address, rtt - 0.01, ReplyKind.TIME_EXCEEDED),), 1),
+                Hop(3, (), 2),
+                Hop(4, (Reply(target.address, rtt, ReplyKind.TCP_SYNACK),) if reached else (), 2),
+            )
+            paths.append(
+                Path(target.address, Protocol.TCP, flow, hops, reached, started, loop.time() - started)
+            )
+        return paths
+
+
+def max_in_window(times: Sequence[float], window: float = 1.0) -> int:
+    """The most sends within any half-open window of `window` seconds."""
+    best, j = 0, 0
+    for i, t in enumerate(times):
+        while times[j] + window <= t:  # the same arithmetic as agent.budget
+            j += 1
+        best = max(best, i - j + 1)
+    return best

@@ -1,0 +1,253 @@
+"""The scheduler against a scripted network on virtual time: budget, triggers, hysteresis, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from typing import Any
+
+from agent.budget import Budget
+from agent.config import AgentSection, Config, PingSection, TraceSection
+from agent.model import Path, Protocol, Target
+from agent.pathstate import tag_values
+from agent.scheduler import PathChange, Scheduler, round_figures
+from agent.state import State
+
+from .fakes import FakeNet, classify, max_in_window
+from .vloop import run_virtual
+
+CU, TTK = "china_unicom", "transtelecom"
+FLIP = Target("198.19.179.10")
+TARGETS = (
+    Target("198.19.176.10"),
+    Target("198.19.177.10"),
+    Target("198.19.178.10"),
+    FLIP,
+    Target("198.19.179.20"),
+)
+
+
+def config(max_pps: float = 20.0, targets: tuple[Target, ...] = TARGETS, **trace: Any) -> Config:
+    return Config(
+        agent=AgentSection(name="t", max_pps=max_pps),
+        targets=targets,
+        ping=PingSection(interval_s=1.0, protocols=("icmp", "tcp"), timeout_s=2.0),
+        trace=replace(TraceSection(interval_s=60.0, flows=4), **trace),
+    )
+
+
+class Rig:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.state = State(
+            agent_name="t",
+            version="0",
+            targets=cfg.targets,
+            ping_protocols=cfg.ping.protocols,
+            trace_protocol="tcp",
+            tags=tag_values(cfg.upstreams),
+        )
+        self.net = FakeNet(
+            Budget(cfg.agent.max_pps),
+            {
+                "198.19.176.0/24": CU,
+                "198.19.177.0/24": TTK,
+                "198.19.178.0/24": "split",
+                "198.19.179.0/24": CU,
+            },
+            state=self.state,
+        )
+        self.changes: list[tuple[float, PathChange]] = []
+        self.history_fail = False
+        self.sched: Scheduler | None = None
+
+    async def history(self, change: PathChange) -> None:
+        await asyncio.sleep(0.01)
+        if self.history_fail:
+            raise OSError("disk full")
+        self.changes.append((asyncio.get_running_loop().time(), change))
+
+    async def run(self, script: Callable[[Rig], Coroutine[Any, Any, None]]) -> None:
+        loop = asyncio.get_running_loop()
+        self.sched = Scheduler(
+            self.cfg,
+            state=self.state,
+            pinger=self.net.ping,
+            tracer=self.net.trace,
+            classify=classify,
+            history=self.history,
+            rng=random.Random(11),
+            wall=loop.time,
+        )
+        task = asyncio.create_task(self.sched.run())
+        try:
+            await script(self)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def tag(self, address: str) -> str:
+        t = self.state.target(address)
+        assert t is not None
+        return t.tag
+
+
+def test_tags_settle_and_a_flip_is_one_change_seen_within_seconds() -> None:
+    rig = Rig(config(max_pps=50))  # the lab's budget
+    flip_at: list[float] = []
+
+    async def script(r: Rig) -> None:
+        await asyncio.sleep(30)  # first rounds come within 5 s, confirmations 1 s apart
+        assert r.tag("198.19.176.10") == CU
+        assert r.tag("198.19.177.10") == TTK
+        assert r.tag(FLIP.address) == CU
+        assert r.changes == []
+        await asyncio.sleep(100)
+        loop = asyncio.get_running_loop()
+        flip_at.append(loop.time())
+        r.net.upstream["198.19.179.0/24"] = TTK
+        await asyncio.sleep(30)
+
+    run_virtual(rig.run(script))
+    assert rig.tag(FLIP.address) == TTK
+    flip_targets = [c for _, c in rig.changes]
+    assert sorted(c.target.address for c in flip_targets) == [FLIP.address, "198.19.179.20"]
+    assert all((c.change.old, c.change.new) == (CU, TTK) for c in flip_targets)
+    t = rig.state.target(FLIP.address)
+    assert t is not None and t.changes == 1
+    assert t.last_change_at is not None
+    # Reply TTL and RTT change with the path: a trigger, a round, one confirming round: seconds.
+    assert t.last_change_at - flip_at[0] < 10.0, t.last_change_at - flip_at[0]
+    snap = rig.state.snapshot()
+    assert snap.retrace_triggers["reply_ttl"] + snap.retrace_triggers["rtt_level"] >= 1
+    assert t.ratio[TTK] == 1.0
+    assert t.hops == 4 and t.reached is True
+    assert t.border_rtt["upstream"] is not None
+
+
+def test_global_budget_is_never_exceeded_and_traces_still_run() -> None:
+    # 5 targets x 2 protocols at 1/s want 10 pps of pings alone; cap everything at 8 pps.
+    rig = Rig(config(max_pps=8))
+
+    async def script(r: Rig) -> None:
+        await asyncio.sleep(300)
+
+    run_virtual(rig.run(script))
+    assert rig.net.sends, "nothing was sent"
+    assert max_in_window(rig.net.sends) <= 8
+    assert rig.sched is not None and rig.sched.rounds >= len(TARGETS) * 2
+    assert all(rig.tag(t.address) != "unknown" for t in TARGETS)
+
+
+def test_split_prefix_does_not_flap_and_shows_ratios() -> None:
+    rig = Rig(config(targets=(Target("198.19.178.10"),)))
+    ratios: set[float] = set()
+
+    async def script(r: Rig) -> None:
+        for _ in range(60):
+            await asyncio.sleep(30)
+            t = r.state.target("198.19.178.10")
+            assert t is not None
+            ratios.add(t.ratio[CU])
+
+    run_virtual(rig.run(script))
+    t = rig.state.target("198.19.178.10")
+    assert t is not None
+    assert t.changes == 0
+    assert 0.0 < t.ratio[CU] < 1.0 and 0.0 < t.ratio[TTK] < 1.0
+    assert t.tag in (CU, TTK)
+    assert rig.changes == []
+    assert len(ratios) == 1  # the same flows, the same split, round after round
+
+
+def test_target_going_silent_triggers_a_trace_at_once() -> None:
+    rig = Rig(config(targets=(Target("198.19.176.10"),)))
+
+    async def script(r: Rig) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(40)
+        before = len(r.net.rounds)
+        r.net.silent.add("198.19.176.10")
+        silent_at = loop.time()
+        await asyncio.sleep(15)  # well before the next periodic round (60 s)
+        later = [t for t, _ in r.net.rounds[before:]]
+        assert later, "no trace after the target went silent"
+        assert later[0] - silent_at < 10.0
+
+    run_virtual(rig.run(script))
+    assert rig.state.snapshot().retrace_triggers["unreachable"] >= 1
+    t = rig.state.target("198.19.176.10")
+    assert t is not None and t.up is False and t.reached is False
+
+
+def test_failing_probes_and_traces_are_counted_never_fatal() -> None:
+    rig = Rig(config(targets=(Target("198.19.176.10"),)))
+    rig.net.ping_fail = 5
+    rig.net.trace_fail = 2
+
+    async def script(r: Rig) -> None:
+        await asyncio.sleep(200)
+
+    run_virtual(rig.run(script))
+    snap = rig.state.snapshot()
+    assert snap.errors["ping"] == 5
+    assert snap.errors["trace"] == 2
+    t = snap.targets[0]
+    assert t.traceroutes["error"] == 2 * 4
+    assert t.traceroutes["reached"] > 0
+    assert t.probes_answered["icmp"] > 100  # the loops went on
+    assert t.tag == CU
+
+
+def test_history_failure_is_a_fault_metric_and_recovers() -> None:
+    rig = Rig(config(targets=(FLIP,)))
+
+    async def script(r: Rig) -> None:
+        await asyncio.sleep(60)
+        r.history_fail = True
+        r.net.upstream["198.19.179.0/24"] = TTK
+        await asyncio.sleep(60)
+        snap = r.state.snapshot()
+        assert snap.faults["history"] is True
+        assert snap.history_write_errors == 1
+        r.history_fail = False
+        r.net.upstream["198.19.179.0/24"] = CU
+        await asyncio.sleep(60)
+
+    run_virtual(rig.run(script))
+    snap = rig.state.snapshot()
+    assert snap.faults["history"] is False
+    assert [(c.change.old, c.change.new) for _, c in rig.changes] == [(TTK, CU)]
+    assert snap.targets[0].changes == 2  # the metric counts both, whatever the disk did
+
+
+def test_reconfigure_keeps_path_state_of_kept_targets() -> None:
+    rig = Rig(config(targets=(FLIP,)))
+
+    async def script(r: Rig) -> None:
+        await asyncio.sleep(30)
+        assert r.tag(FLIP.address) == CU
+        assert r.sched is not None
+        new = config(targets=(FLIP, Target("198.19.177.10")))
+        r.state.reconfigure(
+            agent_name="t",
+            targets=new.targets,
+            ping_protocols=new.ping.protocols,
+            trace_protocol="tcp",
+            tags=tag_values(new.upstreams),
+        )
+        await r.sched.reconfigure(new)
+        assert r.tag(FLIP.address) == CU  # not back to unknown
+        await asyncio.sleep(30)
+        assert r.tag("198.19.177.10") == TTK
+
+    run_virtual(rig.run(script))
+    assert rig.changes == []
+
+
+def test_round_figures_of_an_unreached_path() -> None:
+    path = Path("198.19.176.10", Protocol.TCP, 0, (), False, 0.0, 1.0)
+    f = round_figures(path, classify(path))
+    assert (f.hops, f.reached, f.border_upstream) == (None, False, None)
