@@ -135,3 +135,19 @@ class ReverseNames:
             else:
                 future.cancel()  # too slow: not waited for, and not started if still queued
         return {a: n for a in wanted if (n := self.cached(a))}
+
+
+_shared: ReverseNames | None = None
+
+
+def shared() -> ReverseNames:
+    """One process-wide cache with the system resolver (created on first use)."""
+    global _shared
+    if _shared is None:
+        _shared = ReverseNames()
+    return _shared
+
+
+async def reverse_names(addresses: Iterable[str], timeout: float = 1.0) -> dict[str, str]:
+    """Names of `addresses` found within `timeout` seconds in all, via the shared cache (for the CLI)."""
+    return await shared().names(addresses, budget_s=timeout)
