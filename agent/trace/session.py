@@ -130,7 +130,7 @@ class Session:
         self._queue: list[tuple[int, int]] = []  # (ttl, attempt) wanted on the wire, sorted
         self._hops: dict[int, _HopState] = {}
         self._next_ttl = 1
-        self._in_flight = 0
+        self._flying: dict[int, _ProbeState] = {}  # sent, neither answered nor timed out
         self._end_ttl: int | None = None
         self._end_reason = ""
         self._end_at: float | None = None
@@ -156,7 +156,7 @@ class Session:
         return (
             not self._done
             and not self._stopping()
-            and self._in_flight < self.params.window
+            and len(self._flying) < self.params.window
             and (bool(self._queue) or self._next_ttl <= self.params.max_hops)
         )
 
@@ -165,7 +165,7 @@ class Session:
         self._expire(now)
         if self._done or self._stopping():
             return []
-        room = self.params.window - self._in_flight
+        room = self.params.window - len(self._flying)
         while len(self._queue) < room and self._next_ttl <= self.params.max_hops:
             self._enqueue(self._next_ttl, 0)
             self._next_ttl += 1
@@ -185,7 +185,7 @@ class Session:
         hop = self._hops[probe.ttl]
         hop.sent += 1
         hop.in_flight += 1
-        self._in_flight += 1
+        self._flying[probe.ident] = state
         self.stats.sent += 1
         if self._first_sent is None:
             self._first_sent = now
@@ -215,7 +215,7 @@ class Session:
             self.stats.late += 1
         else:
             hop.in_flight -= 1
-            self._in_flight -= 1
+            del self._flying[probe.ident]
         self.stats.replies += 1
         hop.final_silent = False
         hop.replies.append(
@@ -240,9 +240,7 @@ class Session:
         if self._done:
             return None
         deadlines = [
-            s.sent_at + self.params.timeout_s
-            for s in self._probes.values()
-            if s.sent_at is not None and not s.answered and not s.timed_out
+            s.sent_at + self.params.timeout_s for s in self._flying.values() if s.sent_at is not None
         ]
         if self._end_at is not None:
             deadlines.append(self._end_at + self.params.grace_s)
@@ -321,14 +319,14 @@ class Session:
         if self._done:
             return
         timeout = self.params.timeout_s
-        for state in self._probes.values():
-            if state.sent_at is None or state.answered or state.timed_out or now < state.sent_at + timeout:
+        for state in list(self._flying.values()):
+            if state.sent_at is None or now < state.sent_at + timeout:
                 continue
             state.timed_out = True
+            del self._flying[state.probe.ident]
             ttl, attempt = state.probe.ttl, state.probe.attempt
             hop = self._hops[ttl]
             hop.in_flight -= 1
-            self._in_flight -= 1
             self._last_event = max(self._last_event or now, state.sent_at + timeout)
             if hop.replies:
                 continue
@@ -354,14 +352,11 @@ class Session:
         if self._done:
             return
         if self._end_ttl is not None and self._end_at is not None:
-            waiting = any(
-                s.sent_at is not None and not s.answered and not s.timed_out and s.probe.ttl < self._end_ttl
-                for s in self._probes.values()
-            )
+            waiting = any(s.probe.ttl < self._end_ttl for s in self._flying.values())
             if not waiting or now >= self._end_at + self.params.grace_s:
                 self._finish(self._end_reason, now)
             return
-        if self._in_flight:
+        if self._flying:
             return
         if self._gap():
             self._finish("gap", now)
