@@ -22,6 +22,7 @@ from agent.errors import NkprobeError
 # Only commands that work are registered here (name -> module, help line).
 COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("agent.commands.check_config", "validate a config file and list every problem"),
+    "history": ("agent.commands.history", "the recorded upstream changes, oldest first"),
     "trace": ("agent.commands.trace", "Paris traceroute to a target, tagged with the upstream it crosses"),
     "ping": ("agent.commands.ping", "latency probes (ICMP echo or TCP SYN): RTTs, loss and a summary"),
     "lab": ("agent.commands.lab", "the simulated network in namespaces: lab up|down|flip|status"),

@@ -38,6 +38,7 @@ class HistoryStatus:
     pending: int  # changes queued, not yet committed
     written: int  # changes committed since start
     dropped: int  # changes lost because the queue was full
+    pruned: int  # changes deleted by retention since start
     corrupt_files: tuple[str, ...]  # damaged databases moved aside since start
 
     @property
@@ -58,6 +59,7 @@ class HistoryWriter:
         max_pending: int = 10000,
         retry_s: float = 5.0,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         store: HistoryStore | None = None,
     ) -> None:
         self.store = store or HistoryStore(state_dir, clock=clock)
@@ -66,6 +68,7 @@ class HistoryWriter:
         self.max_pending = max_pending
         self.retry_s = retry_s
         self._clock = clock
+        self._monotonic = monotonic
         self._cond = threading.Condition()
         self._pending: deque[tuple[int, PathChange]] = deque()
         self._seq = 0
@@ -75,6 +78,7 @@ class HistoryWriter:
         self._last_error: str | None = None
         self._written = 0
         self._dropped = 0
+        self._pruned = 0
         self._next_prune = 0.0  # monotonic
         self._wake = False
 
@@ -111,6 +115,7 @@ class HistoryWriter:
                 pending=len(self._pending),
                 written=self._written,
                 dropped=self._dropped,
+                pruned=self._pruned,
                 corrupt_files=tuple(self.store.corrupt_files),
             )
 
@@ -166,20 +171,29 @@ class HistoryWriter:
                 if self._stop:
                     return
                 self._wake = False
-                batch = list(self._pending)[:BATCH]
-            ok = self._write(batch)
-            if ok and self._prune_due():
-                self._prune()
-            if not ok:
+            if not self.step():
                 with self._cond:
                     if not self._stop and not self._wake:
                         self._cond.wait(self.retry_s)
 
+    def step(self) -> bool:
+        """One turn of the writer: commit a batch of queued changes, then run retention if it is due.
+
+        The thread calls it in a loop; tests call it directly, without a thread, to step the writer.
+        Returns False if the database could not be written (the changes stay queued).
+        """
+        with self._cond:
+            batch = list(self._pending)[:BATCH]
+        ok = self._write(batch)
+        if ok and self._prune_due():
+            self._prune()
+        return ok
+
     def _prune_due(self) -> bool:
-        return time.monotonic() >= self._next_prune
+        return self._monotonic() >= self._next_prune
 
     def _wait_time(self) -> float:
-        return max(0.0, self._next_prune - time.monotonic())
+        return max(0.0, self._next_prune - self._monotonic())
 
     def _write(self, batch: list[tuple[int, PathChange]]) -> bool:
         """Open if needed and commit `batch`; on failure keep it queued. Returns success."""
@@ -228,11 +242,13 @@ class HistoryWriter:
             self._cond.notify_all()
 
     def _prune(self) -> None:
-        self._next_prune = time.monotonic() + self.prune_interval_s
+        self._next_prune = self._monotonic() + self.prune_interval_s
         try:
-            deleted = self.store.prune(self.retention_days)
+            deleted = self.store.prune(self.retention_days, now=self._clock())
         except Exception as exc:
             log.error("history: retention failed: %s", exc)
             return
+        with self._cond:
+            self._pruned += deleted
         if deleted:
             log.info("history: deleted %d changes older than %g days", deleted, self.retention_days)
