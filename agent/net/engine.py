@@ -134,13 +134,18 @@ class ProbeEngine:
         return self._send_now(packet, dst, protocol, now)
 
     def _send_now(self, packet: bytes, dst: str, protocol: str, now: float) -> float:
-        self.budget.take(now)  # spent even if the kernel refuses: it still counts against the cap
         sent_at = self.now()  # read last, right before the syscall
         try:
             self.sockets.send.sendto(packet, (dst, 0))
         except OSError as exc:
             self.send_errors[errno.errorcode.get(exc.errno or 0, str(exc.errno))] += 1
             return sent_at
+        finally:
+            # The token is spent at a time read *after* sendto returned: a raw IP_HDRINCL send passes the
+            # packet to the device inside the syscall, so the recorded time is never earlier than the
+            # frame on the wire and no window measured at the interface can see one packet too many.
+            # Spent even if the kernel refused the packet: the cap is on attempts.
+            self.budget.take(self.now())
         self.sent[protocol] += 1
         if self.on_send is not None:
             self.on_send(protocol)

@@ -1,0 +1,202 @@
+"""`nkprobe trace` against real kernel routers in the lab, always run inside the vantage namespace.
+
+Hop lists must equal what the lab predicts for ICMP, UDP and TCP on both upstreams (the silent TTK
+router is a hop without replies); the per-flow split /24 shows both chains over 16 flows and exactly one
+chain per flow; RIPE's own parser reads our JSON; the packet rate at the vantage interface never exceeds
+max_pps; CAP_NET_RAW alone suffices and its absence is a one-line exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.lab.info import LabInfo
+from agent.lab.topology import CHINA, TTK
+
+pytestmark = pytest.mark.lab
+
+PROTOCOLS = ("icmp", "udp", "tcp")
+UNPRIVILEGED = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+def nkprobe(lab: LabInfo, *args: str, prefix: tuple[str, ...] = ()) -> list[str]:
+    """The command line that runs nkprobe inside the lab's vantage namespace (never elsewhere)."""
+    return ["ip", "netns", "exec", lab.vantage_ns, *prefix, sys.executable, "-m", "agent", *args]
+
+
+def trace_cmd(lab: LabInfo, target: str, *extra: str, config: Path | None = None) -> list[str]:
+    cfg = str(config or lab.config_file)
+    return nkprobe(lab, "trace", target, "--config", cfg, "--json", "--no-dns", *extra)
+
+
+def hop_list(result: dict[str, Any]) -> tuple[str | None, ...]:
+    """The first answering address of each hop, None for a hop without replies."""
+    hops = []
+    for hop in result["result"]:
+        addresses = [r["from"] for r in hop["result"] if "from" in r]
+        hops.append(addresses[0] if addresses else None)
+    return tuple(hops)
+
+
+@pytest.fixture(scope="module")
+def traces(lab: LabInfo) -> dict[tuple[str, str], dict[str, Any]]:
+    """One trace per (upstream, protocol), all six started together to keep the test short."""
+    targets = {
+        CHINA: lab.prefixes["198.19.176.0/24"].echo_host,
+        TTK: lab.prefixes["198.19.177.0/24"].echo_host,
+    }
+    procs = {
+        (up, proto): subprocess.Popen(
+            trace_cmd(lab, target, "--protocol", proto),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for up, target in targets.items()
+        for proto in PROTOCOLS
+    }
+    out = {}
+    for key, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 0, stderr
+        out[key] = json.loads(stdout)
+    return out
+
+
+@pytest.mark.parametrize("upstream", [CHINA, TTK])
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_hop_list_matches_the_lab(
+    lab: LabInfo, traces: dict[tuple[str, str], dict[str, Any]], upstream: str, protocol: str
+) -> None:
+    result = traces[(upstream, protocol)]
+    expected = lab.expected_hops(result["dst_addr"], upstream)
+    assert hop_list(result) == expected
+    assert result["proto"] == protocol.upper() and result["src_addr"] == lab.vantage_address
+    if upstream == TTK:
+        silent = expected.index(None) + 1
+        assert result["result"][silent - 1]["result"] == [{"x": "*"}] * len(
+            result["result"][silent - 1]["result"]
+        )
+    assert result["nkprobe"]["upstream"] == upstream
+
+
+@pytest.mark.parametrize("upstream", [CHINA, TTK])
+def test_ripe_atlas_sagan_reads_our_json(
+    traces: dict[tuple[str, str], dict[str, Any]], upstream: str
+) -> None:
+    from ripe.atlas.sagan import TracerouteResult
+
+    for protocol in PROTOCOLS:
+        ours = traces[(upstream, protocol)]
+        parsed = TracerouteResult(ours, on_error=TracerouteResult.ACTION_FAIL)
+        assert not parsed.is_error and parsed.is_success
+        assert parsed.destination_ip_responded
+        assert parsed.total_hops == len(ours["result"])
+        for hop, raw in zip(parsed.hops, ours["result"], strict=True):
+            assert hop.index == raw["hop"]
+            assert [p.origin for p in hop.packets] == [r.get("from") for r in raw["result"]]
+            assert [p.rtt for p in hop.packets] == [r.get("rtt") for r in raw["result"]]
+
+
+def test_sixteen_flows_over_the_split_prefix_show_both_chains_one_per_flow(lab: LabInfo) -> None:
+    target = lab.prefixes["198.19.178.0/24"].echo_host
+    proc = subprocess.run(
+        trace_cmd(lab, target, "--protocol", "udp", "--flows", "16"),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    assert len(results) == 16 and sorted(r["paris_id"] for r in results) == list(range(16))
+    chains = {up: lab.expected_hops(target, up) for up in (CHINA, TTK)}
+    seen = set()
+    for r in results:
+        hops = hop_list(r)
+        matching = [up for up, chain in chains.items() if hops == chain]
+        assert len(matching) == 1, f"flow {r['paris_id']} mixes chains: {hops}"
+        assert r["nkprobe"]["upstream"] == matching[0]
+        seen.add(matching[0])
+    assert seen == {CHINA, TTK}
+
+
+def test_packet_rate_at_the_vantage_interface_never_exceeds_max_pps(lab: LabInfo, tmp_path: Path) -> None:
+    from agent.net.capture import Capture, max_in_window
+
+    max_pps = 20
+    config = tmp_path / "slow.toml"
+    config.write_text(
+        "\n".join(
+            f"max_pps = {max_pps}" if line.startswith("max_pps") else line
+            for line in lab.config_file.read_text().splitlines()
+        )
+    )
+    target = lab.prefixes["198.19.178.0/24"].echo_host
+    with Capture(_vantage_ifname(lab), netns=lab.vantage_ns) as cap:
+        proc = subprocess.run(
+            trace_cmd(lab, target, "--protocol", "icmp", "--flows", "6", config=config),
+            capture_output=True, text=True, timeout=90,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    sent = [f.time_ns for f in cap.frames if f.outgoing and f.src == lab.vantage_address and f.dst == target]
+    # 6 flows need far more than one second's budget, so the cap is really exercised...
+    assert len(sent) > 2 * max_pps
+    # ... and no one-second window at the interface holds more than max_pps of them.
+    assert max_in_window(sent) <= max_pps
+
+
+def _vantage_ifname(lab: LabInfo) -> str:
+    out = subprocess.run(
+        ["ip", "-n", lab.vantage_ns, "-j", "route", "get", "198.19.176.10"], capture_output=True, text=True
+    )
+    dev: str = json.loads(out.stdout)[0]["dev"]
+    return dev
+
+
+def test_cap_net_raw_alone_is_enough(lab: LabInfo) -> None:
+    target = lab.prefixes["198.19.176.0/24"].echo_host
+    caps = ["--inh-caps=+net_raw", "--ambient-caps=+net_raw"]
+    cmd = nkprobe(lab, "trace", target, "--config", str(lab.config_file), "--json", "--no-dns",
+                  prefix=(*UNPRIVILEGED, *caps))  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert hop_list(json.loads(proc.stdout)) == lab.expected_hops(target, CHINA)
+
+
+def test_without_capabilities_exit_2_and_one_line_naming_cap_net_raw(lab: LabInfo) -> None:
+    target = lab.prefixes["198.19.176.0/24"].echo_host
+    for command in ("trace", "ping"):
+        cmd = nkprobe(
+            lab, command, target, "--config", str(lab.config_file), prefix=(*UNPRIVILEGED, "--inh-caps=-all")
+        )
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2
+        assert proc.stdout == ""
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert "CAP_NET_RAW" in lines[0] and "AmbientCapabilities=CAP_NET_RAW" in lines[0]
+        assert "setpriv --inh-caps +net_raw --ambient-caps +net_raw" in lines[0]
+
+
+def test_target_outside_the_lab_prefixes_is_refused_before_any_socket(lab: LabInfo) -> None:
+    # 198.18.1.2 is a lab router, so even if the check failed nothing would leave the lab.
+    proc = subprocess.run(trace_cmd(lab, "198.18.1.2"), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "outside the configured destination prefixes (198.19.176.0/22)" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_target_is_a_result_with_exit_0(lab: LabInfo) -> None:
+    # 198.19.176.99 does not exist: the border router answers host unreachable (or nothing at all).
+    proc = subprocess.run(trace_cmd(lab, "198.19.176.99", "--protocol", "icmp", "--max-hops", "8"),
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["dst_addr"] == "198.19.176.99"
+    assert hop_list(result)[:3] == lab.expected_hops("198.19.176.10", CHINA)[:3]
