@@ -1,0 +1,120 @@
+"""`nkprobe lab up|down|flip|status`: the simulated network in namespaces (agent/lab/README.md).
+
+Exit status: 0 done; 2 for anything the operator must fix: not root, a bad scenario file, `up` while this
+lab is already up (run `nkprobe lab down` first), `flip`/`status` while it is down. `down` is idempotent
+and exits 0 when there is nothing to remove. NKPROBE_LAB_PREFIX (default "nkp-") names the lab.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agent.lab.info import LabInfo
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--prefix",
+        help="namespace name prefix of the lab (default: $NKPROBE_LAB_PREFIX or 'nkp-')",
+    )
+    sub = parser.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
+    up = sub.add_parser("up", help="build the lab (exit 2 if it is already up)")
+    up.add_argument("--scenario", metavar="FILE", help="TOML file with per-link delays (default: built-in)")
+    sub.add_parser("down", help="remove the lab's namespaces, links and helper processes")
+    flip = sub.add_parser("flip", help="switch 198.19.179.0/24 to another upstream")
+    flip.add_argument("upstream", choices=["china_unicom", "transtelecom"])
+    status = sub.add_parser("status", help="files, namespaces, routes in force and delay-link counters")
+    status.add_argument("--json", action="store_true", help="print lab.json plus live state as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from agent.lab import build, info, scenario
+
+    prefix = info.resolve_prefix(args.prefix)
+    if args.lab_command == "up":
+        build.require_root()
+        sc = scenario.load(args.scenario)
+        lab = build.up(prefix, sc)
+        print(f"lab {prefix!r} is up ({lab.delay_backend} delay links)")
+        _print_summary(lab)
+        return 0
+    if args.lab_command == "down":
+        removed = build.down(prefix)
+        print(
+            f"lab {prefix!r} is down"
+            + (f" (removed {len(removed)} namespaces)" if removed else " (nothing to remove)")
+        )
+        return 0
+    if args.lab_command == "flip":
+        lab = build.flip(prefix, args.upstream)
+        print(f"{lab.prefixes['198.19.179.0/24'].prefix} now via {lab.flip}")
+        return 0
+    return _status(prefix, args.json)
+
+
+def _print_summary(lab: LabInfo) -> None:
+    print(f"  vantage namespace: {lab.vantage_ns} ({lab.vantage_address})")
+    print(f"  agent config:      {lab.config_file}")
+    print(f"  IP-to-AS file:     {lab.asn_file}")
+    print(f"  lab description:   {lab.lab_json}")
+    for p in lab.prefixes.values():
+        rtts = ", ".join(f"{up} {ms:g} ms" for up, ms in p.rtt_ms.items())
+        print(
+            f"  {p.prefix:<16} {p.role:<13} hosts {p.echo_host} (echo), {p.quiet_host} (no ICMP); RTT {rtts}"
+        )
+
+
+def _status(prefix: str, as_json: bool) -> int:
+    import json
+
+    from agent.lab import build, info
+
+    build.require_root()
+    lab = info.load(prefix)
+    present = set(build.existing(prefix))
+    routes = build.routes_in_force(prefix) if lab.namespaces and f"{prefix}isp" in present else {}
+    counters = build.wire_counters(prefix)
+    pids = build.helper_pids(prefix)
+    if as_json:
+        doc = lab.to_json()
+        doc["live"] = {
+            "namespaces_present": sorted(present),
+            "routes": {p: list(u) for p, u in routes.items()},
+            "wire": counters,
+            "helpers": pids,
+        }
+        print(json.dumps(doc, indent=1))
+        return 0
+    print(
+        f"lab {prefix!r}: {len(present)}/{len(lab.namespaces)} namespaces present, "
+        f"delay backend {lab.delay_backend}"
+    )
+    print("files:")
+    for what, path in (("lab", lab.lab_json), ("config", lab.config_file), ("asn", lab.asn_file)):
+        print(f"  {what:<7} {path}")
+    print("namespaces:")
+    print("  " + " ".join(ns if ns in present else f"{ns}(MISSING)" for ns in lab.namespaces))
+    print("routes in force (ISP next hop per destination /24):")
+    for p in lab.prefixes.values():
+        now = routes.get(p.prefix, ())
+        print(f"  {p.prefix:<16} {p.role:<13} -> {' + '.join(now) if now else 'NO ROUTE'}")
+    print(
+        "helpers: "
+        + ", ".join(f"{h} {'pid ' + str(pid) if pid else 'NOT RUNNING'}" for h, pid in pids.items())
+    )
+    print("delay links (one-way delay; frames forwarded/dropped by loss/send errors, per direction):")
+    links = (counters or {}).get("links", {})
+    for lk in lab.links.values():
+        if not lk.delayed:
+            continue
+        c = links.get(lk.name, {})
+        dirs = "  ".join(
+            f"{d} {c[d]['forwarded']}/{c[d]['dropped']}/{c[d]['errors']}" if d in c else f"{d} -"
+            for d in ("a>b", "b>a")
+        )
+        jitter = f" +/-{lk.jitter_ms:g}" if lk.jitter_ms else ""
+        loss = f" loss {lk.loss_pct:g}%" if lk.loss_pct else ""
+        print(f"  {lk.name:<12} {lk.delay_ms:g}{jitter} ms{loss}  {dirs}")
+    return 0

@@ -1,0 +1,553 @@
+"""Bringing the lab up and down, flipping its upstream, reporting its state (pyroute2 + two helpers).
+
+Everything lives in network namespaces named <prefix><role> (topology.ROLES); nothing is created in the
+namespace `lab up` runs in. Helper processes (the delay link, the TCP listeners) are tracked by pid files
+in the state dir /run/nkprobe-lab/<prefix without trailing dash>/, next to asn.pfx2as, config.toml and
+lab.json. `down` removes exactly those namespaces and processes, so labs with other prefixes (other
+engineers, parallel test sessions) are left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from agent.errors import LabError, PrivilegeError
+from agent.lab import nsutil, topology
+from agent.lab.info import LabInfo, LinkInfo, PrefixInfo, load, state_dir
+from agent.lab.scenario import Scenario
+from agent.lab.topology import CHINA, HOSTS, LINKS, MULTIPATH_ROUTERS, ROLES, ROUTERS, TTK, VANTAGE, WIRE
+
+BACKEND_ENV = "NKPROBE_LAB_DELAY"  # auto (default), wire or netem
+HELPERS = ("wire", "listener")
+READY_TIMEOUT_S = 10.0
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise PrivilegeError("the lab needs root (network namespaces); run it with sudo")
+
+
+def _ipr(ns: str) -> Any:
+    from pyroute2 import IPRoute
+
+    # flags=0: never create a namespace by accident (pyroute2's default is O_CREAT).
+    return IPRoute(netns=ns, flags=0)
+
+
+@contextlib.contextmanager
+def _netlink(ns: str) -> Iterator[Any]:
+    ipr = _ipr(ns)
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _names(prefix: str) -> dict[str, str]:
+    return {role: topology.namespace(prefix, role) for role in ROLES}
+
+
+def _netem_available(ns: str) -> bool:
+    """Try a netem qdisc on the namespace's loopback: the only sure test (the module may be built in)."""
+    with _netlink(ns) as ipr:
+        try:
+            ipr.tc("add", "netem", index=1, handle="1:0", delay=1000)
+        except Exception:
+            return False
+        with contextlib.suppress(Exception):
+            ipr.tc("del", index=1, handle="1:0")
+        return True
+
+
+def _backend(wire_ns: str) -> str:
+    wanted = os.environ.get(BACKEND_ENV, "auto")
+    if wanted not in ("auto", "wire", "netem"):
+        raise LabError(f"{BACKEND_ENV}={wanted!r}: use auto, wire or netem")
+    if wanted == "wire":
+        return "wire"
+    available = _netem_available(wire_ns)
+    if wanted == "netem" and not available:
+        raise LabError(f"{BACKEND_ENV}=netem but this kernel has no netem qdisc; unset it to use the wire")
+    return "netem" if available else "wire"
+
+
+def _sysctls(role: str) -> None:
+    """Run inside the namespace, before any interface exists (new interfaces copy conf/default)."""
+    # No IPv6 on lab links: no router solicitations or DAD frames through the delay links.
+    nsutil.sysctl("net/ipv6/conf/all/disable_ipv6", 1, missing_ok=True)
+    nsutil.sysctl("net/ipv6/conf/default/disable_ipv6", 1, missing_ok=True)
+    # Traceroute answers must never be rate limited (icmp_ratelimit/ratemask are per namespace, and the
+    # default 1 per second per peer after a burst of 6 shows as '*' in repeated test traces).
+    nsutil.sysctl("net/ipv4/icmp_ratelimit", 0)
+    nsutil.sysctl("net/ipv4/icmp_ratemask", 0)
+    if role in ROUTERS:
+        nsutil.sysctl("net/ipv4/ip_forward", 1)
+        nsutil.sysctl("net/ipv4/conf/all/rp_filter", 0)
+        nsutil.sysctl("net/ipv4/conf/default/rp_filter", 0)
+        # Answer a probe from the interface it came in on (RFC 1812 4.3.2.4 allows either choice), as
+        # most backbone routers do: each hop then shows an address of its own AS.
+        nsutil.sysctl("net/ipv4/icmp_errors_use_inbound_ifaddr", 1)
+    if role in MULTIPATH_ROUTERS:
+        # 1 = layer-4 hash (addresses, protocol, ports): the per-flow split a Paris traceroute keeps.
+        nsutil.sysctl("net/ipv4/fib_multipath_hash_policy", 1)
+
+
+def _dst(route_dst: str) -> dict[str, Any]:
+    if route_dst == "default":
+        return {"dst": "0.0.0.0", "dst_len": 0}
+    net, length = route_dst.split("/")
+    return {"dst": net, "dst_len": int(length)}
+
+
+def _route_args(route: topology.Route) -> dict[str, Any]:
+    args: dict[str, Any] = {**_dst(route.dst), "table": route.table}
+    if len(route.gateways) == 1:
+        args["gateway"] = route.gateways[0]
+    else:
+        args["multipath"] = [{"gateway": gw} for gw in route.gateways]
+    return args
+
+
+def _wire_if(link_name: str, side: str) -> str:
+    return f"{link_name}-{side}"  # at most 15 characters: "border-d176-a"
+
+
+def _make_links(names: dict[str, str], scenario: Scenario, backend: str) -> None:
+    wire = names[WIRE]
+    for lk in LINKS:
+        ns_a, ns_b = names[lk.a], names[lk.b]
+        via_wire = backend == "wire" and lk.name in scenario.links
+        if via_wire:
+            with _netlink(ns_a) as ipr:
+                ipr.link(
+                    "add",
+                    ifname=lk.a_ifname,
+                    kind="veth",
+                    peer={"ifname": _wire_if(lk.name, "a"), "net_ns_fd": wire},
+                )
+            with _netlink(ns_b) as ipr:
+                ipr.link(
+                    "add",
+                    ifname=lk.b_ifname,
+                    kind="veth",
+                    peer={"ifname": _wire_if(lk.name, "b"), "net_ns_fd": wire},
+                )
+            with _netlink(wire) as ipr:
+                for side in ("a", "b"):
+                    (idx,) = ipr.link_lookup(ifname=_wire_if(lk.name, side))
+                    # Promiscuous: the wire end must take frames addressed to the router on the far side.
+                    ipr.link("set", index=idx, flags=0x101, change=0x101)  # IFF_UP | IFF_PROMISC
+        else:
+            with _netlink(ns_a) as ipr:
+                ipr.link(
+                    "add", ifname=lk.a_ifname, kind="veth", peer={"ifname": lk.b_ifname, "net_ns_fd": ns_b}
+                )
+
+
+def _configure_namespace(role: str, ns: str, scenario: Scenario, backend: str, flip: str) -> None:
+    delayed_here = {
+        (lk.a_ifname if lk.a == role else lk.b_ifname): lk
+        for lk in LINKS
+        if role in (lk.a, lk.b) and lk.name in scenario.links
+    }
+    with _netlink(ns) as ipr:
+        (lo,) = ipr.link_lookup(ifname="lo")
+        ipr.link("set", index=lo, state="up")
+        for lk in LINKS:
+            if role not in (lk.a, lk.b):
+                continue
+            side = "a" if lk.a == role else "b"
+            ifname = lk.a_ifname if side == "a" else lk.b_ifname
+            (idx,) = ipr.link_lookup(ifname=ifname)
+            ipr.link("set", index=idx, address=lk.mac(side))
+        for ifname, addr, plen in topology.addresses(role):
+            (idx,) = ipr.link_lookup(ifname=ifname)
+            ipr.addr("add", index=idx, address=addr, prefixlen=plen)
+        for lk in LINKS:
+            if role not in (lk.a, lk.b):
+                continue
+            side = "a" if lk.a == role else "b"
+            ifname = lk.a_ifname if side == "a" else lk.b_ifname
+            (idx,) = ipr.link_lookup(ifname=ifname)
+            ipr.link("set", index=idx, state="up")
+            # Static neighbours: no ARP through the delay links, no first-packet resolution delay.
+            peer_addr, peer_mac = (lk.b_addr, lk.mac("b")) if side == "a" else (lk.a_addr, lk.mac("a"))
+            ipr.neigh("add", dst=peer_addr, lladdr=peer_mac, ifindex=idx, state=0x80)  # NUD_PERMANENT
+        for route in topology.routes(role, flip):
+            ipr.route("add", **_route_args(route))
+        for dst in topology.blackhole_routes(role):
+            ipr.route("add", **_dst(dst), table=topology.TABLE_BLACKHOLE, type="blackhole")
+        for rule in topology.rules(role):
+            args: dict[str, Any] = {"priority": rule.priority, "table": rule.table}
+            if rule.src:
+                net, length = rule.src.split("/")
+                args.update(src=net, src_len=int(length))
+            if rule.iif_lo:
+                args["iifname"] = "lo"
+            if rule.ip_proto is not None:
+                args["ip_proto"] = rule.ip_proto
+            ipr.rule("add", **args)
+        if backend == "netem":
+            for ifname, lk in delayed_here.items():
+                p = scenario.links[lk.name]
+                (idx,) = ipr.link_lookup(ifname=ifname)
+                ipr.tc(
+                    "add",
+                    "netem",
+                    index=idx,
+                    handle="1:0",
+                    delay=int(p.delay_ms * 1000),
+                    jitter=int(p.jitter_ms * 1000),
+                    loss=p.loss_pct,
+                )
+    if backend == "wire" and delayed_here:
+        with nsutil.inside(ns):
+            for ifname in delayed_here:
+                nsutil.disable_offloads(ifname)
+
+
+def _pid_dir(state: Path) -> Path:
+    return state / "pids"
+
+
+def _spawn(state: Path, helper: str, args: list[str], ready: Path) -> int:
+    log = open(state / f"{helper}.log", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"agent.lab.{helper}", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # survives the terminal of `lab up`; Ctrl-C there does not reach it
+            close_fds=True,
+        )
+    finally:
+        log.close()
+    (_pid_dir(state) / f"{helper}.pid").write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not ready.exists():
+        if proc.poll() is not None:
+            tail = (state / f"{helper}.log").read_text(errors="replace").strip().splitlines()[-1:]
+            raise LabError(
+                f"lab helper {helper} exited ({tail[0] if tail else 'no output'}); see {state}/{helper}.log"
+            )
+        if time.monotonic() > deadline:
+            raise LabError(
+                f"lab helper {helper} did not start within {READY_TIMEOUT_S:g} s; see {state}/{helper}.log"
+            )
+        time.sleep(0.01)
+    return proc.pid
+
+
+def _lab_info(prefix: str, names: dict[str, str], scenario: Scenario, backend: str, flip: str) -> LabInfo:
+    state = state_dir(prefix)
+    prefixes = {}
+    for p24 in topology.PREFIX_ROLE:
+        ups = topology.upstreams_of(p24)
+        prefixes[p24] = PrefixInfo(
+            prefix=p24,
+            role=topology.PREFIX_ROLE[p24],
+            upstreams=ups,
+            echo_host=topology.host_address(p24, topology.ECHO_HOST),
+            quiet_host=topology.host_address(p24, topology.QUIET_HOST),
+            hops={up: topology.expected_hops(p24, up) for up in ups},
+            rtt_ms={
+                up: round(2 * sum(scenario.one_way_ms(lk.name) for lk in topology.path_links(p24, up)), 6)
+                for up in ups
+            },
+        )
+    links = {}
+    for lk in LINKS:
+        params = scenario.links.get(lk.name)
+        links[lk.name] = LinkInfo(
+            name=lk.name,
+            a_ns=names[lk.a],
+            b_ns=names[lk.b],
+            a_addr=lk.a_addr,
+            b_addr=lk.b_addr,
+            delayed=params is not None,
+            delay_ms=params.delay_ms if params else 0.0,
+            jitter_ms=params.jitter_ms if params else 0.0,
+            loss_pct=params.loss_pct if params else 0.0,
+        )
+    return LabInfo(
+        prefix=prefix,
+        state_dir=state,
+        vantage_ns=names[VANTAGE],
+        vantage_address=topology.link("vp-home").a_addr,
+        namespaces=tuple(names.values()),
+        wire_ns=names[WIRE],
+        asn_file=state / "asn.pfx2as",
+        config_file=state / "config.toml",
+        lab_json=state / "lab.json",
+        delay_backend=backend,
+        flip=flip,
+        prefixes=prefixes,
+        links=links,
+        scenario=scenario.source,
+    )
+
+
+def agent_config(info: LabInfo) -> str:
+    """A ready agent configuration for the lab (CONTRACT.md "Configuration")."""
+    lines = [
+        "# Written by `nkprobe lab up`: an agent config for this lab. Run the agent inside the vantage",
+        f"# namespace: nkprobe run --config {info.config_file} --netns {info.vantage_ns}",
+        "",
+        "[agent]",
+        f'name = "lab-{info.prefix.rstrip("-")}"',
+        'listen = "127.0.0.1:9931"',
+        f'state_dir = "{info.state_dir / "agent"}"',
+        "max_pps = 50",
+        "",
+    ]
+    for p in info.prefixes.values():
+        third = p.prefix.split(".")[2]
+        for kind, addr in (("echo", p.echo_host), ("quiet", p.quiet_host)):
+            lines += ["[[targets]]", f'address = "{addr}"', f'name = "lab-{third}-{kind}"', ""]
+    lines += [
+        "[ping]",
+        "interval_s = 1.0",
+        "",
+        "[trace]",
+        "interval_s = 10.0",
+        "",
+        "[asn]",
+        f'files = ["{info.asn_file}"]',
+        "",
+        "[upstreams]",
+        f"{CHINA} = [4837]",
+        f"{TTK} = [20485]",
+        "",
+        "[destination]",
+        f"asn = {topology.DESTINATION_ASN}",
+        f'prefixes = ["{topology.DESTINATION}"]',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _write_state(info: LabInfo) -> None:
+    info.asn_file.write_text(topology.pfx2as())
+    info.config_file.write_text(agent_config(info))
+    tmp = info.lab_json.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info.to_json(), indent=1) + "\n")
+    tmp.replace(info.lab_json)
+
+
+def existing(prefix: str) -> list[str]:
+    """This lab's namespaces that exist now."""
+    return [ns for ns in _names(prefix).values() if nsutil.exists(ns)]
+
+
+def up(prefix: str, scenario: Scenario) -> LabInfo:
+    require_root()
+    names = _names(prefix)
+    state = state_dir(prefix)
+    found = existing(prefix)
+    if found or (state / "lab.json").exists():
+        what = ", ".join(found) if found else str(state / "lab.json")
+        raise LabError(f"lab {prefix!r} is already up ({what}); run `nkprobe lab down` first")
+    try:
+        return _up(prefix, names, state, scenario)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            down(prefix)
+        if isinstance(exc, LabError | KeyboardInterrupt):
+            raise
+        raise LabError(f"building lab {prefix!r} failed: {exc!r}; run `nkprobe lab down` and retry") from exc
+
+
+def _up(prefix: str, names: dict[str, str], state: Path, scenario: Scenario) -> LabInfo:
+    from pyroute2 import netns
+
+    _pid_dir(state).mkdir(parents=True, exist_ok=True)
+    for stale in ("wire-counters.json", "listener.ready"):
+        (state / stale).unlink(missing_ok=True)
+    for role, ns in names.items():
+        netns.create(ns)
+        with nsutil.inside(ns):
+            _sysctls(role)
+    backend = _backend(names[WIRE]) if scenario.links else "wire"
+    flip = scenario.flip_start
+    _make_links(names, scenario, backend)
+    for role, ns in names.items():
+        if role != WIRE:
+            _configure_namespace(role, ns, scenario, backend, flip)
+    info = _lab_info(prefix, names, scenario, backend, flip)
+    if backend == "wire" and scenario.links:
+        spec = {
+            "namespace": names[WIRE],
+            "counters": str(state / "wire-counters.json"),
+            "links": [
+                {
+                    "name": name,
+                    "a_if": _wire_if(name, "a"),
+                    "b_if": _wire_if(name, "b"),
+                    "delay_ms": p.delay_ms,
+                    "jitter_ms": p.jitter_ms,
+                    "loss_pct": p.loss_pct,
+                }
+                for name, p in scenario.links.items()
+            ],
+        }
+        (state / "wire.json").write_text(json.dumps(spec, indent=1) + "\n")
+        _spawn(state, "wire", [str(state / "wire.json")], state / "wire-counters.json")
+    host_ns = [names[h] for h in HOSTS]
+    _spawn(
+        state,
+        "listener",
+        [str(state / "listener.ready"), str(topology.LISTEN_PORT), *host_ns],
+        state / "listener.ready",
+    )
+    _write_state(info)
+    return info
+
+
+# --- down -------------------------------------------------------------------------------------------
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def _is_helper(pid: int, state: Path, names: dict[str, str]) -> bool:
+    """Only ever signal our own helpers: the module name and this lab's state dir or namespaces."""
+    cmd = _cmdline(pid)
+    if len(cmd) < 3 or not any(arg.startswith("agent.lab.") for arg in cmd):
+        return False
+    mine = f"{state}/"
+    return any(arg.startswith(mine) or arg in names.values() for arg in cmd[3:])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _stop(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 2.0
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reap it if `up` ran in this same process
+
+
+def _helper_pids(state: Path, names: dict[str, str]) -> set[int]:
+    pids = set()
+    for helper in HELPERS:
+        with contextlib.suppress(OSError, ValueError):
+            pids.add(int((_pid_dir(state) / f"{helper}.pid").read_text()))
+    # Pid files can be lost (a crashed `up`); helpers name the state dir or namespaces on their command line.
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            pids.add(int(entry.name))
+    return {pid for pid in pids if _is_helper(pid, state, names)}
+
+
+def down(prefix: str) -> list[str]:
+    """Remove this lab: helpers, namespaces (their links go with them), state dir. Idempotent.
+
+    Returns the namespaces removed."""
+    from pyroute2 import netns
+
+    require_root()
+    names = _names(prefix)
+    state = state_dir(prefix)
+    for pid in _helper_pids(state, names):
+        _stop(pid)
+    removed = []
+    for ns in names.values():
+        if nsutil.exists(ns):
+            netns.remove(ns)
+            removed.append(ns)
+    shutil.rmtree(state, ignore_errors=True)
+    return removed
+
+
+# --- flip and status ----------------------------------------------------------------------------------
+
+
+def flip(prefix: str, upstream: str) -> LabInfo:
+    """Move 198.19.179.0/24 to `upstream`: the ISP's forward route and the border's return route."""
+    require_root()
+    if upstream not in topology.UPSTREAMS:
+        raise LabError(f"unknown upstream {upstream!r}: use {' or '.join(topology.UPSTREAMS)}")
+    info = load(prefix)
+    names = _names(prefix)
+    p24 = topology.FLIP_PREFIX
+    with _netlink(names["isp"]) as isp, _netlink(names["border"]) as border:
+        isp.route("replace", **_dst(p24), gateway=topology.gateways_for("isp", p24, upstream)[0])
+        border.route(
+            "replace",
+            dst="0.0.0.0",
+            dst_len=0,
+            table=topology.TABLE_BY_ROLE["flip"],
+            gateway=topology.gateways_for("border", p24, upstream)[0],
+        )
+    data = info.to_json()
+    data["flip"] = upstream
+    tmp = info.lab_json.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(info.lab_json)
+    return LabInfo.from_json(data)
+
+
+def routes_in_force(prefix: str) -> dict[str, tuple[str, ...]]:
+    """Which upstream(s) the ISP sends each destination /24 to, read back from the kernel."""
+    names = _names(prefix)
+    out: dict[str, tuple[str, ...]] = {}
+    with _netlink(names["isp"]) as ipr:
+        for p24 in topology.PREFIX_ROLE:
+            net, length = p24.split("/")
+            found: list[str] = []
+            for msg in ipr.get_routes(dst=net, dst_len=int(length), table=254):
+                gws = [msg.get("RTA_GATEWAY")]
+                for hop in msg.get("RTA_MULTIPATH") or ():
+                    gws.append(hop.get("RTA_GATEWAY"))
+                found += [up for gw in gws if gw and (up := topology.upstream_of_gateway(gw))]
+            out[p24] = tuple(found)
+    return out
+
+
+def wire_counters(prefix: str) -> dict[str, Any] | None:
+    path = state_dir(prefix) / "wire-counters.json"
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+def helper_pids(prefix: str) -> dict[str, int | None]:
+    state = state_dir(prefix)
+    out: dict[str, int | None] = {}
+    for helper in HELPERS:
+        try:
+            pid = int((_pid_dir(state) / f"{helper}.pid").read_text())
+        except (OSError, ValueError):
+            out[helper] = None
+            continue
+        out[helper] = pid if _alive(pid) else None
+    return out
