@@ -125,3 +125,14 @@ def test_two_corruptions_in_one_second_get_distinct_names(tmp_path: Path) -> Non
         store.open()
         store.close()
     assert len(list(tmp_path.glob("history.db.corrupt-*"))) == 2
+
+
+def test_doctests() -> None:
+    import doctest
+
+    import agent.history.query
+    import agent.history.record
+
+    for module in (agent.history.record, agent.history.query):
+        failures, tried = doctest.testmod(module)
+        assert tried > 0 and failures == 0, module.__name__
