@@ -1,0 +1,817 @@
+#!/usr/bin/env python3
+"""Writes the Grafana dashboards (nkprobe-*.json) of this directory.
+
+The JSON files are generated so that every panel follows the same conventions (datasource variable,
+units, legends) and stay reviewable as Python. Run `python3 dashboards/generate.py` after editing;
+tests/deploy/test_deploy_dashboards.py fails when the JSON and this file disagree.
+
+Metric names used here are the agent's (CONTRACT.md "Metrics") and the central recording rules'
+(deploy/central/rules/nkprobe.rules.yml); the tests check both.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DS = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
+UPSTREAMS = ("china_unicom", "transtelecom", "other", "unknown")
+# Fixed colours so an upstream looks the same in every panel.
+UPSTREAM_COLOURS = {"china_unicom": "red", "transtelecom": "blue", "other": "purple", "unknown": "gray"}
+
+Panel = dict[str, Any]
+
+
+def _target(
+    expr: str, legend: str = "", *, instant: bool = False, table: bool = False, ref: str = "A"
+) -> dict[str, Any]:
+    t: dict[str, Any] = {"datasource": DS, "expr": expr, "refId": ref, "legendFormat": legend or "__auto"}
+    if instant:
+        t["instant"] = True
+        t["range"] = False
+    if table:
+        t["format"] = "table"
+    return t
+
+
+def _upstream_overrides() -> list[dict[str, Any]]:
+    return [
+        {
+            "matcher": {"id": "byRegexp", "options": f".*{name}.*"},
+            "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": colour}}],
+        }
+        for name, colour in UPSTREAM_COLOURS.items()
+    ]
+
+
+class Layout:
+    """Places panels left to right on Grafana's 24-column grid."""
+
+    def __init__(self) -> None:
+        self.x = 0
+        self.y = 0
+        self.row_height = 0
+        self.next_id = 1
+        self.panels: list[Panel] = []
+
+    def add(self, panel: Panel, w: int, h: int) -> None:
+        if self.x + w > 24:
+            self.x = 0
+            self.y += self.row_height
+            self.row_height = 0
+        panel["id"] = self.next_id
+        self.next_id += 1
+        panel["gridPos"] = {"x": self.x, "y": self.y, "w": w, "h": h}
+        panel.setdefault("datasource", DS)
+        self.panels.append(panel)
+        self.x += w
+        self.row_height = max(self.row_height, h)
+
+    def row(self, title: str) -> None:
+        if self.x:
+            self.x = 0
+            self.y += self.row_height
+            self.row_height = 0
+        self.panels.append(
+            {
+                "id": self.next_id,
+                "type": "row",
+                "title": title,
+                "collapsed": False,
+                "panels": [],
+                "gridPos": {"x": 0, "y": self.y, "w": 24, "h": 1},
+            }
+        )
+        self.next_id += 1
+        self.y += 1
+
+
+def timeseries(
+    title: str,
+    description: str,
+    targets: list[dict[str, Any]],
+    *,
+    unit: str = "short",
+    stack: bool = False,
+    percent: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    upstream_colours: bool = False,
+) -> Panel:
+    custom: dict[str, Any] = {"lineWidth": 1, "fillOpacity": 40 if stack else 10, "showPoints": "never"}
+    if stack:
+        custom["stacking"] = {"mode": "percent" if percent else "normal", "group": "A"}
+    defaults: dict[str, Any] = {"unit": unit, "custom": custom}
+    if minimum is not None:
+        defaults["min"] = minimum
+    if maximum is not None:
+        defaults["max"] = maximum
+    return {
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "targets": targets,
+        "fieldConfig": {"defaults": defaults, "overrides": _upstream_overrides() if upstream_colours else []},
+        "options": {
+            "legend": {"displayMode": "table", "placement": "right", "calcs": ["lastNotNull"]},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        },
+    }
+
+
+def stat(
+    title: str,
+    description: str,
+    targets: list[dict[str, Any]],
+    *,
+    unit: str = "short",
+    text_mode: str = "auto",
+    thresholds: list[dict[str, Any]] | None = None,
+) -> Panel:
+    return {
+        "type": "stat",
+        "title": title,
+        "description": description,
+        "targets": targets,
+        "fieldConfig": {
+            "defaults": {
+                "unit": unit,
+                "thresholds": {
+                    "mode": "absolute",
+                    "steps": thresholds or [{"color": "green", "value": None}],
+                },
+            },
+            "overrides": _upstream_overrides(),
+        },
+        "options": {
+            "textMode": text_mode,
+            "colorMode": "background",
+            "graphMode": "none",
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        },
+    }
+
+
+def table(
+    title: str,
+    description: str,
+    targets: list[dict[str, Any]],
+    transformations: list[dict[str, Any]],
+    *,
+    unit: str = "short",
+    overrides: list[dict[str, Any]] | None = None,
+) -> Panel:
+    return {
+        "type": "table",
+        "title": title,
+        "description": description,
+        "targets": targets,
+        "transformations": transformations,
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": overrides or []},
+        "options": {"showHeader": True, "cellHeight": "sm"},
+    }
+
+
+def heatmap(title: str, description: str, expr: str) -> Panel:
+    return {
+        "type": "heatmap",
+        "title": title,
+        "description": description,
+        "targets": [{**_target(expr, "{{le}}"), "format": "heatmap"}],
+        "options": {
+            "calculate": False,
+            "yAxis": {"unit": "s", "axisPlacement": "left"},
+            "cellGap": 1,
+            "color": {"mode": "scheme", "scheme": "Oranges", "scale": "exponential", "exponent": 0.5},
+            "rowsFrame": {"layout": "auto"},
+            "tooltip": {"show": True, "yHistogram": True},
+        },
+        "fieldConfig": {"defaults": {}, "overrides": []},
+    }
+
+
+def _datasource_var() -> dict[str, Any]:
+    return {
+        "name": "DS_PROMETHEUS",
+        "label": "Datasource",
+        "type": "datasource",
+        "query": "prometheus",
+        "hide": 0,
+        "current": {},
+        "regex": "",
+        "refresh": 1,
+    }
+
+
+def _query_var(
+    name: str, label: str, query: str, *, multi: bool = True, include_all: bool = True
+) -> dict[str, Any]:
+    var: dict[str, Any] = {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DS,
+        "query": {"query": query, "refId": f"{name}-var"},
+        "definition": query,
+        "refresh": 2,
+        "sort": 1,
+        "multi": multi,
+        "includeAll": include_all,
+        "current": {},
+        "hide": 0,
+    }
+    if include_all:
+        var["allValue"] = ".*"
+    return var
+
+
+def _path_change_annotation(selector: str) -> dict[str, Any]:
+    return {
+        "name": "Path changes",
+        "datasource": DS,
+        "enable": True,
+        "iconColor": "orange",
+        "expr": "sum by (agent, target, prefix) "
+        f"(increase(nkprobe_path_changes_total{{{selector}}}[2m])) > 0",
+        "step": "2m",
+        "titleFormat": "upstream changed: {{target}}",
+        "textFormat": "agent {{agent}}, {{prefix}}",
+        "tagKeys": "agent,prefix",
+    }
+
+
+def dashboard(
+    *,
+    uid: str,
+    title: str,
+    description: str,
+    layout: Layout,
+    variables: list[dict[str, Any]],
+    annotations: list[dict[str, Any]],
+    time_from: str = "now-24h",
+) -> dict[str, Any]:
+    builtin = {
+        "builtIn": 1,
+        "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+        "enable": True,
+        "hide": True,
+        "iconColor": "rgba(0, 211, 255, 1)",
+        "name": "Annotations & Alerts",
+        "type": "dashboard",
+    }
+    return {
+        "__inputs": [
+            {
+                "name": "DS_PROMETHEUS",
+                "label": "Prometheus",
+                "type": "datasource",
+                "pluginId": "prometheus",
+                "pluginName": "Prometheus",
+            }
+        ],
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["nkprobe"],
+        "editable": True,
+        "graphTooltip": 1,
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": "1m",
+        "time": {"from": time_from, "to": "now"},
+        "timezone": "utc",
+        "links": [
+            {
+                "type": "dashboards",
+                "tags": ["nkprobe"],
+                "asDropdown": True,
+                "title": "nkprobe",
+                "includeVars": True,
+                "keepTime": True,
+            }
+        ],
+        "templating": {"list": [_datasource_var(), *variables]},
+        "annotations": {"list": [builtin, *annotations]},
+        "panels": layout.panels,
+    }
+
+
+def overview() -> dict[str, Any]:
+    sel = 'agent=~"$agent", prefix=~"$prefix"'
+    lay = Layout()
+    lay.row("Which upstream carries each /24 now")
+    lay.add(
+        table(
+            "Upstream per /24 (fleet)",
+            "Share of the agents' known tags for each /24 that name each upstream, now. "
+            "1 = every agent agrees. A /24 split per flow shows two partial shares.",
+            [
+                _target(
+                    'prefix_upstream:nkprobe_path_upstream:share{prefix=~"$prefix"}', instant=True, table=True
+                )
+            ],
+            [
+                {
+                    "id": "groupingToMatrix",
+                    "options": {"columnField": "upstream", "rowField": "prefix", "valueField": "Value"},
+                }
+            ],
+            unit="percentunit",
+            overrides=[
+                {
+                    "matcher": {"id": "byType", "options": "number"},
+                    "properties": [
+                        {"id": "custom.cellOptions", "value": {"type": "color-background"}},
+                        {"id": "color", "value": {"mode": "continuous-GrYlRd"}},
+                    ],
+                }
+            ],
+        ),
+        10,
+        8,
+    )
+    lay.add(
+        table(
+            "Upstream per /24 and agent",
+            "The current tag each agent gives each /24 (any of its targets there).",
+            [
+                _target(
+                    f"max by (agent, prefix, upstream) (nkprobe_path_upstream{{{sel}}}) == 1",
+                    instant=True,
+                    table=True,
+                )
+            ],
+            [{"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True}}}],
+        ),
+        14,
+        8,
+    )
+    lay.row("Upstream share over time")
+    lay.add(
+        timeseries(
+            "Upstream share, all selected /24s",
+            "Of all (agent, target) tags, the share on each upstream.",
+            [_target(f"sum by (upstream) (nkprobe_path_upstream{{{sel}}})", "{{upstream}}")],
+            stack=True,
+            percent=True,
+            upstream_colours=True,
+        ),
+        12,
+        9,
+    )
+    lay.add(
+        timeseries(
+            "Upstream share per /24 (fleet)",
+            "Fleet majority input per /24: above 50 % is the consensus the alerts use.",
+            [
+                _target(
+                    'prefix_upstream:nkprobe_path_upstream:share{prefix=~"$prefix"}',
+                    "{{prefix}} {{upstream}}",
+                )
+            ],
+            unit="percentunit",
+            minimum=0,
+            maximum=1,
+            upstream_colours=True,
+        ),
+        12,
+        9,
+    )
+    lay.add(
+        timeseries(
+            "Per-flow split (latest trace round)",
+            "Share of the flows traced per round that crossed each upstream, averaged over agents and "
+            "targets: a /24 load-balanced per flow sits between 0 and 1.",
+            [
+                _target(
+                    f"avg by (prefix, upstream) (nkprobe_path_upstream_ratio{{{sel}}})",
+                    "{{prefix}} {{upstream}}",
+                )
+            ],
+            unit="percentunit",
+            minimum=0,
+            maximum=1,
+            upstream_colours=True,
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Path changes per /24",
+            "Upstream changes seen by the selected agents per /24.",
+            [
+                _target(
+                    f"sum by (prefix) (increase(nkprobe_path_changes_total{{{sel}}}[$__rate_interval]))",
+                    "{{prefix}}",
+                )
+            ],
+        ),
+        12,
+        8,
+    )
+    lay.row("Reachability")
+    lay.add(
+        stat(
+            "Targets answering",
+            "Share of (agent, target) pairs whose latest probes got an answer.",
+            [_target(f"avg (nkprobe_target_up{{{sel}}})")],
+            unit="percentunit",
+            thresholds=[
+                {"color": "red", "value": None},
+                {"color": "orange", "value": 0.5},
+                {"color": "green", "value": 0.9},
+            ],
+        ),
+        4,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Reachability per target (fleet)",
+            "Fraction of the agents probing each target that get answers.",
+            [_target('target:nkprobe_target_up:avg{prefix=~"$prefix"}', "{{target}}")],
+            unit="percentunit",
+            minimum=0,
+            maximum=1,
+        ),
+        10,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Loss per target",
+            "Latency probes unanswered over the rate window, per target, worst agent.",
+            [
+                _target(
+                    f"1 - min by (target) (agent_target:nkprobe_probes_answered:ratio_rate5m{{{sel}}})",
+                    "{{target}}",
+                )
+            ],
+            unit="percentunit",
+            minimum=0,
+            maximum=1,
+        ),
+        10,
+        8,
+    )
+    lay.row("Round-trip times per upstream")
+    for upstream in ("china_unicom", "transtelecom", "other"):
+        lay.add(
+            heatmap(
+                f"RTT via {upstream}",
+                f"Latency-probe RTTs of targets whose current path crosses {upstream} (all selected agents).",
+                "sum by (le) (rate(nkprobe_rtt_seconds_bucket{" + sel + "}[$__rate_interval])"
+                " * on (agent, target, prefix) group_left ()"
+                f' (nkprobe_path_upstream{{{sel}, upstream="{upstream}"}} == 1))',
+            ),
+            8,
+            9,
+        )
+    variables = [
+        _query_var("agent", "Agent", "label_values(nkprobe_agent_info, agent)"),
+        _query_var("prefix", "/24", "label_values(nkprobe_path_upstream, prefix)"),
+    ]
+    return dashboard(
+        uid="nkprobe-overview",
+        title="nkprobe: overview",
+        description="Which upstream carries North Korea's /24s, seen from every agent.",
+        layout=lay,
+        variables=variables,
+        annotations=[_path_change_annotation(sel)],
+        time_from="now-7d",
+    )
+
+
+def target_detail() -> dict[str, Any]:
+    sel = 'agent=~"$agent", target="$target"'
+    lay = Layout()
+    lay.row("Path")
+    lay.add(
+        stat(
+            "Current upstream",
+            "The upstream tag of the latest trace, per agent.",
+            [
+                _target(
+                    f"max by (agent, upstream) (nkprobe_path_upstream{{{sel}}}) == 1",
+                    "{{agent}}: {{upstream}}",
+                )
+            ],
+            text_mode="name",
+        ),
+        8,
+        5,
+    )
+    lay.add(
+        stat(
+            "Last path change",
+            "When each agent last saw this target's upstream change.",
+            [
+                _target(
+                    f"max by (agent) (nkprobe_path_last_change_timestamp_seconds{{{sel}}}) * 1000",
+                    "{{agent}}",
+                )
+            ],
+            unit="dateTimeFromNow",
+        ),
+        8,
+        5,
+    )
+    lay.add(
+        stat(
+            "Trace reaches the target",
+            "1 when the latest trace reached the destination.",
+            [_target(f"min by (agent) (nkprobe_path_reached{{{sel}}})", "{{agent}}")],
+            thresholds=[{"color": "orange", "value": None}, {"color": "green", "value": 1}],
+        ),
+        8,
+        5,
+    )
+    lay.add(
+        timeseries(
+            "Upstream per flow over time",
+            "Share of the flows in each trace round that crossed each upstream.",
+            [_target(f"avg by (upstream) (nkprobe_path_upstream_ratio{{{sel}}})", "{{upstream}}")],
+            unit="percentunit",
+            stack=True,
+            upstream_colours=True,
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Hops",
+            "IP hops to the target, or to the last hop that answered.",
+            [_target(f"max by (agent) (nkprobe_path_hops{{{sel}}})", "{{agent}}")],
+            minimum=0,
+        ),
+        12,
+        8,
+    )
+    lay.row("Latency and loss")
+    lay.add(
+        timeseries(
+            "Border RTT, each side",
+            "RTT at the last hop before the destination AS (side=upstream) and at the first hop inside it "
+            "(side=destination).",
+            [_target(f"max by (agent, side) (nkprobe_border_rtt_seconds{{{sel}}})", "{{agent}} {{side}}")],
+            unit="s",
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "RTT across the border",
+            "Destination-side RTT minus upstream-side RTT: the time the border link and the first "
+            "router add.",
+            [
+                _target(
+                    f'max by (agent) (nkprobe_border_rtt_seconds{{{sel}, side="destination"}})'
+                    f' - max by (agent) (nkprobe_border_rtt_seconds{{{sel}, side="upstream"}})',
+                    "{{agent}}",
+                )
+            ],
+            unit="s",
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "RTT median and 95th percentile",
+            "From the latency-probe histogram, per agent and protocol.",
+            [
+                _target(
+                    "histogram_quantile(0.5, sum by (agent, protocol, le) "
+                    f"(rate(nkprobe_rtt_seconds_bucket{{{sel}}}[$__rate_interval])))",
+                    "{{agent}} {{protocol}} p50",
+                ),
+                _target(
+                    "histogram_quantile(0.95, sum by (agent, protocol, le) "
+                    f"(rate(nkprobe_rtt_seconds_bucket{{{sel}}}[$__rate_interval])))",
+                    "{{agent}} {{protocol}} p95",
+                    ref="B",
+                ),
+            ],
+            unit="s",
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Loss",
+            "Latency probes without an answer, per agent and protocol.",
+            [
+                _target(
+                    "1 - sum by (agent, protocol) "
+                    f"(rate(nkprobe_probes_answered_total{{{sel}}}[$__rate_interval]))"
+                    " / sum by (agent, protocol) "
+                    f"(rate(nkprobe_probes_sent_total{{{sel}}}[$__rate_interval]))",
+                    "{{agent}} {{protocol}}",
+                )
+            ],
+            unit="percentunit",
+            minimum=0,
+            maximum=1,
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        heatmap(
+            "RTT heatmap",
+            "Latency-probe RTT distribution (all selected agents, all protocols).",
+            f"sum by (le) (rate(nkprobe_rtt_seconds_bucket{{{sel}}}[$__rate_interval]))",
+        ),
+        12,
+        9,
+    )
+    lay.add(
+        timeseries(
+            "Traceroute outcomes",
+            "Traces per outcome: reached, unreached, error.",
+            [
+                _target(
+                    f"sum by (outcome) (increase(nkprobe_traceroutes_total{{{sel}}}[$__rate_interval]))",
+                    "{{outcome}}",
+                )
+            ],
+            stack=True,
+        ),
+        12,
+        9,
+    )
+    variables = [
+        _query_var("agent", "Agent", "label_values(nkprobe_agent_info, agent)"),
+        _query_var(
+            "target", "Target", "label_values(nkprobe_target_up, target)", multi=False, include_all=False
+        ),
+    ]
+    return dashboard(
+        uid="nkprobe-target",
+        title="nkprobe: target detail",
+        description="One target: its path, border RTTs, loss and RTT distribution per agent.",
+        layout=lay,
+        variables=variables,
+        annotations=[_path_change_annotation(sel)],
+    )
+
+
+def fleet() -> dict[str, Any]:
+    lay = Layout()
+    lay.add(
+        stat(
+            "Agents reporting",
+            "Agents whose metrics arrived in the last 5 minutes.",
+            [_target("count (nkprobe_agent_info)")],
+        ),
+        6,
+        5,
+    )
+    lay.add(
+        stat(
+            "Agents quiet",
+            "Agents that reported in the last day but not in the last 5 minutes.",
+            [
+                _target(
+                    "count (max by (agent) (max_over_time(nkprobe_agent_info[1d])) unless max by (agent) "
+                    "(nkprobe_agent_info)) or vector(0)"
+                )
+            ],
+            thresholds=[{"color": "green", "value": None}, {"color": "orange", "value": 1}],
+        ),
+        6,
+        5,
+    )
+    lay.add(
+        stat(
+            "Versions in the fleet",
+            "Agents per nkprobe version.",
+            [_target("count by (version) (nkprobe_build_info)", "{{version}}")],
+        ),
+        12,
+        5,
+    )
+    lay.add(
+        table(
+            "Agents",
+            "Every agent seen in the last 7 days: version, seconds since its last report, "
+            "age of its AS table.",
+            [
+                _target("max by (agent, version) (nkprobe_build_info)", instant=True, table=True, ref="A"),
+                _target(
+                    "time() - max by (agent) "
+                    "(last_over_time(agent:nkprobe_agent_info:last_seen_timestamp[7d]))",
+                    instant=True,
+                    table=True,
+                    ref="B",
+                ),
+                _target(
+                    "time() - min by (agent) (nkprobe_asn_table_snapshot_timestamp_seconds)",
+                    instant=True,
+                    table=True,
+                    ref="C",
+                ),
+            ],
+            [
+                {"id": "merge", "options": {}},
+                {
+                    "id": "organize",
+                    "options": {
+                        "excludeByName": {"Time": True, "Value #A": True},
+                        "renameByName": {"Value #B": "since last report", "Value #C": "AS table age"},
+                    },
+                },
+            ],
+            unit="s",
+        ),
+        24,
+        10,
+    )
+    lay.add(
+        timeseries(
+            "Probe packets per second",
+            "Every probe packet an agent sends (all kinds; capped by agent.max_pps).",
+            [_target("sum by (agent) (rate(nkprobe_packets_sent_total[$__rate_interval]))", "{{agent}}")],
+            unit="pps",
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Traceroute duration, 95th percentile",
+            "Wall time of one trace per agent.",
+            [
+                _target(
+                    "histogram_quantile(0.95, sum by (agent, le) "
+                    "(rate(nkprobe_traceroute_duration_seconds_bucket[$__rate_interval])))",
+                    "{{agent}}",
+                )
+            ],
+            unit="s",
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "Traceroute errors",
+            "Traces that ended in an error (not an unreachable target: an agent fault).",
+            [
+                _target(
+                    'sum by (agent) (rate(nkprobe_traceroutes_total{outcome="error"}[$__rate_interval]))',
+                    "{{agent}}",
+                )
+            ],
+            unit="ops",
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        timeseries(
+            "AS table age",
+            "Age of the oldest IP-to-AS table each agent tags with; the alert fires past 30 days.",
+            [_target("time() - min by (agent) (nkprobe_asn_table_snapshot_timestamp_seconds)", "{{agent}}")],
+            unit="s",
+        ),
+        12,
+        8,
+    )
+    return dashboard(
+        uid="nkprobe-fleet",
+        title="nkprobe: fleet",
+        description="The agents: who reports, which version, how busy.",
+        layout=lay,
+        variables=[],
+        annotations=[],
+    )
+
+
+DASHBOARDS = {
+    "nkprobe-overview.json": overview,
+    "nkprobe-target.json": target_detail,
+    "nkprobe-fleet.json": fleet,
+}
+
+
+def render() -> dict[str, str]:
+    return {name: json.dumps(build(), indent=2, sort_keys=False) + "\n" for name, build in DASHBOARDS.items()}
+
+
+def main() -> int:
+    for name, text in render().items():
+        (HERE / name).write_text(text)
+        print(f"wrote {HERE / name}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
