@@ -13,12 +13,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import asyncio
+
     from agent.model import Classification, Path, Reply
 
 PROTOCOLS = ("icmp", "udp", "tcp")
 # Reverse lookups get this long in all, in parallel, after the trace: a slow resolver must not hold
 # the answer hostage (the name is decoration; the tag never depends on DNS being up).
 RDNS_TIMEOUT_S = 1.0
+MAX_LOOKUPS = 128  # distinct hop addresses looked up per command (a 64-flow trace has far fewer)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,18 +96,40 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def reverse_names(addresses: set[str]) -> dict[str, str]:
-    """Reverse names, looked up in parallel under one short overall timeout; missing ones are skipped."""
-    import importlib
+    """Reverse names (agent.rdns's system resolver), in parallel, within RDNS_TIMEOUT_S in all.
 
-    try:
-        rdns = importlib.import_module("agent.rdns")
-    except ImportError:
-        return {}
-    lookup = getattr(rdns, "reverse_names", None) or getattr(rdns, "lookup_many", None)
-    if lookup is None:
-        return {}
-    found = await lookup(sorted(addresses), timeout=RDNS_TIMEOUT_S)
-    return {k: v for k, v in dict(found).items() if v}
+    Not agent.rdns's pooled cache: its worker threads are joined at interpreter exit, so one lookup stuck
+    in gethostbyaddr (which has no timeout of its own; the resolver's is 5 s per try) would hold a
+    one-shot command's exit. Daemon threads are abandoned at exit instead, and nothing is cached.
+    """
+    import asyncio
+    import threading
+
+    from agent.rdns import system_resolver
+
+    loop = asyncio.get_running_loop()
+    found: dict[str, str] = {}
+    lock = threading.Lock()
+    pending = {a: loop.create_future() for a in sorted(addresses)[:MAX_LOOKUPS]}
+
+    def lookup(address: str, future: asyncio.Future[None]) -> None:
+        name = system_resolver(address)
+        if name:
+            with lock:
+                found[address] = name
+        loop.call_soon_threadsafe(_resolve, future)
+
+    for address, future in pending.items():
+        threading.Thread(target=lookup, args=(address, future), daemon=True).start()
+    if pending:
+        await asyncio.wait(pending.values(), timeout=RDNS_TIMEOUT_S)
+    with lock:
+        return dict(found)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _reply_note(reply: Reply) -> str:
