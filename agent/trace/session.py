@@ -51,6 +51,10 @@ class TraceParams:
     retries: int = 1
     gap_limit: int = 5
     window: int = 16  # most probes in flight at once
+    # Highest new TTL = last answering TTL + lookahead (None: the window alone limits). Bounds the probes
+    # wasted beyond the destination (each costs packet budget, and a UDP target's port unreachables are
+    # rate-limited by its kernel, icmp_ratelimit, so a burst past it can hide the real answer).
+    lookahead: int | None = None
     packet_size: int = 0  # total IPv4 length; 0: agent.packets.build.DEFAULT_SIZE
     port_base: int | None = None  # first source port of flow 0; None: agent.trace.flow.SPORT_BASE
 
@@ -62,6 +66,8 @@ class TraceParams:
             problems.append("timeout_s must be > 0 and grace_s >= 0")
         if self.retries < 0 or self.gap_limit < 1 or self.window < 1:
             problems.append("retries must be >= 0, gap_limit and window >= 1")
+        if self.lookahead is not None and self.lookahead < self.gap_limit:
+            problems.append(f"lookahead must be >= gap_limit ({self.gap_limit}) or the gap rule cannot fire")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -130,6 +136,7 @@ class Session:
         self._queue: list[tuple[int, int]] = []  # (ttl, attempt) wanted on the wire, sorted
         self._hops: dict[int, _HopState] = {}
         self._next_ttl = 1
+        self._max_answered = 0  # highest TTL with a reply
         self._flying: dict[int, _ProbeState] = {}  # sent, neither answered nor timed out
         self._end_ttl: int | None = None
         self._end_reason = ""
@@ -157,7 +164,7 @@ class Session:
             not self._done
             and not self._stopping()
             and len(self._flying) < self.params.window
-            and (bool(self._queue) or self._next_ttl <= self.params.max_hops)
+            and (bool(self._queue) or self._may_open_ttl())
         )
 
     def next_probes(self, now: float) -> list[Probe]:
@@ -166,7 +173,7 @@ class Session:
         if self._done or self._stopping():
             return []
         room = self.params.window - len(self._flying)
-        while len(self._queue) < room and self._next_ttl <= self.params.max_hops:
+        while len(self._queue) < room and self._may_open_ttl():
             self._enqueue(self._next_ttl, 0)
             self._next_ttl += 1
         return [self._plan(ttl, attempt) for ttl, attempt in self._queue[: max(room, 0)]]
@@ -218,6 +225,7 @@ class Session:
             del self._flying[probe.ident]
         self.stats.replies += 1
         hop.final_silent = False
+        self._max_answered = max(self._max_answered, probe.ttl)
         hop.replies.append(
             Reply(
                 address=reply.src, rtt_s=max(now - state.sent_at, 0.0), kind=reply.kind,
@@ -337,7 +345,13 @@ class Session:
         self._check_done(now)
 
     def _last_answered(self) -> int:
-        return max((ttl for ttl, hop in self._hops.items() if hop.replies), default=0)
+        return self._max_answered
+
+    def _may_open_ttl(self) -> bool:
+        lookahead = self.params.lookahead
+        if self._next_ttl > self.params.max_hops:
+            return False
+        return lookahead is None or self._next_ttl <= self._max_answered + lookahead
 
     def _gap(self) -> bool:
         """A run of `gap_limit` hops beyond the last answering hop has gone silent after every retry."""

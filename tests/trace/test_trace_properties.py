@@ -28,6 +28,7 @@ def scenarios(draw: st.DrawFn) -> tuple[TraceParams, SimNetwork, set[tuple[int, 
         duplicate=draw(st.sets(st.integers(1, 20), max_size=3)),
         drop=lambda ttl, nth: (ttl, nth) in lost,
     )
+    gap_limit = draw(st.integers(1, 5))
     params = TraceParams(
         TARGET,
         draw(st.sampled_from(list(Protocol))),
@@ -36,8 +37,9 @@ def scenarios(draw: st.DrawFn) -> tuple[TraceParams, SimNetwork, set[tuple[int, 
         timeout_s=draw(st.floats(0.5, 2.0)),
         grace_s=draw(st.floats(0.0, 1.0)),
         retries=draw(st.integers(0, 2)),
-        gap_limit=draw(st.integers(1, 5)),
+        gap_limit=gap_limit,
         window=draw(st.integers(1, 16)),
+        lookahead=draw(st.one_of(st.none(), st.integers(gap_limit, gap_limit + 4))),
     )
     return params, net, lost
 

@@ -298,3 +298,21 @@ def test_udp_and_tcp_need_a_source_address() -> None:
     with pytest.raises(ValueError, match="source address"):
         Session(TraceParams(TARGET, Protocol.UDP))
     assert Session(TraceParams(TARGET, Protocol.ICMP)).flow.src is None
+
+
+def test_lookahead_bounds_probes_past_the_destination() -> None:
+    wide = SimNetwork(R[:10], TARGET)
+    run(Session(params(Protocol.TCP, max_hops=30, window=16)), wide)
+    assert max(p[8] for p in wide.sent) > 16  # answers freed the window: 15 probes past TTL 11
+    near = SimNetwork(R[:10], TARGET)
+    path = run(Session(params(Protocol.TCP, max_hops=30, window=16, lookahead=5)), near)
+    assert path.reached and len(path.hops) == 11
+    assert max(p[8] for p in near.sent) <= 10 + 5 and len(near.sent) < len(wide.sent)
+
+
+def test_lookahead_still_lets_the_gap_rule_fire() -> None:
+    net = SimNetwork([R[0]] + [None] * 20, TARGET, dest_answers=False)
+    path = run(Session(params(max_hops=20, gap_limit=3, lookahead=3, retries=0, timeout_s=1.0)), net)
+    assert path.stop_reason == "gap" and len(path.hops) == 4 and max(p[8] for p in net.sent) == 4
+    with pytest.raises(ValueError, match="lookahead"):
+        params(gap_limit=4, lookahead=3)
