@@ -19,7 +19,6 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -202,8 +201,10 @@ def load_config(path: str | None) -> Config:
     Raises ConfigError with every problem (`problems`), and a one-line message naming the first one.
     """
     if path is None:
-        text = resources.files("agent").joinpath("data", DEFAULT_CONFIG_RESOURCE).read_text("utf-8")
-        return loads_config(text, source=None)
+        # Next to this module (package data "data/*"); by file, not by package name, so a test
+        # directory that happens to be called `agent` on sys.path cannot hide it.
+        with open(default_config_path(), encoding="utf-8") as fh:
+            return loads_config(fh.read(), source=None)
     try:
         with open(path, "rb") as fh:
             raw = fh.read()
@@ -217,6 +218,11 @@ def load_config(path: str | None) -> Config:
         problem = f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8"
         raise ConfigError(problem, (problem,)) from exc
     return loads_config(text, source=path)
+
+
+def default_config_path() -> str:
+    """Where the shipped default config is installed."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", DEFAULT_CONFIG_RESOURCE)
 
 
 def loads_config(text: str, source: str | None = None) -> Config:
