@@ -65,3 +65,21 @@ def test_full_disk_keeps_committed_rows_and_recovers(tiny_fs: Path) -> None:
         int(r[0]) for r in conn.execute("SELECT json_extract(evidence, '$[0]') FROM changes ORDER BY id")
     ] == list(range(n))
     conn.close()
+
+
+def test_read_only_filesystem_then_writable_again(tiny_fs: Path) -> None:
+    state = tiny_fs / "state"
+    writer = HistoryWriter(str(state), retry_s=60)
+    writer.submit(change(0))
+    assert writer.step()
+    writer.store.close()  # as after a restart: the agent opens the file on a read-only mount
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_fs)], check=True)
+    writer.submit(change(1))
+    assert not writer.step()
+    assert not writer.healthy and writer.status().pending == 1
+    with HistoryReader(str(state)) as reader:
+        assert [r.evidence[0] for r in reader.changes()] == ["change 0"]
+    subprocess.run(["mount", "-o", "remount,rw", str(tiny_fs)], check=True)
+    assert writer.step()
+    assert writer.healthy and writer.status().written == 2
+    writer.close()
