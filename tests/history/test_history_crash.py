@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from agent.history import HistoryReader, HistoryStore
 
 WRITER = r"""
@@ -33,7 +35,8 @@ while True:
 """
 
 
-def test_sigkill_mid_write_keeps_committed_rows(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kill_after", [25, 300, 1000])
+def test_sigkill_mid_write_keeps_committed_rows(tmp_path: Path, kill_after: int) -> None:
     state = tmp_path / "state"
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(state)], stdout=subprocess.PIPE, text=True, env=os.environ.copy()
@@ -43,7 +46,7 @@ def test_sigkill_mid_write_keeps_committed_rows(tmp_path: Path) -> None:
     try:
         for line in proc.stdout:
             committed = int(line)
-            if committed >= 500:
+            if committed >= kill_after:
                 break
         # It is writing the next batches right now: kill it without warning.
         proc.send_signal(signal.SIGKILL)
@@ -51,7 +54,7 @@ def test_sigkill_mid_write_keeps_committed_rows(tmp_path: Path) -> None:
         proc.kill()
         proc.wait(10)
     assert proc.returncode == -signal.SIGKILL
-    assert committed >= 500
+    assert committed >= kill_after
 
     # A read-only reader first (what `nkprobe history` does right after a crash).
     with HistoryReader(str(state)) as reader:
