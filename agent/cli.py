@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "trace": ("agent.commands.trace", "Paris traceroute to a target, tagged with the upstream it crosses"),
     "ping": ("agent.commands.ping", "latency probes (ICMP echo or TCP SYN): RTTs, loss and a summary"),
     "lab": ("agent.commands.lab", "the simulated network in namespaces: lab up|down|flip|status"),
+    "classify": ("agent.commands.classify", "upstream tag of RIPE Atlas traceroute results, with evidence"),
+    "asn": ("agent.commands.asn", "IP-to-AS data: asn update (refresh from public sources), lookup, info"),
 }
 
 

@@ -7,6 +7,7 @@ No function here touches the network; `agent.asn.update` and `agent.asn.cymru` d
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ __all__ = [
 ]
 
 SIDECAR_SUFFIX = ".meta.json"
+BUILTIN_SNAPSHOT = datetime.datetime.fromisoformat(BUILTIN_DATE).replace(tzinfo=datetime.UTC).timestamp()
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +38,9 @@ class TableInfo:
     """What the loaded table is made of, for `nkprobe_asn_table_info`-style metrics and for humans."""
 
     description: str  # e.g. "built-in 2026-11-26 (34); iptoasn https://... (498123)"
-    snapshot_time: float | None  # newest snapshot time (epoch seconds) of the loaded sources, if known
+    # The oldest snapshot time (epoch seconds) among the loaded files that record one (`asn update`
+    # sidecars), else the built-in table's date: an age alert then fires on the stalest part.
+    snapshot_time: float | None
     entries: int
 
 
@@ -70,6 +74,7 @@ def _add_builtin(builder: TableBuilder) -> str:
 def builtin_table() -> AsnTable:
     builder = TableBuilder()
     description = _add_builtin(builder)
+    builder.snapshot_time = BUILTIN_SNAPSHOT
     return builder.build(description)
 
 
@@ -92,8 +97,10 @@ def load_table(
         label = f"{fmt} {source}" if isinstance(source, str) and source else f"{fmt} {path}"
         parts.append(f"{label} ({len(builder) - before})")
         taken = meta.get("snapshot_time")
-        if isinstance(taken, int | float) and (snapshot is None or taken > snapshot):
+        if isinstance(taken, int | float) and (snapshot is None or taken < snapshot):
             snapshot = float(taken)
+    if snapshot is None and builtin:
+        snapshot = BUILTIN_SNAPSHOT
     builder.snapshot_time = snapshot
     return builder.build("; ".join(parts))
 

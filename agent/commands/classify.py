@@ -1,0 +1,133 @@
+"""`nkprobe classify [FILE|-]`: the upstream tag of traceroute results in the RIPE Atlas format.
+
+Input: one JSON array of results, one object, or one object a line (RIPE Atlas downloads come in both
+shapes), with or without our additions. Offline: names come from the results' "hostname" fields, AS
+numbers from the local tables (a result's own "asn" fields fill in addresses no table knows); nothing
+is looked up on the network. `--json` prints the input with "nkprobe" filled in, as one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.asn.table import AsnMatch
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", nargs="?", default="-", metavar="FILE", help="results to read ('-': stdin)")
+    parser.add_argument(
+        "--asn-file", action="append", default=[], metavar="PATH", help="IP-to-AS file (repeatable)"
+    )
+    parser.add_argument("--config", metavar="PATH", help="agent config (upstream groups, destination)")
+    parser.add_argument("--json", action="store_true", help="print the results with 'nkprobe' filled in")
+
+
+def read_results(text: str, name: str) -> tuple[list[tuple[str, Any]], str]:
+    """The result objects in `text`, each with where it is ("FILE:LINE", "FILE: result N"), and the
+    input's shape: "object", "array" or "lines" (one object a line).
+
+    Errors name the file and the line (InputError).
+    """
+    import json
+
+    from agent.errors import InputError
+
+    stripped = text.strip()
+    if not stripped:
+        raise InputError(f"{name}: empty input; expected RIPE Atlas traceroute results (JSON)")
+    try:
+        doc = json.loads(stripped)
+    except json.JSONDecodeError as whole:
+        lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        if len(lines) < 2:
+            raise InputError(f"{name}:{whole.lineno}: not JSON ({whole.msg})") from None
+        items: list[tuple[str, Any]] = []
+        for number, line in lines:
+            try:
+                items.append((f"{name}:{number}", json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{name}:{number}: not JSON ({exc.msg}, column {exc.colno})") from None
+        return items, "lines"
+    if isinstance(doc, list):
+        return [(f"{name}: result {i}", obj) for i, obj in enumerate(doc, 1)], "array"
+    return [(name, doc)], "object"
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from agent.asn import load_table
+    from agent.asn.table import AsnMatch
+    from agent.classify import Settings, classify
+    from agent.config import load_config
+    from agent.errors import InputError
+    from agent.ripe import classification_to_ripe, from_ripe
+
+    name = "<stdin>" if args.file == "-" else args.file
+    try:
+        if args.file == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.file, encoding="utf-8") as f:
+                text = f.read()
+    except OSError as exc:
+        raise InputError(f"cannot read {name}: {exc.strerror or exc}; give a readable file or '-'") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{name}: not UTF-8 text; expected RIPE Atlas traceroute JSON") from None
+    items, shape = read_results(text, name)
+    config = load_config(args.config)
+    table = load_table(files=[*config.asn.files, *args.asn_file], update_dir=config.asn_update_dir)
+    settings = Settings.from_config(config)
+
+    out: list[Any] = []
+    for index, (where, obj) in enumerate(items):
+        try:
+            path = from_ripe(obj)
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from None
+        names, given = _annotations(obj)
+
+        def lookup(address: str, given: dict[str, int] = given) -> AsnMatch | None:
+            found = table.lookup(address)
+            if found is None and address in given:
+                return AsnMatch(given[address], f"{address}/32", (), "the result's own 'asn'")
+            return found
+
+        result = classify(path, lookup, settings, names)
+        if args.json:
+            out.append({**obj, "nkprobe": classification_to_ripe(result)})
+            continue
+        if index:
+            print()
+        print(f"{path.target} ({path.protocol.value}, paris id {path.flow_id}): {result.upstream}")
+        if result.border is not None:
+            b = result.border
+            asn = f" AS{b.asn}" if b.asn is not None else ""
+            print(f"  border: hop {b.hop} {b.address}{asn}")
+        if result.as_path:
+            print("  AS path: " + " ".join(f"AS{a}" if a is not None else "?" for a in result.as_path))
+        for line in result.evidence:
+            print(f"  - {line}")
+    if args.json:
+        print(json.dumps(out[0] if shape == "object" else out))
+    return 0
+
+
+def _annotations(obj: Any) -> tuple[dict[str, str], dict[str, int]]:
+    """Our per-reply additions in a result: reverse names and AS numbers by address."""
+    names: dict[str, str] = {}
+    asns: dict[str, int] = {}
+    hops = obj.get("result") if isinstance(obj, dict) else None
+    for hop in hops if isinstance(hops, list) else ():
+        replies = hop.get("result") if isinstance(hop, dict) else None
+        for reply in replies if isinstance(replies, list) else ():
+            if not isinstance(reply, dict) or not isinstance(reply.get("from"), str):
+                continue
+            if isinstance(reply.get("hostname"), str) and reply["hostname"]:
+                names.setdefault(reply["from"], reply["hostname"])
+            if isinstance(reply.get("asn"), int) and not isinstance(reply.get("asn"), bool):
+                asns.setdefault(reply["from"], reply["asn"])
+    return names, asns
