@@ -23,6 +23,7 @@ def need_tool(name: str) -> str:
             "systemd-analyze": "systemd",
             "shellcheck": "shellcheck",
             "debootstrap": "debootstrap",
+            "vmagent": "victoria-metrics",
         }.get(name, name)
         pytest.skip(f"{name} not installed (apt-get install {package})")
     return path
