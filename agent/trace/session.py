@@ -212,7 +212,8 @@ class Session:
         if state.answered:
             self.stats.duplicates += 1
             return True
-        self._expire(now)  # a reply racing its own timeout is late, consistently
+        # No _expire(now) here: a reply that races its own timeout (the driver's timer has not run yet)
+        # counts as on time; expiring first could end the session under the reply's feet.
         if reply.quoted_checksum is not None and reply.quoted_checksum != self._builder.checksum:
             self.stats.checksum_mismatch += 1
         probe = state.probe

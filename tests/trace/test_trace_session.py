@@ -316,3 +316,12 @@ def test_lookahead_still_lets_the_gap_rule_fire() -> None:
     assert path.stop_reason == "gap" and len(path.hops) == 4 and max(p[8] for p in net.sent) == 4
     with pytest.raises(ValueError, match="lookahead"):
         params(gap_limit=4, lookahead=3)
+
+
+def test_reply_racing_its_own_timeout_is_kept() -> None:
+    # The reply arrives exactly when the probe times out, before the driver ran on_timer.
+    net = SimNetwork([R[0]], TARGET, dest_answers=False, delay={1: 1.0})
+    session = Session(params(max_hops=1, gap_limit=1, retries=0, timeout_s=1.0, window=1))
+    path = run(session, net)
+    assert path.hops[0].addresses == (R[0],) and path.stop_reason == "max_hops"
+    assert session.stats.late == 0
