@@ -325,3 +325,14 @@ def test_reply_racing_its_own_timeout_is_kept() -> None:
     path = run(session, net)
     assert path.hops[0].addresses == (R[0],) and path.stop_reason == "max_hops"
     assert session.stats.late == 0
+
+
+def test_a_rewritten_flow_checksum_is_counted_but_the_reply_kept() -> None:
+    session = Session(params(Protocol.ICMP))
+    probe = session.next_probes(0.0)[0]
+    session.sent(probe, 0.0)
+    quoted = bytearray(probe.data)
+    quoted[22:24] = b"\x12\x34"  # a middlebox rewrote the ICMP checksum: the flow hash may differ
+    reply = parse(synth.icmp_error(bytes(quoted), R[0]))
+    assert reply is not None and session.on_reply(reply, 0.01)
+    assert session.stats.checksum_mismatch == 1 and session.result().hops[0].addresses == (R[0],)
