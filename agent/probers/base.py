@@ -28,7 +28,8 @@ class ProbeSpec:
     max_hops: int = 32
     flows: int = 1
     first_flow: int = 0  # RIPE Atlas paris_id of the first flow
-    grace_s: float = 0.5
+    grace_s: float = 0.5  # the longest wait for silent hops once the destination answered
+    grace_rtt_factor: float = 3.0  # ... shortened to this many times the trace's slowest RTT (0: off)
     retries: int = 1
     gap_limit: int = 5
     packet_size: int = 0  # 0: the protocol's default

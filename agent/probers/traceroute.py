@@ -34,6 +34,7 @@ def params_for(spec: ProbeSpec, flow_id: int, src: str | None) -> TraceParams:
         max_hops=spec.max_hops,
         timeout_s=spec.timeout_s,
         grace_s=spec.grace_s,
+        grace_rtt_factor=spec.grace_rtt_factor,
         retries=spec.retries,
         gap_limit=spec.gap_limit,
         packet_size=spec.packet_size,

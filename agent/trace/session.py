@@ -48,6 +48,11 @@ class TraceParams:
     max_hops: int = 32
     timeout_s: float = 2.0
     grace_s: float = 0.5
+    # Adaptive grace (0: off): silent probes below the destination get min(grace_s, max(grace_min_s,
+    # grace_rtt_factor x the slowest RTT of this trace)), like traceroute(8)'s "-w MAX,HERE,NEAR" waits
+    # scaled by the RTTs seen. A router that has not answered in 3 round trips rarely answers at all.
+    grace_rtt_factor: float = 0.0
+    grace_min_s: float = 0.05
     retries: int = 1
     gap_limit: int = 5
     window: int = 16  # most probes in flight at once
@@ -141,6 +146,7 @@ class Session:
         self._end_ttl: int | None = None
         self._end_reason = ""
         self._end_at: float | None = None
+        self._max_rtt = 0.0
         self._done = False
         self._stop_reason = ""
         self._first_sent: float | None = None
@@ -227,6 +233,7 @@ class Session:
         self.stats.replies += 1
         hop.final_silent = False
         self._max_answered = max(self._max_answered, probe.ttl)
+        self._max_rtt = max(self._max_rtt, now - state.sent_at)
         hop.replies.append(
             Reply(
                 address=reply.src, rtt_s=max(now - state.sent_at, 0.0), kind=reply.kind,
@@ -252,7 +259,7 @@ class Session:
             s.sent_at + self.params.timeout_s for s in self._flying.values() if s.sent_at is not None
         ]
         if self._end_at is not None:
-            deadlines.append(self._end_at + self.params.grace_s)
+            deadlines.append(self._end_at + self._grace())
         return min(deadlines, default=None)
 
     def on_timer(self, now: float) -> None:
@@ -285,6 +292,12 @@ class Session:
         )
 
     # -- internals -----------------------------------------------------------------------------------
+
+    def _grace(self) -> float:
+        factor = self.params.grace_rtt_factor
+        if factor <= 0:
+            return self.params.grace_s
+        return min(self.params.grace_s, max(self.params.grace_min_s, factor * self._max_rtt))
 
     def _end_kind(self, reply: ParsedReply) -> str:
         if reply.kind in REACHED_KINDS:
@@ -368,7 +381,7 @@ class Session:
             return
         if self._end_ttl is not None and self._end_at is not None:
             waiting = any(s.probe.ttl < self._end_ttl for s in self._flying.values())
-            if not waiting or now >= self._end_at + self.params.grace_s:
+            if not waiting or now >= self._end_at + self._grace():
                 self._finish(self._end_reason, now)
             return
         if self._flying:
