@@ -200,11 +200,11 @@ def test_another_user_reads_while_the_agent_writes_and_after(tmp_path: Path) -> 
     state = tempfile.mkdtemp(prefix="nkprobe-hist-", dir="/tmp")  # tmp_path is root-only (0700)
     try:
         os.chmod(state, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+        # Stepped, not threaded: forking while another thread may hold an SQLite mutex is unsafe.
         writer = HistoryWriter(state)
-        writer.start()
         for i in range(3):
             writer.submit(change(i))
-        assert writer.flush(10)
+        assert writer.step()
         assert os.path.exists(os.path.join(state, "history.db-wal"))  # the agent is running
         assert _as_nobody(state) == 3
         writer.close()
