@@ -10,6 +10,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 
 import agent.packets.build
 import agent.packets.checksum
+import agent.packets.describe
 import agent.packets.icmpext
 import agent.trace.flow
 from agent.model import Protocol
@@ -129,7 +130,14 @@ def test_checksum_arithmetic() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", [agent.packets.build, agent.packets.checksum, agent.packets.icmpext, agent.trace.flow]
+    "module",
+    [
+        agent.packets.build,
+        agent.packets.checksum,
+        agent.packets.describe,
+        agent.packets.icmpext,
+        agent.trace.flow,
+    ],
 )
 def test_doctests(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]
