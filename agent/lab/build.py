@@ -433,7 +433,8 @@ def _is_helper(pid: int, state: Path, names: dict[str, str]) -> bool:
     return any(arg.startswith(mine) or arg in names.values() for arg in cmd[3:])
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (our helpers' parent may be an init that reaps slowly)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -445,9 +446,9 @@ def _stop(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 2.0
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.01)
-    if _alive(pid):
+    if alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
@@ -519,15 +520,19 @@ def routes_in_force(prefix: str) -> dict[str, tuple[str, ...]]:
     names = _names(prefix)
     out: dict[str, tuple[str, ...]] = {}
     with _netlink(names["isp"]) as ipr:
-        for p24 in topology.PREFIX_ROLE:
-            net, length = p24.split("/")
-            found: list[str] = []
-            for msg in ipr.get_routes(dst=net, dst_len=int(length), table=254):
-                gws = [msg.get("RTA_GATEWAY")]
-                for hop in msg.get("RTA_MULTIPATH") or ():
-                    gws.append(hop.get("RTA_GATEWAY"))
-                found += [up for gw in gws if gw and (up := topology.upstream_of_gateway(gw))]
-            out[p24] = tuple(found)
+        # Dump and filter here: get_routes(dst=...) would ask the kernel for a lookup (one resolved path).
+        table = list(ipr.get_routes(table=254))
+    for p24 in topology.PREFIX_ROLE:
+        net, length = p24.split("/")
+        found: list[str] = []
+        for msg in table:
+            if msg.get("RTA_DST") != net or msg["dst_len"] != int(length):
+                continue
+            gws = [msg.get("RTA_GATEWAY")] + [
+                hop.get("RTA_GATEWAY") for hop in msg.get("RTA_MULTIPATH") or ()
+            ]
+            found += [up for gw in gws if gw and (up := topology.upstream_of_gateway(gw))]
+        out[p24] = tuple(found)
     return out
 
 
@@ -549,5 +554,5 @@ def helper_pids(prefix: str) -> dict[str, int | None]:
         except (OSError, ValueError):
             out[helper] = None
             continue
-        out[helper] = pid if _alive(pid) else None
+        out[helper] = pid if alive(pid) else None
     return out
