@@ -45,7 +45,7 @@ def _toml(value: Any) -> str:
     return repr(value)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.fixed_dictionaries({}, optional={**sections, "targets": targets}))
 def test_any_document_loads_or_lists_problems(doc: dict[str, Any]) -> None:
     lines = []
