@@ -47,6 +47,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from agent.model import OTHER, UNKNOWN
 
@@ -197,10 +198,16 @@ TRIGGERS: tuple[str, ...] = tuple(t.value for t in Trigger)
 class LatencyWatch:
     """Re-trace triggers from one target's latency probe results (one protocol).
 
-    - reply TTL: a new TTL seen `ttl_confirm` times in a row (one odd reply is not a new path);
-    - RTT level: the median of the last `window` answers is more than max(`rtt_abs_s`, `rtt_rel` x level)
-      away from the settled level (median of the window when it was last settled);
-    - unreachable: `loss_limit` probes lost in a row after at least one answer.
+    - reply TTL: a TTL not seen in the last `memory` answers, seen `ttl_confirm` times in a row;
+    - RTT level: the median of the last `window` answers is more than max(`rtt_abs_s`, `rtt_rel` x it)
+      away from every such median of the last `memory` answers: a level not seen lately;
+    - unreachable: `loss_limit` probes lost in a row after an answer; and again when answers return.
+
+    "Not seen lately" rather than "different from the last": a /24 split per flow (DOMAIN.md) answers a
+    probe stream whose flow varies (TCP source ports) from both paths, so its TTL and RTT alternate
+    between two values all the time; both are in the memory, and nothing fires. A flip moves to a value
+    the memory does not hold, and fires once. The cost: a flip back within `memory` answers is left to
+    the periodic trace.
 
     >>> w = LatencyWatch(window=3)
     >>> [w.observe(0.100, 60) for _ in range(3)]
@@ -210,23 +217,24 @@ class LatencyWatch:
     """
 
     window: int = 5
+    memory: int = 30
     rtt_abs_s: float = 0.010
     rtt_rel: float = 0.10
     loss_limit: int = 3
     ttl_confirm: int = 2
     recent: deque[float] = field(default_factory=deque)
-    level: float | None = None
-    reply_ttl: int | None = None
+    medians: deque[float] = field(default_factory=deque)
+    ttls: deque[int] = field(default_factory=deque)
     ttl_candidate: int | None = None
     ttl_streak: int = 0
     losses: int = 0
     answered: bool = False
 
     def reset(self) -> None:
-        """Forget the settled level and TTL (after a configuration reload or a local network change)."""
+        """Forget what was seen (after a configuration reload or a local network change)."""
         self.recent.clear()
-        self.level = None
-        self.reply_ttl = None
+        self.medians.clear()
+        self.ttls.clear()
         self.ttl_candidate, self.ttl_streak = None, 0
         self.losses, self.answered = 0, False
 
@@ -239,45 +247,49 @@ class LatencyWatch:
             return None
         came_back = self.losses >= self.loss_limit and self.answered
         self.losses, self.answered = 0, True
-        trigger = self._ttl(reply_ttl)
+        if came_back:
+            # The target answers again after an outage: the path may well be a new one. Start afresh.
+            self.recent.clear()
+            self.medians.clear()
+            self.ttls.clear()
+            self.ttl_candidate, self.ttl_streak = None, 0
+        ttl = self._ttl(reply_ttl)
         level = self._rtt(rtt_s)
         if came_back:
-            # The target answers again after an outage: the path may well be a new one.
-            self.level = None
-            self.recent.clear()
-            self.recent.append(rtt_s)
             return Trigger.UNREACHABLE
-        return trigger or level
+        return ttl or level
+
+    def _remember(self, memory: deque[Any], value: Any) -> None:
+        memory.append(value)
+        while len(memory) > self.memory:
+            memory.popleft()
 
     def _ttl(self, reply_ttl: int | None) -> Trigger | None:
         if reply_ttl is None:
             return None
-        if self.reply_ttl is None:
-            self.reply_ttl = reply_ttl
-            return None
-        if reply_ttl == self.reply_ttl:
+        if not self.ttls or reply_ttl in self.ttls:
             self.ttl_candidate, self.ttl_streak = None, 0
+            self._remember(self.ttls, reply_ttl)
             return None
         if reply_ttl == self.ttl_candidate:
             self.ttl_streak += 1
         else:
             self.ttl_candidate, self.ttl_streak = reply_ttl, 1
-        if self.ttl_streak >= self.ttl_confirm:
-            self.reply_ttl, self.ttl_candidate, self.ttl_streak = reply_ttl, None, 0
-            return Trigger.REPLY_TTL
-        return None
+        if self.ttl_streak < self.ttl_confirm:
+            return None  # not remembered yet: one odd reply is not a value seen
+        for _ in range(self.ttl_streak):
+            self._remember(self.ttls, reply_ttl)
+        self.ttl_candidate, self.ttl_streak = None, 0
+        return Trigger.REPLY_TTL
 
     def _rtt(self, rtt_s: float) -> Trigger | None:
-        self.recent.append(rtt_s)
+        self._remember(self.recent, rtt_s)
         while len(self.recent) > self.window:
             self.recent.popleft()
         if len(self.recent) < self.window:
             return None
         median = statistics.median(self.recent)
-        if self.level is None:
-            self.level = median
-            return None
-        if abs(median - self.level) > max(self.rtt_abs_s, self.rtt_rel * self.level):
-            self.level = median
-            return Trigger.RTT_LEVEL
-        return None
+        seen = self.medians
+        new = bool(seen) and all(abs(median - m) > max(self.rtt_abs_s, self.rtt_rel * m) for m in seen)
+        self._remember(seen, median)
+        return Trigger.RTT_LEVEL if new else None

@@ -13,7 +13,8 @@
   a new tag waits for confirmation (agent.pathstate.PathState.pending), the next round follows after
   `confirm_delay_s` instead of a whole interval: a flip is confirmed in seconds, not minutes.
 - The global packet budget (`agent.max_pps`) is enforced where packets leave (agent.net.engine asks
-  agent.budget before every send), so pings and traces queue there; nothing here can exceed it.
+  agent.budget before every send), so pings and traces queue there; nothing here can exceed it. At most
+  `rounds_in_flight` trace rounds run at once, so traces leave tokens for the latency probes.
 - A failing probe, trace, classification or history write is counted (nkprobe_errors_total{kind}) and
   logged, never fatal: the loop goes on.
 
@@ -28,8 +29,8 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from agent.config import Config
@@ -42,6 +43,9 @@ log = logging.getLogger("nkprobe.scheduler")
 JITTER = 0.1  # +-10 % of each interval
 CONFIRM_DELAY_S = 1.0  # between rounds while a new tag waits for confirmation
 MIN_ROUND_GAP_S = 1.0  # between any two rounds of one target: a trigger storm cannot become a trace storm
+# Trace rounds running at once, all targets together. A round sends a volley of TTLs per flow as fast as
+# the budget allows; with every target's round at once, the latency probes would wait seconds for tokens.
+ROUNDS_IN_FLIGHT = 2
 
 
 class Pinger(Protocol):
@@ -67,6 +71,7 @@ class PathChange:
     change: Change
     classification: Classification | None
     path: Path | None
+    ratio: Mapping[str, float] = field(default_factory=dict)  # share of the round's flows per tag
 
 
 class HistorySink(Protocol):
@@ -145,6 +150,7 @@ class Scheduler:
         wall: Callable[[], float] = time.time,
         confirm_delay_s: float = CONFIRM_DELAY_S,
         min_round_gap_s: float = MIN_ROUND_GAP_S,
+        rounds_in_flight: int = ROUNDS_IN_FLIGHT,
     ) -> None:
         self.state = state
         self._pinger = pinger
@@ -155,6 +161,7 @@ class Scheduler:
         self._wall = wall
         self._confirm_delay_s = confirm_delay_s
         self._min_round_gap_s = min_round_gap_s
+        self._round_slots = asyncio.Semaphore(rounds_in_flight)
         self._paths: dict[str, PathState] = {}
         self._watches: dict[tuple[str, str], LatencyWatch] = {}
         self._wake: dict[str, asyncio.Event] = {}
@@ -279,8 +286,9 @@ class Scheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=delay)
             wake.clear()
-            started = loop.time()
-            await self._round(target)
+            async with self._round_slots:
+                started = loop.time()
+                await self._round(target)
             ps = self._paths.get(target.address)
             delay = interval * self._rng.uniform(1.0 - JITTER, 1.0 + JITTER)
             if ps is not None and ps.pending:
@@ -330,7 +338,13 @@ class Scheduler:
         )
         if change is not None:
             log.info("%s (%s): upstream %s -> %s", target.address, target.prefix, change.old, change.new)
-            event = PathChange(target, change, chosen[1] if chosen else None, chosen[0] if chosen else None)
+            event = PathChange(
+                target,
+                change,
+                chosen[1] if chosen else None,
+                chosen[0] if chosen else None,
+                dict(ps.ratio),
+            )
             self._write(event)
 
     def _write(self, event: PathChange) -> None:

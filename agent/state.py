@@ -131,6 +131,9 @@ class Snapshot:
     asn_entries: int | None
     started_at: float
     history_write_errors: int
+    history_pending: int = 0
+    history_written: int = 0
+    history_dropped: int = 0
 
 
 ProtocolsFor = Callable[[str], tuple[str, ...]] | Sequence[str]
@@ -197,6 +200,7 @@ class State:
         self._asn_files: tuple[str, ...] = ()
         self._asn_entries: int | None = None
         self._history_write_errors = 0
+        self._history = (0, 0, 0)
 
     # -- configuration -------------------------------------------------------------------------------
 
@@ -318,6 +322,10 @@ class State:
             self._history_write_errors += 1
             self._errors["history"] += 1
 
+    def set_history_status(self, *, pending: int, written: int, dropped: int) -> None:
+        with self._lock:
+            self._history = (pending, written, dropped)
+
     def set_fault(self, kind: str, on: bool) -> None:
         with self._lock:
             self._faults[kind] = on
@@ -353,6 +361,9 @@ class State:
                 asn_entries=self._asn_entries,
                 started_at=self._started_at,
                 history_write_errors=self._history_write_errors,
+                history_pending=self._history[0],
+                history_written=self._history[1],
+                history_dropped=self._history[2],
             )
 
 

@@ -187,6 +187,17 @@ def _health_metrics(s: Snapshot) -> Iterator[Metric]:
     )
     hist_err.add_metric([], float(s.history_write_errors))
     yield hist_err
+    pending = GaugeMetricFamily("nkprobe_history_pending", "Path changes queued, not yet written to disk.")
+    pending.add_metric([], float(s.history_pending))
+    yield pending
+    written = CounterMetricFamily("nkprobe_history_written", "Path changes written to the history.")
+    written.add_metric([], float(s.history_written))
+    yield written
+    dropped = CounterMetricFamily(
+        "nkprobe_history_dropped", "Path changes lost because the history queue was full."
+    )
+    dropped.add_metric([], float(s.history_dropped))
+    yield dropped
     triggers = CounterMetricFamily(
         "nkprobe_retrace_triggers",
         "Immediate re-traces asked for by latency probes or local network changes, by reason.",

@@ -162,3 +162,25 @@ def test_latency_watch_unreachable_once_per_outage_and_on_return() -> None:
     assert fired == [None, None, Trigger.UNREACHABLE] + [None] * 7
     assert w.observe(0.1, 60) is Trigger.UNREACHABLE  # back: trace again
     assert w.observe(0.1, 60) is None
+
+
+def test_latency_watch_split_prefix_is_quiet_after_warm_up() -> None:
+    # A /24 split per flow: each TCP probe (own source port) takes either path, 40 ms/TTL 58 or 25 ms/59.
+    rng = random.Random(5)
+    w = LatencyWatch()
+    fired = []
+    for _ in range(2000):
+        cu = rng.random() < 0.5
+        fired.append(w.observe((0.040 if cu else 0.025) + rng.uniform(0, 0.002), 58 if cu else 59))
+    triggers = [i for i, f in enumerate(fired) if f is not None]
+    assert all(i < 40 for i in triggers), triggers  # only while it first learns both paths
+
+
+def test_latency_watch_flip_fires_once_on_a_level_not_seen_lately() -> None:
+    w = LatencyWatch()
+    for _ in range(60):
+        assert w.observe(0.040, 58) is None
+    fired = [w.observe(0.025, 59) for _ in range(60)]
+    assert fired.count(Trigger.REPLY_TTL) == 1 and fired.index(Trigger.REPLY_TTL) == 1
+    assert fired.count(Trigger.RTT_LEVEL) <= 1
+    assert sum(f is not None for f in fired) <= 2
