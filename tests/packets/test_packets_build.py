@@ -10,7 +10,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 
 import agent.packets.build
 import agent.packets.checksum
-import agent.packets.describe
+import agent.packets.debug
 import agent.packets.icmpext
 import agent.trace.flow
 from agent.model import Protocol
@@ -134,7 +134,7 @@ def test_checksum_arithmetic() -> None:
     [
         agent.packets.build,
         agent.packets.checksum,
-        agent.packets.describe,
+        agent.packets.debug,
         agent.packets.icmpext,
         agent.trace.flow,
     ],

@@ -154,7 +154,7 @@ def test_trailing_link_padding_is_ignored() -> None:
 
 
 def test_describe_is_for_logs_and_never_raises() -> None:
-    from agent.packets.describe import describe
+    from agent.packets.debug import describe
 
     assert "ICMP" in describe(synth.icmp_error(probe(Protocol.UDP), ROUTER))
     assert describe(b"\x45" + bytes(30)).startswith(("IP", "undecodable", "198", "0.0.0.0"))
