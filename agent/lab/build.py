@@ -37,16 +37,18 @@ def require_root() -> None:
         raise PrivilegeError("the lab needs root (network namespaces); run it with sudo")
 
 
-def _ipr(ns: str) -> Any:
-    from pyroute2 import IPRoute
-
-    # flags=0: never create a namespace by accident (pyroute2's default is O_CREAT).
-    return IPRoute(netns=ns, flags=0)
-
-
 @contextlib.contextmanager
 def _netlink(ns: str) -> Iterator[Any]:
-    ipr = _ipr(ns)
+    """An rtnetlink socket inside namespace `ns`.
+
+    The socket is opened while this thread is in `ns` and keeps talking to it afterwards. (pyroute2's own
+    IPRoute(netns=...) forks a child to open it; a forked Python child runs our signal handlers and
+    `finally` blocks too, which once tore a demo lab down from inside a netlink call.)
+    """
+    from pyroute2 import IPRoute
+
+    with nsutil.inside(ns):
+        ipr = IPRoute()
     try:
         yield ipr
     finally:

@@ -1,0 +1,136 @@
+"""`nkprobe demo`: bring the lab up, run the agent against it, flip the upstream now and then, and tear
+everything down on Ctrl-C, SIGTERM or after `--duration S`.
+
+The agent (`nkprobe run --netns <vantage>`) probes from inside the lab's vantage namespace and serves its
+metrics on 127.0.0.1 of the current namespace. `--no-agent` only brings the lab up and prints what to try.
+Exit status: 0 after a clean teardown, 2 if the lab cannot be built (not root, already up: `nkprobe lab
+down` first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agent.lab.info import LabInfo
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--duration", type=float, metavar="S", help="stop after S seconds (default: until Ctrl-C)"
+    )
+    parser.add_argument(
+        "--flip-every",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="switch 198.19.179.0/24 to the other upstream every S seconds (0: never; default 120)",
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen",
+        default="127.0.0.1:9931",
+        metavar="HOST:PORT",
+        help="where the agent serves /metrics (default 127.0.0.1:9931)",
+    )
+    parser.add_argument("--no-agent", action="store_true", help="only bring the lab up; do not run the agent")
+    parser.add_argument("--scenario", metavar="FILE", help="lab scenario TOML (default: built-in)")
+
+
+def hints(lab: LabInfo, listen: str | None) -> list[str]:
+    """What to try while the demo runs (all of it inside the lab, never toward real addresses)."""
+    vp = lab.vantage_ns
+    flip_host = lab.prefixes["198.19.179.0/24"].echo_host
+    ttk_host = lab.prefixes["198.19.177.0/24"].echo_host
+    out = [
+        f"  ip netns exec {vp} traceroute -n -I {flip_host}",
+        f"  ip netns exec {vp} traceroute -n -I {ttk_host}          # the '*' is the silent TTK router",
+        f"  ip netns exec {vp} nkprobe trace {flip_host} --config {lab.config_file}",
+        f"  ip netns exec {vp} ping -c 5 {lab.prefixes['198.19.176.0/24'].echo_host}",
+        f"  nkprobe lab --prefix {lab.prefix} flip transtelecom     # and back: flip china_unicom",
+        f"  nkprobe lab --prefix {lab.prefix} status",
+    ]
+    if listen:
+        out.append(f"  curl -s http://{listen}/metrics | grep nkprobe_path_upstream")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from agent.lab import build, info, scenario
+
+    prefix = info.resolve_prefix(None)
+    build.require_root()
+    sc = scenario.load(args.scenario)
+    lab = build.up(prefix, sc)
+    agent: subprocess.Popen[bytes] | None = None
+
+    me = os.getpid()
+
+    def stop(_signum: int, _frame: object) -> None:
+        if os.getpid() == me:  # never unwind (and tear the lab down) from a forked child
+            raise KeyboardInterrupt
+
+    old_term = signal.signal(signal.SIGTERM, stop)
+    try:
+        print(f"nkprobe demo: lab {prefix!r} is up ({lab.delay_backend} delay links); try:")
+        if not args.no_agent:
+            agent = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "agent",
+                    "run",
+                    "--config",
+                    str(lab.config_file),
+                    "--netns",
+                    lab.vantage_ns,
+                    "--web.listen-address",
+                    args.listen,
+                ]
+            )
+        for line in hints(lab, None if args.no_agent else args.listen):
+            print(line)
+        print("Ctrl-C stops the demo and removes the lab.", flush=True)
+        _wait(args, prefix, agent)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        if agent is not None and agent.poll() is None:
+            agent.terminate()
+            try:
+                agent.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+                agent.wait()
+        build.down(prefix)
+        print(f"nkprobe demo: lab {prefix!r} removed", flush=True)
+    return 0
+
+
+def _wait(args: argparse.Namespace, prefix: str, agent: subprocess.Popen[bytes] | None) -> None:
+    from agent.lab import build
+    from agent.lab.topology import CHINA, TTK
+
+    start = time.monotonic()
+    next_flip = start + args.flip_every if args.flip_every > 0 else float("inf")
+    upstream = CHINA
+    while args.duration is None or time.monotonic() - start < args.duration:
+        now = time.monotonic()
+        if now >= next_flip:
+            upstream = TTK if upstream == CHINA else CHINA
+            build.flip(prefix, upstream)
+            print(f"nkprobe demo: 198.19.179.0/24 now via {upstream}", flush=True)
+            next_flip = now + args.flip_every
+        if agent is not None and agent.poll() is not None:
+            print(
+                f"nkprobe demo: the agent exited with status {agent.returncode}; the lab stays up", flush=True
+            )
+            agent = None
+        time.sleep(0.2)
