@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ping": ("agent.commands.ping", "latency probes (ICMP echo or TCP SYN): RTTs, loss and a summary"),
     "run": ("agent.commands.run", "the agent: scheduled probes, path history, Prometheus metrics"),
     "lab": ("agent.commands.lab", "the simulated network in namespaces: lab up|down|flip|status"),
+    "demo": ("agent.commands.demo", "the lab plus the agent running against it, until interrupted"),
     "classify": ("agent.commands.classify", "upstream tag of RIPE Atlas traceroute results, with evidence"),
     "asn": ("agent.commands.asn", "IP-to-AS data: asn update (refresh from public sources), lookup, info"),
 }
