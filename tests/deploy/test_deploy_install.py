@@ -11,9 +11,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from deployhelp import CENTRAL, DEPLOY, need_tool
+from deployhelp import CENTRAL, DEPLOY, FakeRoot, need_tool
 
-INSTALL = DEPLOY / "raspberry-pi" / "install.sh"
+INSTALL = DEPLOY / "raspberry-pi" / "install.sh"  # also in deployhelp
 URL = "https://central.invalid:9090/api/v1/write"
 
 
@@ -22,54 +22,6 @@ def test_shellcheck_clean() -> None:
     scripts = [INSTALL, CENTRAL / "setup.sh"]
     proc = subprocess.run([tool, *map(str, scripts)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout
-
-
-class FakeRoot:
-    """A directory standing for the Pi's root file system. Commands install.sh runs inside it (chroot)
-    and systemctl calls are written to logs instead of being executed."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.root = tmp / "root"
-        (self.root / "etc").mkdir(parents=True)
-        (self.root / "etc" / "os-release").write_text('ID=debian\nVERSION_ID="12"\n')
-        (self.root / "etc" / "hostname").write_text("pi-test.example\n")
-        self.chroot_log = tmp / "chroot.log"
-        self.systemctl_log = tmp / "systemctl.log"
-        for tool, log in (("chroot", self.chroot_log), ("systemctl", self.systemctl_log)):
-            script = tmp / f"fake-{tool}"
-            script.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\n')
-            script.chmod(0o755)
-        self.env = {
-            **os.environ,
-            "ROOT": str(self.root),
-            "CHROOT": str(tmp / "fake-chroot"),
-            "SYSTEMCTL": str(tmp / "fake-systemctl"),
-        }
-
-    def run(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        for log in (self.chroot_log, self.systemctl_log):
-            log.unlink(missing_ok=True)
-        return subprocess.run(
-            ["bash", str(INSTALL), *args],
-            env=self.env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-    def path(self, p: str) -> Path:
-        return self.root / p.lstrip("/")
-
-    def mode(self, p: str) -> int:
-        return stat.S_IMODE(self.path(p).stat().st_mode)
-
-    def chroot_calls(self) -> list[str]:
-        text = self.chroot_log.read_text() if self.chroot_log.exists() else ""
-        return [line.removeprefix(f"{self.root} ") for line in text.splitlines()]
-
-    def systemctl_calls(self) -> list[str]:
-        return self.systemctl_log.read_text().splitlines() if self.systemctl_log.exists() else []
 
 
 @pytest.fixture
@@ -210,16 +162,23 @@ def test_standalone_without_forwarder(fake: FakeRoot) -> None:
 
 
 def _apt_mirror() -> str | None:
-    """The Debian mirror apt is configured with here (the only one the machine may reach)."""
-    for f in [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*")]:
+    """The Debian mirror apt is configured with for bookworm (the only one the machine may reach)."""
+    for f in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
         if not f.is_file():
             continue
-        for line in f.read_text().splitlines():
+        text = f.read_text()
+        # deb822 stanzas (Types/URIs/Suites), then one-line "deb URI SUITE ..." entries.
+        for stanza in text.split("\n\n"):
+            fields = {
+                k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in stanza.splitlines()) if v
+            }
+            if "bookworm" in fields.get("Suites", "").split() and fields.get("URIs", "").endswith("/debian"):
+                return fields["URIs"].split()[0]
+        for line in text.splitlines():
             words = line.split()
-            if line.startswith("URIs:") and "debian-security" not in line:
-                return words[1]
-            if words[:1] == ["deb"] and "debian" in line and "security" not in line:
-                return next(w for w in words[1:] if w.startswith("http"))
+            uris = [w for w in words if w.startswith("http") and w.rstrip("/").endswith("/debian")]
+            if words[:1] == ["deb"] and "bookworm" in words and uris:
+                return uris[0]
     return None
 
 
