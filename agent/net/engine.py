@@ -22,7 +22,7 @@ from agent.budget import Budget
 from agent.net import clock
 from agent.net.netns import call_in_netns
 from agent.net.sockets import CMSG_SPACE, RECV_BUFSIZE, SocketSet, parse_timestamp, source_address
-from agent.packets.parse import ParsedReply, match_key, parse
+from agent.packets.parse import ParsedReply, parse
 
 ReplyHandler = Callable[[ParsedReply, float], None]
 """Called with a parsed answer and its receive time on the monotonic clock."""
@@ -156,6 +156,7 @@ class ProbeEngine:
     def _drain(self, sock: socket.socket) -> None:
         """Read every queued packet (edge of the loop's readiness); never raises into the loop."""
         offset: int | None = None
+        now = 0.0
         while True:
             try:
                 data, ancdata, _flags, _addr = sock.recvmsg(RECV_BUFSIZE, CMSG_SPACE)
@@ -165,11 +166,15 @@ class ProbeEngine:
                 # e.g. ECONNREFUSED/EHOSTUNREACH reported on raw sockets after an ICMP error: not ours
                 # to handle here, and the next packet is still queued.
                 continue
-            now = self.now()
             if offset is None:
+                now = self.now()
                 offset = clock.offset_ns()
             self.received += 1
-            self.dispatch(data, clock.to_monotonic(parse_timestamp(ancdata), offset, now))
+            rx = clock.to_monotonic(parse_timestamp(ancdata), offset, now)
+            if rx >= now:  # arrived after this batch's clock read (or has no stamp): read the clock again
+                now = self.now()
+                rx = clock.to_monotonic(parse_timestamp(ancdata), offset, now)
+            self.dispatch(data, rx)
 
     def dispatch(self, data: bytes, rx_time: float) -> bool:
         """Parse one received IPv4 packet and hand it to its session; False if it is nobody's."""
@@ -177,7 +182,8 @@ class ProbeEngine:
         if parsed is None:
             self.unmatched += 1
             return False
-        handler = self._handlers.get(match_key(parsed).session_key)
+        # match_key(parsed).session_key, without building the MatchKey: this runs once per packet.
+        handler = self._handlers.get((parsed.protocol, parsed.dst, (parsed.sport, parsed.dport)))
         if handler is None:
             self.unmatched += 1
             return False

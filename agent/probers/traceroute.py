@@ -14,7 +14,7 @@ import asyncio
 import random
 import time
 
-from agent.model import Path
+from agent.model import Path, ReplyKind
 from agent.net.engine import ProbeEngine
 from agent.packets.parse import ParsedReply
 from agent.probers.base import ProbeSpec
@@ -47,7 +47,12 @@ async def run_session(engine: ProbeEngine, session: Session) -> Path:
     wake: asyncio.Future[None] = loop.create_future()
 
     def on_reply(reply: ParsedReply, rx_time: float) -> None:
-        if session.on_reply(reply, rx_time) and not wake.done():
+        if not session.on_reply(reply, rx_time) or wake.done():
+            return
+        # Wake the loop only when the reply changes what it must do: the session ended, it may send
+        # again, or the reply ends the path (the grace deadline is now earlier than any probe timeout).
+        # A time exceeded from a router changes none of these, and waking for each one costs a loop turn.
+        if session.done or reply.kind is not ReplyKind.TIME_EXCEEDED or session.wants_to_send:
             wake.set_result(None)
 
     def on_timeout(fut: asyncio.Future[None]) -> None:
