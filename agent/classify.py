@@ -93,6 +93,8 @@ class Settings:
     _dest: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
     _special: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
     _ixp: tuple[tuple[int, int, str], ...] = field(init=False, repr=False, compare=False)
+    # address -> (kind, exchange label): what the address is, independent of any AS table. Bounded.
+    _kinds: dict[str, tuple[str, str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Precomputed integer ranges: classify runs per flow, every minute, on a Raspberry Pi.
@@ -105,6 +107,31 @@ class Settings:
         object.__setattr__(
             self, "_ixp", tuple((*_range(p), f"{name} {p}") for p, name in self.exchange_prefixes.items())
         )
+        object.__setattr__(self, "_kinds", {})
+
+    def kind_of(self, address: str) -> tuple[str, str]:
+        """("invalid"|"special"|"destination"|"exchange"|"public", exchange label), from prefixes only."""
+        hit = self._kinds.get(address)
+        if hit is not None:
+            return hit
+        try:
+            value = ip_to_int(address)
+        except ValueError:
+            kind = ("invalid", "")
+        else:
+            ixp = self.exchange(value)
+            if self.special(value):
+                kind = ("special", "")
+            elif self.in_destination_prefixes(value):
+                kind = ("destination", "")
+            elif ixp is not None and self.border_group(address) is None:
+                kind = ("exchange", ixp)
+            else:
+                kind = ("public", "")
+        if len(self._kinds) >= 65536:
+            self._kinds.clear()
+        self._kinds[address] = kind
+        return kind
 
     @classmethod
     def from_config(cls, config: object) -> Settings:
@@ -183,21 +210,13 @@ def _describe(settings: Settings, a: _Addr) -> str:
 
 def _addr(settings: Settings, lookup: Lookup, names: Mapping[str, str], ttl: int, address: str) -> _Addr:
     name = names.get(address, "")
-    try:
-        value = ip_to_int(address)
-    except ValueError:
-        return _Addr(ttl, address, "invalid", None, name)
-    if settings.special(value):
-        return _Addr(ttl, address, "special", None, name)
+    kind, ixp = settings.kind_of(address)
+    if kind in ("invalid", "special"):
+        return _Addr(ttl, address, kind, None, name)
     match = lookup(address)
-    if settings.in_destination_prefixes(value) or (
-        match is not None and settings.destination_asn is not None and match.asn == settings.destination_asn
-    ):
-        return _Addr(ttl, address, "destination", match, name)
-    ixp = settings.exchange(value)
-    if ixp is not None and settings.border_group(address) is None:
-        return _Addr(ttl, address, "exchange", match, name, ixp)
-    return _Addr(ttl, address, "public", match, name)
+    if match is not None and settings.destination_asn is not None and match.asn == settings.destination_asn:
+        kind = "destination"
+    return _Addr(ttl, address, kind, match, name, ixp)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ InputError with a message saying what is wrong.
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -154,7 +154,20 @@ def to_ripe(
 # --- reading ---------------------------------------------------------------------------------------
 
 
+def _is_ip(text: str) -> bool:
+    """IPv4 or IPv6 address text (inet_pton: ~20 times faster than ipaddress, which adds up per reply)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, text)
+        except OSError:
+            continue
+        return True
+    return False
+
+
 def _int(value: Any, what: str, default: int | None = None) -> int | None:
+    if type(value) is int:
+        return value
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -166,6 +179,8 @@ def _int(value: Any, what: str, default: int | None = None) -> int | None:
 
 
 def _float(value: Any, what: str) -> float | None:
+    if type(value) is float:
+        return value
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -198,18 +213,19 @@ def _mpls(icmpext: Any) -> tuple[MplsLabel, ...]:
     return tuple(labels)
 
 
-def _reply_from_ripe(raw: dict[str, Any], proto: Protocol, dst: str, where: str) -> Reply | None:
+def _reply_from_ripe(raw: dict[str, Any], proto: Protocol, dst: str, hop: int, index: int) -> Reply | None:
     """A reply line, or None for a timeout, a late or a duplicate answer (no new information)."""
     if "x" in raw or "late" in raw or raw.get("dup"):
         return None
+    where = _Where(hop, index)
     address = raw.get("from")
-    rtt = _float(raw.get("rtt"), f"{where}: rtt")
+    rtt = raw.get("rtt")
+    if type(rtt) is not float:  # the common case skips the checks (and their messages) below
+        rtt = _float(rtt, where("rtt"))
     if not isinstance(address, str) or not address or rtt is None:
         return None
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        raise InputError(f"{where}: 'from' is not an IP address: {address!r}") from None
+    if not _is_ip(address):
+        raise InputError(f"{where('from')} is not an IP address: {address!r}")
     err = raw.get("err")
     flags = raw.get("flags")
     icmp_type: int | None
@@ -232,17 +248,34 @@ def _reply_from_ripe(raw: dict[str, Any], proto: Protocol, dst: str, where: str)
         kind, icmp_type, icmp_code = ReplyKind.UNREACHABLE, 3, 3  # port unreachable: the UDP trace's end
     else:
         kind, icmp_type, icmp_code = ReplyKind.TIME_EXCEEDED, 11, 0
+    ttl = raw.get("ttl")
+    ittl = raw.get("ittl", 1)
+    size = raw.get("size", 0)
+    icmpext = raw.get("icmpext")
     return Reply(
         address=address,
         rtt_s=rtt / 1000.0,
         kind=kind,
-        reply_ttl=_int(raw.get("ttl"), f"{where}: ttl"),
+        reply_ttl=ttl if type(ttl) is int else _int(ttl, where("ttl")),
         icmp_type=icmp_type,
         icmp_code=icmp_code,
-        quoted_ttl=_int(raw.get("ittl"), f"{where}: ittl", 1),
-        size=_int(raw.get("size"), f"{where}: size", 0) or 0,
-        mpls=_mpls(raw.get("icmpext")),
+        quoted_ttl=ittl if type(ittl) is int else _int(ittl, where("ittl"), 1),
+        size=size if type(size) is int else (_int(size, where("size"), 0) or 0),
+        mpls=_mpls(icmpext) if icmpext else (),
     )
+
+
+class _Where:
+    """Names a reply in error messages; formatted only when there is an error to report."""
+
+    __slots__ = ("hop", "index")
+
+    def __init__(self, hop: int, index: int) -> None:
+        self.hop = hop
+        self.index = index
+
+    def __call__(self, key: str) -> str:
+        return f"hop {self.hop} reply {self.index + 1}: {key}"
 
 
 def from_ripe(obj: Any) -> Path:
@@ -255,10 +288,8 @@ def from_ripe(obj: Any) -> Path:
     dst = obj.get("dst_addr")
     if not isinstance(dst, str) or not dst:
         raise InputError("traceroute result has no 'dst_addr'")
-    try:
-        ipaddress.ip_address(dst)
-    except ValueError:
-        raise InputError(f"'dst_addr' is not an IP address: {dst!r}") from None
+    if not _is_ip(dst):
+        raise InputError(f"'dst_addr' is not an IP address: {dst!r}")
     proto_text = str(obj.get("proto", "ICMP")).lower()
     try:
         proto = Protocol(proto_text)
@@ -277,13 +308,15 @@ def from_ripe(obj: Any) -> Path:
         if not isinstance(raw_replies, list):
             raise InputError(f"result[{index}].result must be a list")
         replies: list[Reply] = []
+        sent = 0
         for j, raw in enumerate(raw_replies):
             if not isinstance(raw, dict):
                 raise InputError(f"result[{index}].result[{j}] must be an object")
-            reply = _reply_from_ripe(raw, proto, dst, f"hop {ttl} reply {j + 1}")
+            if not ("late" in raw or raw.get("dup")):
+                sent += 1  # late and duplicate lines answer a probe already counted
+            reply = _reply_from_ripe(raw, proto, dst, ttl, j)
             if reply is not None:
                 replies.append(reply)
-        sent = sum(1 for r in raw_replies if not (r.get("late") or r.get("dup")))
         hops.append(Hop(ttl=ttl, replies=tuple(replies), probes_sent=sent))
     reached = any(r.address == dst and r.err is None for h in hops[-1:] for r in h.replies)
     started = _float(obj.get("timestamp"), "timestamp") or 0.0
