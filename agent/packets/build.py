@@ -29,6 +29,7 @@ UDP and TCP need the real source address for their pseudo-header checksum.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import struct
 from dataclasses import dataclass
@@ -79,6 +80,9 @@ class FlowSpec:
     tos: int = 0
 
     def __post_init__(self) -> None:
+        for address in (self.dst, self.src):
+            if address is not None and not _is_ipv4(address):
+                raise ValueError(f"{address!r} is not an IPv4 address (IPv6 probes are not implemented yet)")
         if not 0 <= self.sport <= 0xFFFF or not 0 <= self.dport <= 0xFFFF:
             raise ValueError(f"ports/identifier must be 0..65535, got {self.sport}/{self.dport}")
         if self.protocol is not Protocol.ICMP and self.src is None:
@@ -92,6 +96,13 @@ class FlowSpec:
         if self.protocol is Protocol.TCP:
             return DEFAULT_SIZE[Protocol.TCP]
         return self.size or DEFAULT_SIZE[self.protocol]
+
+
+def _is_ipv4(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).version == 4
+    except ValueError:
+        return False
 
 
 def tcp_seq(ident: int) -> int:

@@ -100,6 +100,8 @@ def test_icmp_without_source_address_uses_zero_for_the_kernel_to_fill() -> None:
         ({"protocol": Protocol.ICMP, "sport": 70000, "dport": 0}, "0..65535"),
         ({"protocol": Protocol.ICMP, "sport": 1, "dport": 0, "size": 29}, "size"),
         ({"protocol": Protocol.ICMP, "sport": 1, "dport": 0, "size": 1501}, "size"),
+        ({"protocol": Protocol.ICMP, "sport": 1, "dport": 0, "src": "2001:db8::1"}, "not an IPv4"),
+        ({"protocol": Protocol.ICMP, "sport": 1, "dport": 0, "src": "nkp-vp"}, "not an IPv4"),
     ],
 )
 def test_invalid_flows_are_refused(kwargs: dict[str, object], message: str) -> None:
