@@ -11,11 +11,13 @@ lookups in flight.
 from __future__ import annotations
 
 import asyncio
+import queue
 import socket
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 
 Resolver = Callable[[str], "str | None"]
 
@@ -27,6 +29,43 @@ def system_resolver(address: str) -> str | None:
     except (OSError, UnicodeError):  # socket.herror / gaierror are OSErrors
         return None
     return name if name and name != address else None
+
+
+class _DaemonPool:
+    """A few daemon worker threads. Not ThreadPoolExecutor: its workers are joined at interpreter exit,
+    so one lookup stuck in gethostbyaddr (no timeout of its own; the resolver's is 5 s per try, times
+    attempts) would hold a one-shot command's exit. Daemon threads are abandoned at exit instead."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._queue: queue.SimpleQueue[tuple[Future[str | None], Callable[[str], str | None], str] | None]
+        self._queue = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, arg = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(arg))
+            except BaseException as exc:  # handed to the waiting side, like an executor does
+                future.set_exception(exc)
+
+    def submit(self, fn: Callable[[str], str | None], arg: str) -> Future[str | None]:
+        future: Future[str | None] = Future()
+        self._queue.put((future, fn, arg))
+        return future
+
+    def shutdown(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
 
 
 class ReverseNames:
@@ -51,11 +90,11 @@ class ReverseNames:
         self._clock = clock
         self._cache: OrderedDict[str, tuple[str | None, float]] = OrderedDict()  # address -> (name, expiry)
         self._pending: dict[str, asyncio.Future[str | None]] = {}
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nkprobe-rdns")
+        self._pool = _DaemonPool(workers, "nkprobe-rdns")
         self.failures = 0
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -96,7 +135,7 @@ class ReverseNames:
         if len(self._pending) >= self._max_in_flight:
             return None  # bounded: try again next round
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, self._resolve, address)
+        future = asyncio.wrap_future(self._pool.submit(self._resolve, address), loop=loop)
         self._pending[address] = future
 
         def done(f: asyncio.Future[str | None]) -> None:
@@ -126,7 +165,7 @@ class ReverseNames:
         futures: dict[str, Future[str | None]] = {}
         for address in wanted:
             if self._fresh(address) is None and len(futures) < self._max_in_flight:
-                futures[address] = self._executor.submit(self._resolve, address)
+                futures[address] = self._pool.submit(self._resolve, address)
         if futures and budget_s > 0:
             wait(list(futures.values()), timeout=budget_s)
         for address, future in futures.items():

@@ -93,3 +93,19 @@ def test_a_failing_resolver_is_counted_not_raised() -> None:
     assert asyncio.run(rn.names(["1.2.3.4"], budget_s=2)) == {}
     assert rn.failures == 1
     rn.close()
+
+
+def test_a_stuck_lookup_does_not_hold_the_process_at_exit() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import threading\n"
+        "from agent.rdns import ReverseNames\n"
+        "rn = ReverseNames(lambda a: threading.Event().wait(60) and None)\n"
+        "print(rn.names_blocking(['192.0.2.1'], budget_s=0.1))\n"
+    )
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and proc.stdout.strip() == "{}"
+    assert time.monotonic() - start < 20  # not the resolver's 60 s
