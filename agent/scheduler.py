@@ -134,6 +134,43 @@ class _RateLog:
             log.warning(message + " (occurrence %d)", *args, n)
 
 
+class _Slots:
+    """A semaphore whose urgent waiters (triggered and confirming rounds) go before periodic ones.
+
+    A flip is confirmed by two rounds of its /24; behind a queue of other targets' periodic rounds it
+    would wait for all of them.
+    """
+
+    def __init__(self, n: int) -> None:
+        self._free = n
+        self._waiters: list[tuple[bool, asyncio.Future[None]]] = []
+
+    async def acquire(self, urgent: bool) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (urgent, fut)
+        self._waiters.append(entry)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+            elif fut.done() and not fut.cancelled():
+                self.release()  # granted and cancelled at once: pass the slot on
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            pick = next((w for w in self._waiters if w[0]), self._waiters[0])
+            self._waiters.remove(pick)
+            if not pick[1].done():
+                pick[1].set_result(None)
+                return
+        self._free += 1
+
+
 class Scheduler:
     """Owns the probe and trace loops of one config; `run()` until cancelled, `reconfigure()` on SIGHUP."""
 
@@ -161,7 +198,7 @@ class Scheduler:
         self._wall = wall
         self._confirm_delay_s = confirm_delay_s
         self._min_round_gap_s = min_round_gap_s
-        self._round_slots = asyncio.Semaphore(rounds_in_flight)
+        self._round_slots = _Slots(rounds_in_flight)
         self._paths: dict[str, PathState] = {}
         self._watches: dict[tuple[str, str], LatencyWatch] = {}
         self._wake: dict[str, asyncio.Event] = {}
@@ -282,14 +319,20 @@ class Scheduler:
         interval = self.config.trace.interval_s
         # The first round soon (within the first ping interval or five seconds), spread at random.
         delay = self._rng.uniform(0.0, min(interval, max(5.0, self.config.ping.interval_s)))
+        urgent = False
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=delay)
+            urgent = urgent or wake.is_set()
             wake.clear()
-            async with self._round_slots:
+            await self._round_slots.acquire(urgent)
+            try:
                 started = loop.time()
                 await self._round(target)
+            finally:
+                self._round_slots.release()
             ps = self._paths.get(target.address)
+            urgent = ps is not None and ps.pending
             delay = interval * self._rng.uniform(1.0 - JITTER, 1.0 + JITTER)
             if ps is not None and ps.pending:
                 delay = self._confirm_delay_s
@@ -325,6 +368,14 @@ class Scheduler:
         if ps is None:
             return  # removed by a reload while tracing
         change = ps.observe([c.upstream for _, c in classified], self._wall())
+        log.debug(
+            "%s: round %s -> tag %s (candidate %s x%d)",
+            target.address,
+            ",".join(c.upstream for _, c in classified),
+            ps.tag,
+            ps.candidate,
+            ps.streak,
+        )
         chosen = next(((p, c) for p, c in classified if c.upstream == ps.tag), None)
         if chosen is None and classified:
             chosen = classified[0]
@@ -338,6 +389,10 @@ class Scheduler:
         )
         if change is not None:
             log.info("%s (%s): upstream %s -> %s", target.address, target.prefix, change.old, change.new)
+            # The old path's TTL and RTT are history now: forget them, so a flip back soon is news again.
+            for (address, _proto), watch in self._watches.items():
+                if address == target.address:
+                    watch.reset()
             event = PathChange(
                 target,
                 change,

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper()),
-        format="%(levelname)s %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     config = load_config(args.config)

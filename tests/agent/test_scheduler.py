@@ -251,3 +251,46 @@ def test_round_figures_of_an_unreached_path() -> None:
     path = Path("198.19.176.10", Protocol.TCP, 0, (), False, 0.0, 1.0)
     f = round_figures(path, classify(path))
     assert (f.hops, f.reached, f.border_upstream) == (None, False, None)
+
+
+def test_a_quick_flip_back_is_seen_as_fast_as_the_flip() -> None:
+    rig = Rig(config(max_pps=50, targets=(FLIP,)))
+    seen: list[float] = []
+
+    async def script(r: Rig) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(30)
+        for upstream in (TTK, CU):
+            r.net.upstream["198.19.179.0/24"] = upstream
+            flipped = loop.time()
+            while r.tag(FLIP.address) != upstream:
+                await asyncio.sleep(0.1)
+            seen.append(loop.time() - flipped)
+            await asyncio.sleep(12)  # well within the latency watch's memory of the old level
+
+    run_virtual(rig.run(script))
+    assert len(seen) == 2 and max(seen) < 10.0, seen
+    assert [(c.change.old, c.change.new) for _, c in rig.changes] == [(CU, TTK), (TTK, CU)]
+
+
+def test_urgent_rounds_jump_the_queue() -> None:
+    from agent.scheduler import _Slots
+
+    order: list[str] = []
+
+    async def main() -> None:
+        slots = _Slots(1)
+        await slots.acquire(False)  # busy
+
+        async def wait(name: str, urgent: bool) -> None:
+            await slots.acquire(urgent)
+            order.append(name)
+            slots.release()
+
+        tasks = [asyncio.create_task(wait(n, n.startswith("u"))) for n in ("p1", "p2", "u1", "p3", "u2")]
+        await asyncio.sleep(0)
+        slots.release()
+        await asyncio.gather(*tasks)
+
+    run_virtual(main())
+    assert order == ["u1", "u2", "p1", "p2", "p3"]
