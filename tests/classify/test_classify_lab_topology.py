@@ -1,0 +1,42 @@
+"""The lab's expected hop lists and AS file (agent.lab.topology, pure: no lab, no packets) tag correctly."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from agent.asn import TableBuilder
+from agent.asn.loaders import load_lines
+from agent.classify import Settings, classify
+from agent.config import Config
+from agent.model import Hop, Path, Protocol, Reply, ReplyKind
+
+topology = pytest.importorskip("agent.lab.topology")
+
+SLASH24S = ["198.19.176.0/24", "198.19.177.0/24", "198.19.178.0/24", "198.19.179.0/24"]
+
+
+def _lab() -> tuple[TableBuilder, Settings]:
+    builder = TableBuilder()
+    load_lines(builder, topology.pfx2as().splitlines(), "lab asn.pfx2as")
+    settings = dataclasses.replace(
+        Settings.from_config(Config()), destination_prefixes=("198.19.176.0/22",), borders={}
+    )
+    return builder, settings
+
+
+@pytest.mark.parametrize("slash24", SLASH24S)
+def test_each_lab_path_is_tagged_with_its_upstream(slash24: str) -> None:
+    builder, settings = _lab()
+    table = builder.build()
+    for upstream in topology.upstreams_of(slash24):
+        addrs = topology.expected_hops(slash24, upstream)
+        hops = tuple(
+            Hop(i, (Reply(a, 0.01 * i, ReplyKind.TIME_EXCEEDED, reply_ttl=64 - i),) if a else (), 1)
+            for i, a in enumerate(addrs, 1)
+        )
+        path = Path(addrs[-1] or "", Protocol.TCP, 1, hops, True, 0.0, 1.0)
+        c = classify(path, table.lookup, settings)
+        assert c.upstream == upstream, (slash24, upstream, c.evidence)
+        assert c.border is not None and c.as_path[-1] == 131279
