@@ -357,7 +357,7 @@ def up(prefix: str, scenario: Scenario) -> LabInfo:
     state = state_dir(prefix)
     found = existing(prefix)
     if found or (state / "lab.json").exists():
-        what = ", ".join(found) if found else str(state / "lab.json")
+        what = f"{found[0]} and {len(found) - 1} more namespaces" if found else str(state / "lab.json")
         raise LabError(f"lab {prefix!r} is already up ({what}); run `nkprobe lab down` first")
     try:
         return _up(prefix, names, state, scenario)
@@ -539,7 +539,16 @@ def routes_in_force(prefix: str) -> dict[str, tuple[str, ...]]:
 
 
 def wire_counters(prefix: str) -> dict[str, Any] | None:
+    """The delay link's counters, fresh: the helper rewrites its file on SIGUSR1."""
     path = state_dir(prefix) / "wire-counters.json"
+    pid = helper_pids(prefix).get("wire")
+    if pid and _is_helper(pid, state_dir(prefix), _names(prefix)):
+        with contextlib.suppress(OSError):
+            before = path.stat().st_mtime_ns
+            os.kill(pid, signal.SIGUSR1)
+            deadline = time.monotonic() + 0.5
+            while path.stat().st_mtime_ns == before and time.monotonic() < deadline:
+                time.sleep(0.005)
     try:
         data: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError):

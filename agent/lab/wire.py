@@ -157,6 +157,12 @@ def serve(spec: dict[str, Any], clock: Callable[[], float] = time.monotonic) -> 
     fds = {s.fileno(): i for i, s in enumerate(ends)}
     lateness = Lateness()
     _write_json(counters_path, counters(directions, 0, lateness))  # also tells `lab up` we are ready
+
+    def dump_now(_signum: int, _frame: object) -> None:
+        # `lab status` asks for fresh counters (SIGUSR1); runs between two bytecodes of the loop.
+        _write_json(counters_path, counters(directions, len(line), lateness))
+
+    signal.signal(signal.SIGUSR1, dump_now)
     try:
         _loop(_Wire(ends, routes, fds, line, directions, counters_path, lateness), clock)
     finally:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -252,3 +254,37 @@ def test_up_twice_is_refused_and_down_leaves_nothing(
     assert set(lab.namespaces) <= set(nsutil.list_namespaces())
     code, out = lab_command(capsys, prefix, "down")
     assert code == 0 and "nothing to remove" in out
+
+
+def test_demo_flips_and_tears_down_on_sigterm(lab: LabInfo) -> None:
+    prefix = "nkp-t3-"
+    build.down(prefix)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "demo", "--no-agent", "--flip-every", "0.3"],
+        cwd=REPO,
+        env={**os.environ, "NKPROBE_LAB_PREFIX": prefix},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "now via transtelecom" in line:
+                break
+        assert f"ip netns exec {prefix}vp traceroute -n -I 198.19.179.10\n" in "".join(lines).replace(
+            "  ", ""
+        )
+        assert build.routes_in_force(prefix)["198.19.179.0/24"] in ((TTK,), (CHINA,))
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        build.down(prefix)
+    assert proc.returncode == 0, err
+    assert f"lab '{prefix}' removed" in out
+    assert not [ns for ns in nsutil.list_namespaces() if ns.startswith(prefix)]
