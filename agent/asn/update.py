@@ -14,6 +14,7 @@ previous file untouched: a half-downloaded or garbage table never replaces a goo
 from __future__ import annotations
 
 import contextlib
+import datetime
 import email.utils
 import hashlib
 import http.client
@@ -185,8 +186,10 @@ def update_full_table(
     raise UpdateError("; ".join(problems) or "no source configured")
 
 
-def _announced(url: str, asn: int, opener: Opener, timeout_s: float, clock: Callable[[], float]) -> list[str]:
-    """The IPv4 prefixes RIPEstat says `asn` announces."""
+def _announced(
+    url: str, opener: Opener, timeout_s: float, clock: Callable[[], float]
+) -> tuple[list[str], float | None]:
+    """The IPv4 prefixes RIPEstat says an AS announces, and the end of its query window (epoch s)."""
     with tempfile.SpooledTemporaryFile(max_size=4 << 20) as buf:
         _download(url, buf, opener, timeout_s, clock)
         buf.seek(0)
@@ -205,7 +208,20 @@ def _announced(url: str, asn: int, opener: Opener, timeout_s: float, clock: Call
             raise UpdateError(f"{url}: malformed prefix entry {item!r}")
         if ":" not in prefix:
             out.append(prefix)
-    return out
+    return out, _iso_time(data.get("query_endtime"))
+
+
+def _iso_time(value: object) -> float | None:
+    """RIPEstat's times ("2026-11-26T08:00:00", UTC) as epoch seconds."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return parsed.timestamp()
 
 
 def update_announced(
@@ -223,9 +239,12 @@ def update_announced(
 
     lines: list[str] = []
     counts: dict[int, int] = {}
+    snapshot: float | None = None
     for asn in sorted(set(asns)):
         url = f"{base_url.rstrip('/')}/data/announced-prefixes/data.json?resource=AS{asn}"
-        prefixes = _announced(url, asn, opener, timeout_s, clock)
+        prefixes, taken = _announced(url, opener, timeout_s, clock)
+        if taken is not None:
+            snapshot = taken if snapshot is None else min(snapshot, taken)
         counts[asn] = len(prefixes)
         for prefix in prefixes:
             try:
@@ -233,6 +252,9 @@ def update_announced(
             except ValueError:
                 raise UpdateError(f"{url}: malformed prefix {prefix!r}") from None
             lines.append(f"{net.network_address}\t{net.prefixlen}\t{asn}\n")
+    if not lines:
+        # An empty table would be worse than an old one (and is no table: the loaders refuse it).
+        raise UpdateError(f"{base_url}: no IPv4 prefix announced by any of the ASes asked ({len(counts)})")
     final = directory / ANNOUNCED_FILE
     fd, name = tempfile.mkstemp(dir=directory, prefix=".announced-")
     temp = Path(name)
@@ -246,13 +268,23 @@ def update_announced(
             "entries": len(lines),
             "per_asn": {str(k): v for k, v in counts.items()},
             "fetched_at": now(),
-            "snapshot_time": now(),
+            "snapshot_time": snapshot if snapshot is not None else now(),
         }
         _commit(temp, final, meta)
     finally:
         temp.unlink(missing_ok=True)
     summary = ", ".join(f"AS{k} {v}" for k, v in counts.items())
     return f"{final}: {len(lines)} prefixes ({summary}) from {base_url}"
+
+
+TEMP_PREFIXES = (".full-", ".announced-", ".meta-")
+
+
+def _remove_stale_temps(directory: Path) -> None:
+    """Temp files of an update that was killed half-way (the rename never happened): never read, removed."""
+    for path in directory.iterdir():
+        if path.name.startswith(TEMP_PREFIXES) and path.is_file():
+            path.unlink(missing_ok=True)
 
 
 def run_update(
@@ -269,6 +301,7 @@ def run_update(
     """Both parts; a failure in one does not stop the other. Creates `update_dir` if needed."""
     directory = Path(update_dir)
     directory.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(directory)
     report = UpdateReport()
     try:
         report.written.append(

@@ -43,7 +43,16 @@ class Handler(BaseHTTPRequestHandler):
             asn = int(parse_qs(url.query)["resource"][0].removeprefix("AS"))
             prefixes = [{"prefix": p, "timelines": []} for p in PREFIXES.get(asn, [])]
             self._send(
-                json.dumps({"status": "ok", "data": {"prefixes": prefixes, "resource": str(asn)}}).encode()
+                json.dumps(
+                    {
+                        "status": "ok",
+                        "data": {
+                            "prefixes": prefixes,
+                            "resource": str(asn),
+                            "query_endtime": "2026-11-26T08:00:00",
+                        },
+                    }
+                ).encode()
             )
         elif url.path == "/badstat/data/announced-prefixes/data.json":
             self._send(b"<html>rate limited</html>")
@@ -58,6 +67,18 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/slow":
             self.server.release.wait(10)  # type: ignore[attr-defined]
             self._send(GOOD_GZ)
+        elif url.path == "/drip":  # slow enough for a test to kill the downloading process half-way
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(GOOD_GZ)))
+            self.end_headers()
+            try:
+                for i in range(0, len(GOOD_GZ), 256):
+                    if self.server.release.wait(0.05):  # type: ignore[attr-defined]
+                        return
+                    self.wfile.write(GOOD_GZ[i : i + 256])
+                    self.wfile.flush()
+            except OSError:
+                return
         elif url.path == "/kill":
             self._send(GOOD_GZ[:1000], length=len(GOOD_GZ))  # promises more, then the connection closes
             self.close_connection = True

@@ -71,6 +71,51 @@ def test_ripestat_failure_keeps_announced_and_still_updates_full(server: str, tm
     assert (tmp_path / "full-table").is_file()
 
 
+def test_nothing_announced_keeps_the_previous_file(server: str, tmp_path: Path) -> None:
+    assert run_update(tmp_path, ASNS, [], ripestat_url=f"{server}/stat").ok
+    report = run_update(tmp_path, [64999], [], ripestat_url=f"{server}/stat")
+    assert len(report.failed) == 1 and "no IPv4 prefix announced" in report.failed[0]
+    assert load_table(update_dir=tmp_path, builtin=False).asn("188.43.1.1") == 20485
+
+
 def test_only_http_urls(tmp_path: Path) -> None:
     report = run_update(tmp_path, ASNS, ["file:///etc/passwd"], ripestat_url="ftp://127.0.0.1")
     assert len(report.failed) == 2 and all("only http and https" in f for f in report.failed)
+
+
+def test_announced_snapshot_is_ripestats_query_end(server: str, tmp_path: Path) -> None:
+    assert run_update(tmp_path, ASNS, [], ripestat_url=f"{server}/stat").ok
+    assert read_sidecar(tmp_path / "announced.pfx2as")["snapshot_time"] == 1795680000.0  # 2026-11-26T08:00Z
+
+
+def test_killed_half_way_leaves_the_previous_table_and_a_temp_the_next_run_removes(
+    server: str, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    assert run_update(tmp_path, ASNS, [f"{server}/good.tsv.gz"], ripestat_url=f"{server}/stat").ok
+    before = (tmp_path / "full-table").read_bytes()
+    code = (
+        "from agent.asn.update import run_update\n"
+        f"run_update({str(tmp_path)!r}, [], [{server + '/drip'!r}], ripestat_url={server + '/stat'!r})\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 20
+        temps: list[Path] = []
+        while time.monotonic() < deadline:
+            temps = [p for p in tmp_path.iterdir() if p.name.startswith(".full-") and p.stat().st_size > 0]
+            if temps:
+                break
+            time.sleep(0.02)
+        assert temps, "the download never started"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    assert (tmp_path / "full-table").read_bytes() == before
+    assert load_table(update_dir=tmp_path).asn("10.0.1.1") == 64501
+    assert run_update(tmp_path, ASNS, [], ripestat_url=f"{server}/stat").ok
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
