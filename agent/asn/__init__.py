@@ -16,6 +16,7 @@ from pathlib import Path
 from agent.asn.builtin import BUILTIN_DATE, BUILTIN_PFX2AS, BUILTIN_SOURCE
 from agent.asn.loaders import load_file, load_lines
 from agent.asn.table import AsnMatch, AsnTable, TableBuilder
+from agent.errors import InputError
 
 __all__ = [
     "AsnMatch",
@@ -89,9 +90,19 @@ def load_table(
     snapshot: float | None = None
     if builtin:
         parts.append(_add_builtin(builder))
-    for path in [*updated_files(update_dir), *(Path(f) for f in files)]:
+    updated = updated_files(update_dir)
+    for path in [*updated, *(Path(f) for f in files)]:
         before = len(builder)
-        fmt = load_file(builder, path)
+        try:
+            fmt = load_file(builder, path)
+        except InputError as exc:
+            if path not in updated:
+                raise  # a file the operator named: they must hear about it
+            # A file `asn update` wrote (checked before its rename) went bad on disk: start without it
+            # rather than not at all, and say so where the table is described.
+            builder.truncate(before)
+            parts.append(f"skipped {exc}")
+            continue
         meta = read_sidecar(path)
         source = meta.get("source")
         label = f"{fmt} {source}" if isinstance(source, str) and source else f"{fmt} {path}"

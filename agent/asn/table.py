@@ -172,6 +172,13 @@ class TableBuilder:
     def __len__(self) -> int:
         return len(self._start)
 
+    def truncate(self, count: int) -> None:
+        """Forget every entry added after the first `count` (a source that failed half-way)."""
+        for column in (self._start, self._end, self._asn, self._source):
+            del column[count:]
+        for index in [i for i in self._alternatives if i >= count]:
+            del self._alternatives[index]
+
     def build(self, description: str = "") -> AsnTable:
         seg_start, seg_end, seg_entry = _flatten(self._start, self._end)
         return AsnTable(

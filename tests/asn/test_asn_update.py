@@ -78,6 +78,23 @@ def test_nothing_announced_keeps_the_previous_file(server: str, tmp_path: Path) 
     assert load_table(update_dir=tmp_path, builtin=False).asn("188.43.1.1") == 20485
 
 
+def test_a_corrupted_updated_file_is_skipped_but_a_configured_one_is_an_error(
+    server: str, tmp_path: Path
+) -> None:
+    import pytest
+
+    from agent.errors import InputError
+
+    assert run_update(tmp_path, ASNS, [f"{server}/good.tsv.gz"], ripestat_url=f"{server}/stat").ok
+    data = (tmp_path / "full-table").read_bytes()
+    (tmp_path / "full-table").write_bytes(data[: len(data) // 2])  # the disk lost half of it
+    table = load_table(update_dir=tmp_path)
+    assert table.asn("10.0.1.1") is None and table.asn("219.158.33.1") == 4837  # announced still there
+    assert "skipped " in table_info(table).description and "truncated or corrupt gzip" in table.description
+    with pytest.raises(InputError):
+        load_table([tmp_path / "full-table"])
+
+
 def test_only_http_urls(tmp_path: Path) -> None:
     report = run_update(tmp_path, ASNS, ["file:///etc/passwd"], ripestat_url="ftp://127.0.0.1")
     assert len(report.failed) == 2 and all("only http and https" in f for f in report.failed)
