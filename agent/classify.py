@@ -354,6 +354,8 @@ def classify(
     gap = dest_index - up_index - 1
     verdict, border_addr = _hop_verdict(settings, addrs, up_index)
     evidence = list(verdict.evidence)
+    context = _context(settings, addrs, up_index) if verdict.group is not None else []
+    evidence.extend(context)
     passed = [a for hop in addrs[up_index + 1 : dest_index] for a in hop if a.kind == "exchange"]
     evidence.extend(
         f"hop {a.ttl} {a.address} is on an exchange LAN ({a.exchange}), passed over" for a in passed
@@ -369,20 +371,19 @@ def classify(
             f"{gap} hops before the destination are unseen (more than {limit}): an upstream could hide there"
         )
         return unknown(*evidence)
-    evidence.extend(_context(settings, addrs, up_index))
     border = Border(hop=border_addr.ttl, address=border_addr.address, asn=border_addr.asn)
     return Classification(verdict.group, border, as_path, tuple(evidence))
 
 
 def _context(settings: Settings, addrs: list[list[_Addr]], index: int) -> list[str]:
-    """The nearest public hop before the border hop, as context a reader can check (not decisive)."""
+    """The nearest hop before the border hop with a known AS, as context a reader can check."""
     before = _nearest_public(addrs, index)
-    if before is None:
-        return []
-    a = next(x for x in addrs[before] if x.kind == "public")
-    if a.match is None:
-        return []
-    return [f"before it, {_describe(settings, a)}"]
+    while before is not None:
+        a = next(x for x in addrs[before] if x.kind == "public")
+        if a.match is not None:
+            return [f"before it, {_describe(settings, a)}"]
+        before = _nearest_public(addrs, before)
+    return []
 
 
 def _classify_unreached(
