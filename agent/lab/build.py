@@ -538,11 +538,18 @@ def routes_in_force(prefix: str) -> dict[str, tuple[str, ...]]:
     return out
 
 
+def _dumps_on_signal(path: Path) -> bool:
+    try:
+        return bool(json.loads(path.read_text()).get("dumps_on_sigusr1"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def wire_counters(prefix: str) -> dict[str, Any] | None:
     """The delay link's counters, fresh: the helper rewrites its file on SIGUSR1."""
     path = state_dir(prefix) / "wire-counters.json"
     pid = helper_pids(prefix).get("wire")
-    if pid and _is_helper(pid, state_dir(prefix), _names(prefix)):
+    if pid and _is_helper(pid, state_dir(prefix), _names(prefix)) and _dumps_on_signal(path):
         with contextlib.suppress(OSError):
             before = path.stat().st_mtime_ns
             os.kill(pid, signal.SIGUSR1)

@@ -130,6 +130,7 @@ def counters(directions: list[Direction], queued: int, lateness: Lateness) -> di
         "time": time.time(),
         "queued": queued,
         "wake_correction_us": round(lateness.estimate_s * 1e6, 1),
+        "dumps_on_sigusr1": True,  # lets `lab status` know it may ask (SIGUSR1 would kill an older helper)
         "links": links,
     }
 
