@@ -90,6 +90,7 @@ class AsnTable:
         self.description = description
         self.snapshot_time = snapshot_time
         self._cache: dict[str, AsnMatch | None] = {}
+        self._matches: dict[int, AsnMatch] = {}
         self._cache_size = cache_size
 
     def __len__(self) -> int:
@@ -104,26 +105,33 @@ class AsnTable:
 
     def lookup(self, address: str) -> AsnMatch | None:
         """The most specific entry covering `address`, or None (unknown, IPv6 or not an address)."""
-        hit = self._cache.get(address, False)
-        if hit is not False:
-            return hit  # type: ignore[return-value]
+        if address in self._cache:
+            return self._cache[address]
         try:
             value = ip_to_int(address)
         except ValueError:
             match = None
         else:
             index = self._entry_at(value)
-            match = None
-            if index >= 0:
-                match = AsnMatch(
-                    asn=self._entry_asn[index],
-                    prefix=range_text(self._entry_start[index], self._entry_end[index]),
-                    alternatives=self._alternatives.get(index, ()),
-                    source=self.sources[self._entry_source[index]],
-                )
+            match = None if index < 0 else self._match(index)
         if len(self._cache) >= self._cache_size:
             self._cache.clear()  # bounded: a full clear is cheap and keeps memory flat
         self._cache[address] = match
+        return match
+
+    def _match(self, index: int) -> AsnMatch:
+        """One shared AsnMatch per entry (built on first use: most of a full table is never hit)."""
+        match = self._matches.get(index)
+        if match is None:
+            match = AsnMatch(
+                asn=self._entry_asn[index],
+                prefix=range_text(self._entry_start[index], self._entry_end[index]),
+                alternatives=self._alternatives.get(index, ()),
+                source=self.sources[self._entry_source[index]],
+            )
+            if len(self._matches) >= self._cache_size:
+                self._matches.clear()
+            self._matches[index] = match
         return match
 
     def asn(self, address: str) -> int | None:
