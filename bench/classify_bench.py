@@ -208,7 +208,7 @@ def _write_results(path: Path, c: dict[str, float], big: dict[str, Any], ok: boo
     start = text.find("## Classification\n")
     if start >= 0:
         end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+        text = text[:start] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
