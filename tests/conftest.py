@@ -6,6 +6,7 @@ fixture only yields once its own lab is up, so a test can never fall back to the
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -15,8 +16,17 @@ import pytest
 if TYPE_CHECKING:
     from agent.lab.info import LabInfo
 
-# One prefix per test session; different from the default "nkp-" so a developer's own lab survives.
-LAB_TEST_PREFIX = os.environ.get("NKPROBE_TEST_LAB_PREFIX", "nkp-t-")
+# The session's lab prefix. Test sessions running at the same time on one machine (several developers,
+# or a developer and CI) each take the first free prefix of this list; a prefix is taken while a session
+# holds the flock on its lock file, so a lab left behind by a killed session is recognised as stale.
+LAB_TEST_PREFIXES = (
+    os.environ.get("NKPROBE_TEST_LAB_PREFIX", "nkp-t-"),
+    "nkp-ta-",
+    "nkp-tb-",
+    "nkp-tc-",
+    "nkp-td-",
+)
+LOCK_DIR = "/run/nkprobe-lab"
 
 
 def lab_skip_reason() -> str | None:
@@ -28,9 +38,23 @@ def lab_skip_reason() -> str | None:
     return None
 
 
+def _claim_prefix() -> tuple[str, int]:
+    """The first prefix no other live test session holds, and the lock fd that keeps it ours."""
+    os.makedirs(LOCK_DIR, exist_ok=True)
+    for prefix in LAB_TEST_PREFIXES:
+        fd = os.open(f"{LOCK_DIR}/{prefix.rstrip('-')}.test-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return prefix, fd
+    pytest.fail(f"all lab test prefixes {LAB_TEST_PREFIXES} are in use by other test sessions; wait for one")
+
+
 @pytest.fixture(scope="session")
 def lab() -> Iterator[LabInfo]:
-    """A lab with prefix LAB_TEST_PREFIX, built with the default scenario and removed at the end.
+    """A lab of its own for this session, built with the default scenario and removed at the end.
 
     A stale lab with the same prefix (an interrupted earlier session) is taken down first.
     """
@@ -39,9 +63,13 @@ def lab() -> Iterator[LabInfo]:
         pytest.skip(reason)
     from agent.lab import build, scenario
 
-    build.down(LAB_TEST_PREFIX)
-    info = build.up(LAB_TEST_PREFIX, scenario.load())
+    prefix, lock = _claim_prefix()
     try:
-        yield info
+        build.down(prefix)
+        info = build.up(prefix, scenario.load())
+        try:
+            yield info
+        finally:
+            build.down(prefix)
     finally:
-        build.down(LAB_TEST_PREFIX)
+        os.close(lock)

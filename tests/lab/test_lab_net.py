@@ -229,7 +229,7 @@ def _root_links() -> list[str]:
 def test_up_twice_is_refused_and_down_leaves_nothing(
     lab: LabInfo, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    prefix = "nkp-t2-"
+    prefix = f"{lab.prefix}2-"  # derived from the session's prefix: concurrent sessions never collide
     build.down(prefix)
     links_before = _root_links()
     assert not [ns for ns in nsutil.list_namespaces() if ns.startswith(prefix)]
@@ -249,7 +249,7 @@ def test_up_twice_is_refused_and_down_leaves_nothing(
     assert not [ns for ns in nsutil.list_namespaces() if ns.startswith(prefix)]
     assert _root_links() == links_before
     assert not any(build.alive(pid) for pid in pids.values() if pid)
-    assert not Path("/run/nkprobe-lab/nkp-t2").exists()
+    assert not (Path("/run/nkprobe-lab") / prefix.rstrip("-")).exists()
     # Nothing else went: the session's own lab is intact, and a second down is a no-op.
     assert set(lab.namespaces) <= set(nsutil.list_namespaces())
     code, out = lab_command(capsys, prefix, "down")
@@ -257,7 +257,7 @@ def test_up_twice_is_refused_and_down_leaves_nothing(
 
 
 def test_demo_flips_and_tears_down_on_sigterm(lab: LabInfo) -> None:
-    prefix = "nkp-t3-"
+    prefix = f"{lab.prefix}3-"
     build.down(prefix)
     proc = subprocess.Popen(
         [sys.executable, "-m", "agent", "demo", "--no-agent", "--flip-every", "0.3"],
