@@ -45,6 +45,8 @@ class Budget:
 
     def wait(self, now: float) -> float:
         """Seconds from `now` until a token is free (0.0 if one is free now)."""
+        if len(self._spent) < self.capacity:
+            return 0.0  # fast path, once per probe: stale entries are dropped when the deque fills
         self._expire(now)
         if len(self._spent) < self.capacity:
             return 0.0
@@ -62,6 +64,17 @@ class Budget:
             return False
         self._spent.append(now)
         return True
+
+    def spend(self, now: float) -> None:
+        """Record a send at `now` that `wait(...) == 0` allowed a moment ago (the engine's fast path:
+        it checks before sendto and records the time after it, so the recorded time is never earlier
+        than the packet on the wire)."""
+        spent = self._spent
+        if spent and now < spent[-1]:
+            now = spent[-1]
+        if len(spent) >= self.capacity:
+            self._expire(now)
+        spent.append(now)
 
     def in_flight(self, now: float) -> int:
         """Tokens spent within the last window."""

@@ -53,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
     prober = tcp.probe if args.protocol == "tcp" else ping.probe
     readable = not args.json
 
+    source: list[str] = []
+
     async def body(engine: ProbeEngine) -> list[PingResult]:
+        source.append(engine.source_for(target))
         if readable:
             how = f"tcp port {port}" if port is not None else "icmp echo"
             print(f"PING {target} ({how}), {args.count} probes", flush=True)
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     results = run_with_engine(config, body)
     rtts = [r.rtt_s * 1000 for r in results if r.rtt_s is not None]
     if args.json:
-        print(json.dumps(to_ripe_ping(results, spec)))
+        print(json.dumps(to_ripe_ping(results, spec, source[0])))
         return 0
     loss = 100.0 * (len(results) - len(rtts)) / len(results)
     print(f"--- {target} ping statistics ---")
@@ -96,7 +99,7 @@ def line(seq: int, result: PingResult) -> str:
     return f"seq={seq} from {result.target}: ttl={result.reply_ttl}{flags} time={result.rtt_s * 1000:.3f} ms"
 
 
-def to_ripe_ping(results: list[PingResult], spec: ProbeSpec) -> dict[str, Any]:
+def to_ripe_ping(results: list[PingResult], spec: ProbeSpec, src: str = "") -> dict[str, Any]:
     """RIPE Atlas ping result (atlas.ripe.net/docs/apis/result-format/, "ping"); msm_id/prb_id 0 say
     "not a RIPE Atlas measurement", as in agent.ripe."""
     rtts = [r.rtt_s * 1000 for r in results if r.rtt_s is not None]
@@ -110,8 +113,8 @@ def to_ripe_ping(results: list[PingResult], spec: ProbeSpec) -> dict[str, Any]:
         "proto": spec.protocol.value.upper(),
         "dst_addr": spec.target,
         "dst_name": spec.target,
-        "src_addr": "",
-        "from": "",
+        "src_addr": src,
+        "from": src,
         "timestamp": int(results[0].sent_at),
         "sent": len(results),
         "rcvd": len(rtts),

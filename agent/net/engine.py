@@ -145,7 +145,7 @@ class ProbeEngine:
             # packet to the device inside the syscall, so the recorded time is never earlier than the
             # frame on the wire and no window measured at the interface can see one packet too many.
             # Spent even if the kernel refused the packet: the cap is on attempts.
-            self.budget.take(self.now())
+            self.budget.spend(self.now())
         self.sent[protocol] += 1
         if self.on_send is not None:
             self.on_send(protocol)

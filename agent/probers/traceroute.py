@@ -22,6 +22,7 @@ from agent.trace.session import Session, TraceParams
 
 # Never sleep less than this between rounds when the budget is empty (avoids a hot loop on float noise).
 MIN_SLEEP_S = 0.0005
+STARVED_SLEEP_S = 0.002
 
 
 def params_for(spec: ProbeSpec, flow_id: int, src: str | None) -> TraceParams:
@@ -80,7 +81,9 @@ async def run_session(engine: ProbeEngine, session: Session) -> Path:
             if deadline is not None:
                 waits.append(deadline - now)
             if starved:
-                waits.append(engine.budget.wait(now))
+                # The budget's next token, or (a token is free but the engine refused: latency probes
+                # are waiting for it) a short pause rather than a spin.
+                waits.append(engine.budget.wait(now) or STARVED_SLEEP_S)
             delay = max(min(waits), MIN_SLEEP_S) if waits else None
             if wake.done():
                 wake = loop.create_future()

@@ -72,3 +72,18 @@ def test_time_going_backwards_never_loosens_the_budget() -> None:
     assert b.take(5.0) and b.take(5.0)
     assert not b.take(4.0)  # an old `now` is clamped to the latest spend
     assert not b.take(5.5)
+
+
+@given(steps=st.lists(st.floats(min_value=0.0, max_value=0.2), min_size=1, max_size=300))
+def test_wait_then_spend_later_keeps_the_cap(steps: list[float]) -> None:
+    """The engine's order: wait() == 0 at t, sendto, spend(t + syscall time)."""
+    b = Budget(10)
+    now, sent = 0.0, []
+    for dt in steps:
+        now += dt
+        while b.wait(now) == 0.0:
+            b.spend(now + 0.0001)
+            sent.append(now + 0.0001)
+    for i, start in enumerate(sent):
+        assert sum(1 for t in sent[i:] if t < start + 1.0) <= 10
+    assert b.in_flight(now) <= 10
