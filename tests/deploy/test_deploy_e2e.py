@@ -74,8 +74,10 @@ class Central:
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
 
-    def wait_for(self, promql: str, ok: Callable[[list[dict[str, Any]]], bool]) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + ARRIVAL_TIMEOUT_S
+    def wait_for(
+        self, promql: str, ok: Callable[[list[dict[str, Any]]], bool], timeout: float = ARRIVAL_TIMEOUT_S
+    ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
         result: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
             result = self.query(promql)
@@ -295,5 +297,6 @@ def test_real_agent_in_lab_reaches_central(
     got = central.wait_for(
         'nkprobe_path_upstream{agent="e2e-pi", prefix="198.19.177.0/24", upstream="transtelecom"} == 1',
         lambda r: len(r) >= 1,
+        timeout=120.0,  # the agent's start, two agreeing trace rounds (hysteresis), one scrape
     )
     assert got[0]["metric"]["instance"] == "e2e-pi"

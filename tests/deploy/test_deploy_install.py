@@ -203,11 +203,14 @@ def test_install_twice_in_a_debian_chroot(tmp_path: Path) -> None:
         )
         subprocess.run(["tar", "-C", str(root), "-cf", str(cache), "."], check=True)
     shutil.copy("/etc/resolv.conf", root / "etc" / "resolv.conf")
+    # pip inside trusts what this machine trusts (a TLS-inspecting proxy's CA, for one).
+    shutil.copy("/etc/ssl/certs/ca-certificates.crt", root / "host-ca.crt")
     log = tmp_path / "systemctl.log"
     fake = tmp_path / "fake-systemctl"
     fake.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\n')
     fake.chmod(0o755)
-    env = {**os.environ, "ROOT": str(root), "SYSTEMCTL": str(fake)}
+    env = {**os.environ, "ROOT": str(root), "SYSTEMCTL": str(fake), "PIP_CERT": "/host-ca.crt"}
+    env.pop("PIP_FIND_LINKS", None)
     mounts = []
     try:
         for fs, where in (("proc", "proc"), ("devtmpfs", "dev")):
