@@ -1,0 +1,195 @@
+"""Running `nkprobe run` against the lab from a test or a benchmark: config, process, scrapes, Prometheus.
+
+The agent's probe sockets live in the lab's vantage namespace (`--netns`), its HTTP server on 127.0.0.1
+of this namespace: nothing is ever sent from here to anything but loopback and the lab.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from agent.lab.info import LabInfo
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string for these values
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """Enough TOML for an agent config: tables of scalars and lists, and arrays of tables."""
+    lines: list[str] = []
+    for name, table in data.items():
+        if isinstance(table, list):
+            for item in table:
+                lines += [f"[[{name}]]", *(f"{k} = {_toml_value(v)}" for k, v in item.items()), ""]
+        else:
+            lines += [f"[{name}]", *(f"{k} = {_toml_value(v)}" for k, v in table.items()), ""]
+    return "\n".join(lines)
+
+
+def agent_config(
+    lab: LabInfo,
+    directory: Path,
+    *,
+    state_dir: Path,
+    targets: Iterable[str] | None = None,
+    ping_interval_s: float = 0.5,
+    trace_interval_s: float = 30.0,
+    **agent: Any,
+) -> Path:
+    """The lab's own config.toml with test settings (`agent` overrides [agent] keys); its path."""
+    data = tomllib.loads(lab.config_file.read_text())
+    data["agent"]["state_dir"] = str(state_dir)
+    data["agent"].update(agent)
+    if targets is not None:
+        keep = set(targets)
+        data["targets"] = [t for t in data["targets"] if t["address"] in keep]
+    data.setdefault("ping", {})["interval_s"] = ping_interval_s
+    data.setdefault("trace", {})["interval_s"] = trace_interval_s
+    path = directory / "agent.toml"
+    path.write_text(dump_toml(data))
+    return path
+
+
+class Agent:
+    """`python -m agent run` in its own process group, HTTP on a free loopback port."""
+
+    def __init__(self, lab: LabInfo, config: Path, log: Path) -> None:
+        self.lab, self.config, self.log_path = lab, config, log
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> Agent:
+        cmd = [sys.executable, "-m", "agent", "run", "--config", str(self.config),
+               "--netns", self.lab.vantage_ns, "--web.listen-address", f"127.0.0.1:{self.port}"]  # fmt: skip
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(self.healthy, timeout, f"agent on {self.url} not healthy; log: {self.log()}")
+        return self
+
+    def healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"agent exited {self.proc.returncode}: {self.log()}")
+        try:
+            with urllib.request.urlopen(self.url + "/-/healthy", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def scrape(self) -> Samples:
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out: Samples = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                out[(s.name, frozenset(s.labels.items()))] = s.value
+        return out
+
+    def value(self, name: str, **labels: str) -> float:
+        return self.scrape()[(name, frozenset(labels.items()))]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+        return self.proc.wait(timeout)
+
+
+class Prometheus:
+    """Debian's /usr/bin/prometheus scraping one target every second, storage in a temp directory."""
+
+    def __init__(self, directory: Path, target: str, binary: str = "/usr/bin/prometheus") -> None:
+        self.port = free_port()
+        config = directory / "prometheus.yml"
+        config.write_text(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            f"scrape_configs:\n  - job_name: nkprobe\n    static_configs:\n      - targets: ['{target}']\n"
+        )
+        self.log_path = directory / "prometheus.log"
+        cmd = [binary, f"--config.file={config}", f"--storage.tsdb.path={directory / 'tsdb'}",
+               f"--web.listen-address=127.0.0.1:{self.port}"]  # fmt: skip
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                body = json.load(r)
+        except OSError:
+            return []
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+
+def wait_for(check: Callable[[], bool], timeout: float, message: str, step: float = 0.2) -> float:
+    """Poll `check` until true; the seconds it took. AssertionError with `message` on timeout."""
+    start = time.monotonic()
+    while True:
+        if check():
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise AssertionError(message)
+        time.sleep(step)
+
+
+def lab_flip(lab: LabInfo, upstream: str) -> None:
+    """`nkprobe lab flip UPSTREAM` for this lab (its prefix through the environment)."""
+    env = {**os.environ, "NKPROBE_LAB_PREFIX": lab.prefix}
+    subprocess.run([sys.executable, "-m", "agent", "lab", "flip", upstream], env=env, check=True,
+                   capture_output=True, timeout=60)  # fmt: skip
+
+
+def history(config: Path) -> list[dict[str, Any]]:
+    proc = subprocess.run([sys.executable, "-m", "agent", "history", "--config", str(config), "--json"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows: list[dict[str, Any]] = json.loads(proc.stdout)
+    return rows
