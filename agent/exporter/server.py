@@ -53,11 +53,25 @@ _LANDING = """<!doctype html>
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_timeout_s = 30.0
 
     def __init__(self, address: tuple[str, int], family: int, app: MetricsServer) -> None:
         self.address_family = family
         self.app = app
         super().__init__(address, _Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # TLS handshake here, on the connection's own thread, never in accept(): a client that opens a
+        # connection and says nothing must not stall the server for everyone else.
+        request.settimeout(self.request_timeout_s)
+        context = self.app.web.ssl_context
+        if context is not None:
+            request = context.wrap_socket(request, server_side=True)
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A scanner speaking plain HTTP to the TLS port, a reset connection: not worth a traceback.
+        pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -134,8 +148,6 @@ class MetricsServer:
             raise ConfigError(
                 f"cannot listen on {listen}: {exc.strerror}; pick another --web.listen-address"
             ) from None
-        if self.web.ssl_context is not None:
-            self._httpd.socket = self.web.ssl_context.wrap_socket(self._httpd.socket, server_side=True)
         self._thread: threading.Thread | None = None
 
     @property
