@@ -213,3 +213,35 @@ def test_corrupt_history_is_moved_aside_reported_and_replaced(
         code = agent.stop()
     assert code == 0, agent.log()
     shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def test_sighup_reloads_and_keeps_the_old_config_when_the_new_is_invalid(
+    lab: LabInfo, tmp_path: Path
+) -> None:
+    config = agent_config(lab, tmp_path, state_dir=tmp_path / "state", targets=FLIP_TARGETS[:1], max_pps=200)
+    agent = Agent(lab, config, tmp_path / "agent.log").start()
+    assert agent.proc is not None
+    original = config.read_text()
+    try:
+        config.write_text(original.replace('name = "lab-', 'name = "renamed-', 1))
+        agent.proc.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: agent.value("nkprobe_config_reloads_total", result="success") == 1.0, 10, "no reload"
+        )
+        renamed = [k for k in agent.scrape() if k[0] == "nkprobe_agent_info"]
+        assert len(renamed) == 1 and dict(renamed[0][1])["agent"].startswith("renamed-")
+
+        config.write_text(original + "\n[agent.nonsense]\n")  # invalid: the old config stays
+        agent.proc.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: agent.value("nkprobe_config_reloads_total", result="failure") == 1.0, 10, "no failure"
+        )
+        assert agent.value("nkprobe_config_last_reload_successful") == 0.0
+        assert agent.value("nkprobe_fault", kind="config") == 1.0
+        assert next(dict(k[1])["agent"] for k in agent.scrape() if k[0] == "nkprobe_agent_info").startswith(
+            "renamed-"
+        )
+        assert agent.healthy()
+    finally:
+        code = agent.stop()
+    assert code == 0, agent.log()
