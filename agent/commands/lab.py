@@ -1,8 +1,13 @@
-"""`nkprobe lab up|down|flip|status`: the simulated network in namespaces (agent/lab/README.md).
+"""`nkprobe lab up|down|flip|status`: the simulated network in namespaces (topology: agent/lab/__init__.py).
 
-Exit status: 0 done; 2 for anything the operator must fix: not root, a bad scenario file, `up` while this
-lab is already up (run `nkprobe lab down` first), `flip`/`status` while it is down. `down` is idempotent
-and exits 0 when there is nothing to remove. NKPROBE_LAB_PREFIX (default "nkp-") names the lab.
+NKPROBE_LAB_PREFIX or --prefix (default "nkp-") names the lab; labs with different prefixes coexist.
+`down` removes that lab's namespaces (<prefix><role>), their links and helper processes and nothing else;
+it is idempotent and exits 0 when there is nothing to remove. `down --all` removes every lab whose prefix
+begins with "nkp-" (the contract's "every nkp- namespace": test sessions' labs included).
+
+Exit status: 0 done; 2 for anything the operator must fix: not root, a bad scenario file (the message names
+the key, e.g. `links.isp-cu1.delay_ms: must be >= 0`), `up` while this lab is already up (run `nkprobe lab
+down` first: `up` never modifies a running lab), `flip`/`status` while it is down.
 """
 
 from __future__ import annotations
@@ -22,7 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
     up = sub.add_parser("up", help="build the lab (exit 2 if it is already up)")
     up.add_argument("--scenario", metavar="FILE", help="TOML file with per-link delays (default: built-in)")
-    sub.add_parser("down", help="remove the lab's namespaces, links and helper processes")
+    down = sub.add_parser("down", help="remove the lab's namespaces, links and helper processes")
+    down.add_argument(
+        "--all",
+        action="store_true",
+        help="remove every lab whose prefix starts with 'nkp-' (parallel labs and test labs included)",
+    )
     flip = sub.add_parser("flip", help="switch 198.19.179.0/24 to another upstream")
     flip.add_argument("upstream", choices=["china_unicom", "transtelecom"])
     status = sub.add_parser("status", help="files, namespaces, routes in force and delay-link counters")
@@ -39,6 +49,11 @@ def run(args: argparse.Namespace) -> int:
         lab = build.up(prefix, sc)
         print(f"lab {prefix!r} is up ({lab.delay_backend} delay links)")
         _print_summary(lab)
+        return 0
+    if args.lab_command == "down" and args.all:
+        build.require_root()
+        for each in build.all_prefixes():
+            print(f"lab {each!r} is down (removed {len(build.down(each))} namespaces)")
         return 0
     if args.lab_command == "down":
         removed = build.down(prefix)

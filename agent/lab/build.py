@@ -489,6 +489,25 @@ def down(prefix: str) -> list[str]:
     return removed
 
 
+def all_prefixes(base: str = "nkp-") -> list[str]:
+    """Prefixes of every lab on this machine whose prefix starts with `base`: from state dirs and from
+    namespace names that end in a lab role (a lab whose state dir is gone still shows in /run/netns)."""
+    from agent.lab.info import RUN_DIR
+
+    found = set()
+    for ns in nsutil.list_namespaces():
+        for role in ROLES:
+            if ns.endswith(role) and ns.startswith(base) and len(ns) > len(role):
+                found.add(ns[: -len(role)])
+    if RUN_DIR.is_dir():
+        for entry in RUN_DIR.iterdir():
+            if entry.is_dir() and (entry / "lab.json").exists():
+                prefix = json.loads((entry / "lab.json").read_text()).get("prefix", "")
+                if prefix.startswith(base):
+                    found.add(prefix)
+    return sorted(found)
+
+
 # --- flip and status ----------------------------------------------------------------------------------
 
 

@@ -212,6 +212,7 @@ def test_status_lists_files_routes_and_counters(lab: LabInfo, capsys: pytest.Cap
         assert time.monotonic() < deadline, live["wire"]
         time.sleep(0.2)
     assert sorted(live["namespaces_present"]) == sorted(lab.namespaces)
+    assert lab.prefix in build.all_prefixes()  # what `lab down --all` would remove
     assert live["routes"]["198.19.176.0/24"] == [CHINA]
     assert live["routes"]["198.19.178.0/24"] == [CHINA, TTK]
     assert live["routes"]["198.19.179.0/24"] == [CHINA]
