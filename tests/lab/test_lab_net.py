@@ -289,3 +289,30 @@ def test_demo_flips_and_tears_down_on_sigterm(lab: LabInfo) -> None:
     assert proc.returncode == 0, err
     assert f"lab '{prefix}' removed" in out
     assert not [ns for ns in nsutil.list_namespaces() if ns.startswith(prefix)]
+
+
+def test_jitter_and_loss_reach_the_wire(lab: LabInfo) -> None:
+    if lab.delay_backend != "wire":
+        pytest.skip("netem applies jitter and loss itself")
+    prefix = f"{lab.prefix}j-"
+    sc = scenario.loads("[links.vp-home]\ndelay_ms = 2\njitter_ms = 1\nloss_pct = 30\n", "<test>")
+    build.down(prefix)
+    try:
+        small = build.up(prefix, sc)
+        proc = subprocess.run(
+            ["ip", "netns", "exec", small.vantage_ns, "ping", "-n", "-c", "200", "-i", "0.002", "-W", "1",
+             small.links["vp-home"].b_addr],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        rtts = [float(m) for m in re.findall(r"time=([0-9.]+) ms", proc.stdout)]
+        counters = build.wire_counters(prefix)
+        assert counters is not None
+        dropped = counters["links"]["vp-home"]
+    finally:
+        build.down(prefix)
+    # Each direction loses 30%: about 49% of the echoes come back (binomial, 200 tries: 35%..63% is over
+    # 5 sigma). RTTs are 2 x (2 +/- 1) ms, give or take the wire's wake-up correction and scheduling.
+    assert 70 <= len(rtts) <= 126, len(rtts)
+    assert min(rtts) >= 1.5 and max(rtts) <= 7.0, rtts
+    assert max(rtts) - min(rtts) > 0.5  # jitter is there
+    assert dropped["a>b"]["dropped"] > 20 and dropped["b>a"]["dropped"] > 10
