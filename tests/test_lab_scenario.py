@@ -270,3 +270,12 @@ def test_non_root_gets_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch) -> N
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.count("\n") == 1 and "root" in proc.stderr
         assert not Path("/run/netns/nkp-u-vp").exists()
+
+
+@pytest.mark.parametrize("module", ["topology", "scenario", "info", "build", "wire"])
+def test_doctests(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"agent.lab.{module}"))
+    assert result.failed == 0 and result.attempted > 0

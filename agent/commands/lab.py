@@ -96,7 +96,7 @@ def _status(prefix: str, as_json: bool) -> int:
         doc = lab.to_json()
         doc["live"] = {
             "namespaces_present": sorted(present),
-            "routes": {p: list(u) for p, u in routes.items()},
+            "routes": {p: {k: list(v) for k, v in r.items()} for p, r in routes.items()},
             "wire": counters,
             "helpers": pids,
         }
@@ -111,10 +111,12 @@ def _status(prefix: str, as_json: bool) -> int:
         print(f"  {what:<7} {path}")
     print("namespaces:")
     print("  " + " ".join(ns if ns in present else f"{ns}(MISSING)" for ns in lab.namespaces))
-    print("routes in force (ISP next hop per destination /24):")
+    print("routes in force (upstream of the ISP's forward route / of the border's return route):")
     for p in lab.prefixes.values():
-        now = routes.get(p.prefix, ())
-        print(f"  {p.prefix:<16} {p.role:<13} -> {' + '.join(now) if now else 'NO ROUTE'}")
+        now = routes.get(p.prefix, {})
+        fwd = " + ".join(now.get("forward", ())) or "NO ROUTE"
+        back = " + ".join(now.get("return", ())) or "NO ROUTE"
+        print(f"  {p.prefix:<16} {p.role:<13} -> {fwd} / {back}")
     print(
         "helpers: "
         + ", ".join(f"{h} {'pid ' + str(pid) if pid else 'NOT RUNNING'}" for h, pid in pids.items())

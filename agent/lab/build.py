@@ -426,13 +426,25 @@ def _cmdline(pid: int) -> list[str]:
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
-def _is_helper(pid: int, state: Path, names: dict[str, str]) -> bool:
-    """Only ever signal our own helpers: the module name and this lab's state dir or namespaces."""
-    cmd = _cmdline(pid)
-    if len(cmd) < 3 or not any(arg.startswith("agent.lab.") for arg in cmd):
+def is_helper_cmdline(cmd: list[str], state: Path, names: dict[str, str]) -> bool:
+    """Is this command line one of this lab's helpers? Only those are ever signalled.
+
+    >>> names = {"vp": "nkp-vp"}
+    >>> is_helper_cmdline(["python", "-m", "agent.lab.wire", "/run/nkprobe-lab/nkp/wire.json"],
+    ...                   Path("/run/nkprobe-lab/nkp"), names)
+    True
+    >>> is_helper_cmdline(["python", "-m", "agent.lab.wire", "/run/nkprobe-lab/nkp-t/wire.json"],
+    ...                   Path("/run/nkprobe-lab/nkp"), names)
+    False
+    """
+    if len(cmd) < 4 or cmd[1:3] not in (["-m", "agent.lab.wire"], ["-m", "agent.lab.listener"]):
         return False
     mine = f"{state}/"
     return any(arg.startswith(mine) or arg in names.values() for arg in cmd[3:])
+
+
+def _is_helper(pid: int, state: Path, names: dict[str, str]) -> bool:
+    return is_helper_cmdline(_cmdline(pid), state, names)
 
 
 def alive(pid: int) -> bool:
@@ -536,25 +548,37 @@ def flip(prefix: str, upstream: str) -> LabInfo:
     return LabInfo.from_json(data)
 
 
-def routes_in_force(prefix: str) -> dict[str, tuple[str, ...]]:
-    """Which upstream(s) the ISP sends each destination /24 to, read back from the kernel."""
+def _upstreams_of_routes(msgs: list[Any], dst: str, table: int) -> tuple[str, ...]:
+    net, length = dst.split("/") if dst != "default" else ("", "0")
+    found: list[str] = []
+    for msg in msgs:
+        if (
+            (msg.get("RTA_DST") or "") != net
+            or msg["dst_len"] != int(length)
+            or msg.get("RTA_TABLE") != table
+        ):
+            continue
+        gws = [msg.get("RTA_GATEWAY")] + [hop.get("RTA_GATEWAY") for hop in msg.get("RTA_MULTIPATH") or ()]
+        found += [up for gw in gws if gw and (up := topology.upstream_of_gateway(gw))]
+    return tuple(found)
+
+
+def routes_in_force(prefix: str) -> dict[str, dict[str, tuple[str, ...]]]:
+    """Per destination /24, the upstream(s) of the ISP's forward route and of the border's return route
+    (the policy table its source rule selects), read back from the kernel."""
     names = _names(prefix)
-    out: dict[str, tuple[str, ...]] = {}
+    # Dump and filter here: get_routes(dst=...) would ask the kernel for a lookup (one resolved path).
     with _netlink(names["isp"]) as ipr:
-        # Dump and filter here: get_routes(dst=...) would ask the kernel for a lookup (one resolved path).
-        table = list(ipr.get_routes(table=254))
-    for p24 in topology.PREFIX_ROLE:
-        net, length = p24.split("/")
-        found: list[str] = []
-        for msg in table:
-            if msg.get("RTA_DST") != net or msg["dst_len"] != int(length):
-                continue
-            gws = [msg.get("RTA_GATEWAY")] + [
-                hop.get("RTA_GATEWAY") for hop in msg.get("RTA_MULTIPATH") or ()
-            ]
-            found += [up for gw in gws if gw and (up := topology.upstream_of_gateway(gw))]
-        out[p24] = tuple(found)
-    return out
+        isp = list(ipr.get_routes(table=254))
+    with _netlink(names["border"]) as ipr:
+        border = [m for t in topology.TABLE_BY_ROLE.values() for m in ipr.get_routes(table=t)]
+    return {
+        p24: {
+            "forward": _upstreams_of_routes(isp, p24, 254),
+            "return": _upstreams_of_routes(border, "default", topology.TABLE_BY_ROLE[role]),
+        }
+        for p24, role in topology.PREFIX_ROLE.items()
+    }
 
 
 def _dumps_on_signal(path: Path) -> bool:

@@ -213,9 +213,10 @@ def test_status_lists_files_routes_and_counters(lab: LabInfo, capsys: pytest.Cap
         time.sleep(0.2)
     assert sorted(live["namespaces_present"]) == sorted(lab.namespaces)
     assert lab.prefix in build.all_prefixes()  # what `lab down --all` would remove
-    assert live["routes"]["198.19.176.0/24"] == [CHINA]
-    assert live["routes"]["198.19.178.0/24"] == [CHINA, TTK]
-    assert live["routes"]["198.19.179.0/24"] == [CHINA]
+    assert live["routes"]["198.19.176.0/24"] == {"forward": [CHINA], "return": [CHINA]}
+    assert live["routes"]["198.19.177.0/24"] == {"forward": [TTK], "return": [TTK]}
+    assert live["routes"]["198.19.178.0/24"] == {"forward": [CHINA, TTK], "return": [CHINA, TTK]}
+    assert live["routes"]["198.19.179.0/24"] == {"forward": [CHINA], "return": [CHINA]}
     code, text = lab_command(capsys, lab.prefix, "status")
     assert code == 0
     for needle in (str(lab.config_file), str(lab.asn_file), lab.vantage_ns, "198.19.177.0/24", "isp-cu1"):
@@ -278,7 +279,8 @@ def test_demo_flips_and_tears_down_on_sigterm(lab: LabInfo) -> None:
         assert f"ip netns exec {prefix}vp traceroute -n -I 198.19.179.10\n" in "".join(lines).replace(
             "  ", ""
         )
-        assert build.routes_in_force(prefix)["198.19.179.0/24"] in ((TTK,), (CHINA,))
+        now = build.routes_in_force(prefix)["198.19.179.0/24"]
+        assert now["forward"] == now["return"] and now["forward"] in ((TTK,), (CHINA,))
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:
