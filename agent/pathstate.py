@@ -16,9 +16,13 @@ own tag (agent/classify.py). The round's *verdict*:
 Flows tagged `unknown` next to flows with evidence do not dilute the verdict: `unknown` means "this trace
 did not show enough", not "this flow took a third path". They still count in the ratios.
 
-The exported tag (nkprobe_path_upstream) moves to a new tag only after `confirm` (default 2) consecutive
-rounds with that same verdict: one odd trace (a route converging mid-trace, a silent border hop) does not
-count as a change.
+The exported tag (nkprobe_path_upstream) moves to a new tag only after `confirm` (default 2; config
+`trace.hysteresis`) agreeing traces in a row: rounds with that same verdict, each counting as many
+traces as it has flows showing that tag. One odd trace (a route converging mid-trace, a silent border
+hop) is not a change; a round whose 4 flows all cross the new upstream is 4 agreeing traces, so a change
+found by a latency trigger is confirmed by that round, without waiting for another (agent.scheduler
+would otherwise trace again after a second). A round that straddles the change shows both upstreams,
+is `mixed`, and confirms nothing. With `trace.flows = 1`, `confirm` counts rounds.
 
 `mixed` is never a tag (the contract's tags are the configured groups, `other` and `unknown`). A mixed
 round keeps the current tag and breaks any streak of a different verdict, so a split /24 cannot flap
@@ -27,7 +31,8 @@ A target first seen split (current tag `unknown`) takes, after `confirm` mixed r
 carried most flows over those rounds (ties: the first in the configured group order), and keeps it while
 it stays split.
 
-`unknown` verdicts also need `confirm` rounds to replace a known tag (the exported tag then says honestly
+`unknown` verdicts need `confirm` *rounds* (not flows: a lack of evidence must last) to replace a
+known tag (the exported tag then says honestly
 that the evidence is gone), but moving to or from `unknown` is not a change of upstream: a change is
 counted (nkprobe_path_changes_total, one history row) only when the confirmed tag becomes a *known* tag
 different from the last known confirmed tag. So A -> unknown -> B counts once, A -> unknown -> A never,
@@ -111,11 +116,11 @@ class PathState:
     """The hysteresis of one target's tag. Step it with `observe(flow_tags, now)`.
 
     >>> s = PathState(tags=("cu", "ttk", "other", "unknown"))
-    >>> s.observe(["cu", "cu"], 0.0), s.tag
+    >>> s.observe(["cu"], 0.0), s.tag
     (None, 'unknown')
-    >>> s.observe(["cu", "cu"], 60.0), s.tag
+    >>> s.observe(["cu"], 60.0), s.tag
     (None, 'cu')
-    >>> s.observe(["ttk", "ttk"], 120.0), s.tag
+    >>> s.observe(["ttk", "cu"], 120.0), s.tag
     (None, 'cu')
     >>> s.observe(["ttk", "ttk"], 121.0)
     Change(old='cu', new='ttk', at=121.0)
@@ -153,10 +158,13 @@ class PathState:
         self.ratio = ratios(flow_tags, self.tags)
         if verdict != MIXED and verdict not in self.tags:
             verdict = OTHER
+        weight = 1  # mixed and unknown rounds count once
+        if verdict not in (MIXED, UNKNOWN):
+            weight = sum(1 for t in flow_tags if (t if t in self.tags else OTHER) == verdict)
         if verdict == self.candidate:
-            self.streak += 1
+            self.streak += weight
         else:
-            self.candidate, self.streak = verdict, 1
+            self.candidate, self.streak = verdict, weight
             self.mixed_counts.clear()
         if verdict == MIXED:
             self.mixed_counts.update(t for t in flow_tags if t != UNKNOWN)

@@ -19,29 +19,47 @@ def test_tag_values_always_end_with_other_and_unknown() -> None:
     assert tag_values(["a", "other"]) == ("a", "other", "unknown")
 
 
-def test_first_tag_needs_confirm_rounds_and_is_not_a_change() -> None:
+def test_first_tag_needs_confirm_traces_and_is_not_a_change() -> None:
     s = fresh()
-    assert s.observe([CU] * 4, 0.0) is None
+    assert s.observe([CU], 0.0) is None  # one flow: one trace
     assert s.tag == "unknown"
     assert s.pending
-    assert s.observe([CU] * 4, 1.0) is None
+    assert s.observe([CU], 1.0) is None
     assert s.tag == CU
     assert s.changes == 0 and s.last_change_at is None
 
 
-def test_change_is_declared_after_n_agreeing_rounds_exactly_once() -> None:
+def test_a_unanimous_multi_flow_round_is_as_many_agreeing_traces() -> None:
+    s = fresh()
+    s.observe([CU] * 4, 0.0)
+    assert s.tag == CU  # 4 agreeing traces >= 2
+    change = s.observe([TTK, TTK, "unknown", TTK], 10.0)
+    assert change is not None and (change.old, change.new) == (CU, TTK)
+    assert s.observe([CU, TTK, TTK, TTK], 20.0) is None  # a round straddling a change: mixed, nothing
+
+
+def test_change_is_declared_after_n_agreeing_traces_exactly_once() -> None:
     s = fresh(confirm=3)
     for t in range(3):
-        s.observe([CU, CU], float(t))
+        s.observe([CU], float(t))
     assert s.tag == CU
-    assert s.observe([TTK, TTK], 10.0) is None
-    assert s.observe([TTK, TTK], 11.0) is None
-    change = s.observe([TTK, "unknown"], 12.0)
+    assert s.observe([TTK], 10.0) is None
+    assert s.observe([TTK], 11.0) is None
+    change = s.observe([TTK], 12.0)
     assert change is not None and (change.old, change.new, change.at) == (CU, TTK, 12.0)
     assert s.changes == 1 and s.last_change_at == 12.0
     for t in range(13, 20):
         assert s.observe([TTK, TTK], float(t)) is None
     assert s.changes == 1
+
+
+def test_unknown_needs_confirm_rounds_not_flows() -> None:
+    s = fresh()
+    s.observe([CU] * 4, 0.0)
+    s.observe(["unknown"] * 4, 1.0)
+    assert s.tag == CU  # one bad round of four flows is one round
+    s.observe(["unknown"] * 4, 2.0)
+    assert s.tag == "unknown"
 
 
 def test_one_odd_round_is_not_a_change() -> None:
@@ -91,8 +109,8 @@ def test_split_ending_on_other_upstream_is_one_change() -> None:
     s.observe([CU, CU], 1.0)
     s.observe([CU, TTK], 2.0)
     s.observe([CU, TTK], 3.0)
-    s.observe([TTK, TTK], 4.0)
-    assert s.observe([TTK, TTK], 5.0) is not None
+    s.observe([TTK], 4.0)
+    assert s.observe([TTK], 5.0) is not None
     assert s.changes == 1
 
 
