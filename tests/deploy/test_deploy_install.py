@@ -209,8 +209,10 @@ def test_install_twice_in_a_debian_chroot(tmp_path: Path) -> None:
     fake = tmp_path / "fake-systemctl"
     fake.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\n')
     fake.chmod(0o755)
-    env = {**os.environ, "ROOT": str(root), "SYSTEMCTL": str(fake), "PIP_CERT": "/host-ca.crt"}
+    env = {**os.environ, "ROOT": str(root), "SYSTEMCTL": str(fake)}
     env.pop("PIP_FIND_LINKS", None)
+    for var in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"):
+        env[var] = "/host-ca.crt"  # requests prefers REQUESTS_CA_BUNDLE to pip's --cert
     mounts = []
     try:
         for fs, where in (("proc", "proc"), ("devtmpfs", "dev")):
@@ -240,11 +242,22 @@ def test_install_twice_in_a_debian_chroot(tmp_path: Path) -> None:
             text=True,
         ).stdout.strip()
         assert owner == "nkprobe:nkprobe 750", owner
+        config_owner = subprocess.run(
+            ["chroot", str(root), "stat", "-c", "%U:%G %a", "/etc/nkprobe/config.toml"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        assert config_owner == "root:nkprobe 640", config_owner
+        assert 'name = "pi-chroot"' in (root / "etc/nkprobe/config.toml").read_text()
+        # Debian bookworm has victoria-metrics: auto picks vmagent, and its own server unit gets disabled.
+        assert (root / "usr/bin/vmagent").exists()
+        assert "-promscrape.config" in (root / "etc/systemd/system/nkprobe-forwarder.service").read_text()
         assert stat.S_IMODE((root / "etc/nkprobe/remote-write-password").stat().st_mode) == 0o600
         assert st.st_uid != 0
-        assert (root / "usr/bin/vmagent").exists() or (root / "usr/bin/prometheus").exists()
         calls = log.read_text().splitlines()
         assert calls.count("daemon-reload") == 2
+        assert "disable --now victoria-metrics.service" in calls  # first run only: it installed the package
+        assert calls.count("restart nkprobe.service nkprobe-forwarder.service") == 2
     finally:
         for m in reversed(mounts):
             subprocess.run(["umount", "-l", str(m)], check=False)
