@@ -3,6 +3,7 @@ the files `lab up` writes. Nothing here touches the network."""
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import random
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import loads_config
-from agent.errors import ConfigError, PrivilegeError
+from agent.errors import ConfigError, LabError, PrivilegeError
 from agent.lab import build, scenario, topology
 from agent.lab.info import LabInfo, resolve_prefix, state_dir
 from agent.lab.wire import DelayLine, Direction, Lateness
@@ -279,3 +280,39 @@ def test_doctests(module: str) -> None:
 
     result = doctest.testmod(importlib.import_module(f"agent.lab.{module}"))
     assert result.failed == 0 and result.attempted > 0
+
+
+def _lab_args(*argv: str) -> argparse.Namespace:
+    from agent.commands import lab as lab_cmd
+
+    parser = argparse.ArgumentParser()
+    lab_cmd.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_bad_scenario_stops_up_before_anything_is_built(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from agent.commands import lab as lab_cmd
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[links.isp-cu1]\ndelay_ms = -1\n")
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    monkeypatch.setattr(build, "up", lambda *_: pytest.fail("up() must not run with a bad scenario"))
+    with pytest.raises(ConfigError) as err:
+        lab_cmd.run(_lab_args("--prefix", "nkp-u-", "up", "--scenario", str(bad)))
+    assert err.value.exit_code == 2
+    assert "links.isp-cu1.delay_ms: must be >= 0" in str(err.value)
+
+
+def test_a_lab_that_is_not_up_fails_closed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from agent.lab import info
+
+    monkeypatch.setattr(info, "RUN_DIR", tmp_path)
+    with pytest.raises(LabError, match=r"lab 'nkp-u-' is not up .* run `nkprobe lab up`") as err:
+        info.load("nkp-u-")
+    assert err.value.exit_code == 2
+    (tmp_path / "nkp-u").mkdir()
+    (tmp_path / "nkp-u" / "lab.json").write_text("{not json")
+    with pytest.raises(LabError, match="lab down"):
+        info.load("nkp-u-")
