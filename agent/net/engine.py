@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import time
 from collections import Counter
 from collections.abc import Callable, Hashable
 
@@ -46,7 +47,7 @@ class ProbeEngine:
         sockets: SocketSet,
         budget: Budget,
         *,
-        now: Callable[[], float] = clock.now,
+        now: Callable[[], float] = time.monotonic,  # clock.now, without a Python frame per call
         on_send: SendHook | None = None,
         netns: str | None = None,
     ) -> None:
@@ -170,10 +171,11 @@ class ProbeEngine:
                 now = self.now()
                 offset = clock.offset_ns()
             self.received += 1
-            rx = clock.to_monotonic(parse_timestamp(ancdata), offset, now)
+            stamp = parse_timestamp(ancdata)
+            rx = (stamp - offset) * 1e-9 if stamp is not None else now  # clock.to_monotonic, inlined
             if rx >= now:  # arrived after this batch's clock read (or has no stamp): read the clock again
                 now = self.now()
-                rx = clock.to_monotonic(parse_timestamp(ancdata), offset, now)
+                rx = clock.to_monotonic(stamp, offset, now)
             self.dispatch(data, rx)
 
     def dispatch(self, data: bytes, rx_time: float) -> bool:

@@ -55,6 +55,13 @@ def call_in_netns(name: str | None, fn: Callable[[], T]) -> T:
     def worker() -> None:
         try:
             _setns(fd)
+        except PermissionError as exc:
+            box["setns_error"] = exc
+            return
+        except BaseException as exc:
+            box["error"] = exc
+            return
+        try:
             box["value"] = fn()
         except BaseException as exc:
             box["error"] = exc
@@ -65,12 +72,13 @@ def call_in_netns(name: str | None, fn: Callable[[], T]) -> T:
         thread.join()
     finally:
         os.close(fd)
-    error = box.get("error")
-    if isinstance(error, PermissionError):
+    denied = box.get("setns_error")
+    if isinstance(denied, PermissionError):
         raise PrivilegeError(
-            f"cannot join network namespace {name!r} ({error.strerror}); that needs CAP_SYS_ADMIN "
+            f"cannot join network namespace {name!r} ({denied.strerror}); that needs CAP_SYS_ADMIN "
             "(run as root, or add it to the unit's AmbientCapabilities=)"
         )
+    error = box.get("error")
     if isinstance(error, BaseException):
         raise error
     return box["value"]  # type: ignore[return-value]

@@ -156,8 +156,20 @@ def open_socket_set() -> SocketSet:
     return SocketSet(send=send, icmp=icmp, tcp=tcp)
 
 
+_TS64 = struct.Struct("=qq")
+
+
 def parse_timestamp(ancdata: list[tuple[int, int, bytes]]) -> int | None:
     """The kernel receive time (CLOCK_REALTIME, ns) from recvmsg's ancillary data, if present."""
+    if len(ancdata) == 1:  # the usual case, once per packet: one 64-bit timespec
+        level, kind, data = ancdata[0]
+        if (
+            level == socket.SOL_SOCKET
+            and len(data) == 16
+            and kind in (SO_TIMESTAMPNS_OLD, SO_TIMESTAMPNS_NEW)
+        ):
+            sec, nsec = _TS64.unpack(data)
+            return int(sec * 1_000_000_000 + nsec)
     for level, kind, data in ancdata:
         if level == socket.SOL_SOCKET and kind in (SO_TIMESTAMPNS_OLD, SO_TIMESTAMPNS_NEW):
             fmt = _TIMESPEC_SIZES.get(len(data))

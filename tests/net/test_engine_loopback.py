@@ -124,3 +124,18 @@ def test_without_cap_net_raw_the_error_names_the_capability() -> None:
     assert proc.returncode != 0
     assert "PrivilegeError" in proc.stderr and "CAP_NET_RAW" in proc.stderr
     assert "AmbientCapabilities=CAP_NET_RAW" in proc.stderr and "setcap cap_net_raw+ep" in proc.stderr
+
+
+def test_errors_inside_the_namespace_pass_through_unchanged(loopback_ns: str) -> None:
+    def fails() -> None:
+        raise PermissionError(13, "not the namespace's fault")
+
+    with pytest.raises(PermissionError, match="not the namespace's fault"):
+        call_in_netns(loopback_ns, fails)
+
+
+def test_unknown_namespace_is_a_usage_error() -> None:
+    from agent.errors import UsageError
+
+    with pytest.raises(UsageError, match="ip netns list"):
+        call_in_netns("nkprobe-no-such-namespace", lambda: None)
