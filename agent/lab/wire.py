@@ -235,17 +235,27 @@ def _loop(wire: _Wire, clock: Callable[[], float]) -> None:
                 out, direction = routes[i]
                 # One frame per readable end and turn: draining until EAGAIN would cost a failed
                 # recvmsg() and a Python exception per wake-up, and at these rates a wake-up brings one.
+                instant = direction.delay_s == 0 and direction.jitter_s == 0 and direction.loss == 0
                 try:
-                    if direction.delay_s == 0 and direction.jitter_s == 0 and direction.loss == 0:
-                        ends[out].send(ends[i].recv(MAX_FRAME))  # a 0 ms link: straight through
-                        direction.forwarded += 1
-                        dirty = True
-                        continue
-                    frame, stamp = _recv_stamped(ends[i], realtime_to_mono, now)
+                    if instant:  # a 0 ms link: straight through, no timestamp, no heap
+                        frame, stamp = ends[i].recv(MAX_FRAME), now
+                    else:
+                        frame, stamp = _recv_stamped(ends[i], realtime_to_mono, now)
                 except BlockingIOError:
                     continue
-                except OSError:  # ENETDOWN while a router namespace goes away, EMSGSIZE...
+                except OSError:
+                    # The veth end is gone (its router namespace was deleted under us): stop watching
+                    # it, or select() would report it readable forever and this loop would spin.
                     direction.errors += 1
+                    readable.remove(fd)
+                    continue
+                if instant:
+                    try:
+                        ends[out].send(frame)
+                        direction.forwarded += 1
+                    except OSError:  # EMSGSIZE, ENETDOWN, ENOBUFS: the frame is lost, as on a wire
+                        direction.errors += 1
+                    dirty = True
                     continue
                 line.push(frame, out, direction, stamp)
         now = clock()
