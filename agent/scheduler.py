@@ -14,7 +14,8 @@
   `confirm_delay_s` instead of a whole interval: a flip is confirmed in seconds, not minutes.
 - The global packet budget (`agent.max_pps`) is enforced where packets leave (agent.net.engine asks
   agent.budget before every send), so pings and traces queue there; nothing here can exceed it. At most
-  `rounds_in_flight` trace rounds run at once, so traces leave tokens for the latency probes.
+  `rounds_in_flight` periodic rounds run at once (urgent ones do not wait for them), so routine traces
+  do not crowd out a flip's; `nkprobe run` serves latency probes before trace packets (its _PingsFirst).
 - A failing probe, trace, classification or history write is counted (nkprobe_errors_total{kind}) and
   logged, never fatal: the loop goes on.
 
@@ -43,8 +44,8 @@ log = logging.getLogger("nkprobe.scheduler")
 JITTER = 0.1  # +-10 % of each interval
 CONFIRM_DELAY_S = 1.0  # between rounds while a new tag waits for confirmation
 MIN_ROUND_GAP_S = 1.0  # between any two rounds of one target: a trigger storm cannot become a trace storm
-# Trace rounds running at once, all targets together. A round sends a volley of TTLs per flow as fast as
-# the budget allows; with every target's round at once, the latency probes would wait seconds for tokens.
+# Periodic trace rounds running at once, all targets together. A round sends a volley of TTLs per flow as
+# fast as the budget allows; with every target's round at once, an urgent round would wait for tokens.
 ROUNDS_IN_FLIGHT = 2
 
 
@@ -135,40 +136,38 @@ class _RateLog:
 
 
 class _Slots:
-    """A semaphore whose urgent waiters (triggered and confirming rounds) go before periodic ones.
-
-    A flip is confirmed by two rounds of its /24; behind a queue of other targets' periodic rounds it
-    would wait for all of them.
+    """Periodic rounds take one of `n` slots (waiting in order); urgent rounds (triggered or confirming
+    a change) never wait: a flip must not queue behind other targets' routine rounds. Urgent rounds are
+    few (one per /24 and change, a trigger wakes a loop at most once per MIN_ROUND_GAP_S), and the
+    budget still caps their packets.
     """
 
     def __init__(self, n: int) -> None:
         self._free = n
-        self._waiters: list[tuple[bool, asyncio.Future[None]]] = []
+        self._waiters: list[asyncio.Future[None]] = []
 
     async def acquire(self, urgent: bool) -> None:
-        if self._free > 0 and not self._waiters:
+        if urgent or (self._free > 0 and not self._waiters):
             self._free -= 1
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (urgent, fut)
-        self._waiters.append(entry)
+        self._waiters.append(fut)
         try:
             await fut
         except asyncio.CancelledError:
-            if entry in self._waiters:
-                self._waiters.remove(entry)
+            if fut in self._waiters:
+                self._waiters.remove(fut)
             elif fut.done() and not fut.cancelled():
                 self.release()  # granted and cancelled at once: pass the slot on
             raise
 
     def release(self) -> None:
-        while self._waiters:
-            pick = next((w for w in self._waiters if w[0]), self._waiters[0])
-            self._waiters.remove(pick)
-            if not pick[1].done():
-                pick[1].set_result(None)
-                return
         self._free += 1
+        while self._free > 0 and self._waiters:
+            fut = self._waiters.pop(0)
+            if not fut.done():
+                self._free -= 1
+                fut.set_result(None)
 
 
 class Scheduler:

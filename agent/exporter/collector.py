@@ -183,7 +183,8 @@ def _health_metrics(s: Snapshot) -> Iterator[Metric]:
         fault.add_metric([kind], 1.0 if on else 0.0)
     yield fault
     hist_err = CounterMetricFamily(
-        "nkprobe_history_write_errors", "Path changes that could not be written to the history."
+        "nkprobe_history_write_errors",
+        "Failures to write the path history (each new error once; the changes stay queued and are retried).",
     )
     hist_err.add_metric([], float(s.history_write_errors))
     yield hist_err
