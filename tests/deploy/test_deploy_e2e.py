@@ -260,6 +260,18 @@ def test_remote_write_refuses_strangers(central: Central) -> None:
     assert err.value.code == 401
 
 
+# Runs argv[1:] with Linux's memory-deny-write-execute set (PR_SET_MDWE, kept across execve), the kernel's
+# counterpart of the unit's MemoryDenyWriteExecute=yes: if the agent (Python, scapy, ctypes) needed
+# writable executable memory, it would die here instead of on a volunteer's Pi. Kernels before 6.3 lack
+# it: then the agent runs without.
+MDWE_EXEC = """
+import ctypes, os, sys
+PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1
+ctypes.CDLL(None, use_errno=True).prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0)
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
 def _run_registered() -> bool:
     return (
         re.search(r'(?m)^\s*"run": \("agent\.commands\.run"', (REPO / "agent" / "cli.py").read_text())
@@ -271,7 +283,8 @@ def _run_registered() -> bool:
 def test_real_agent_in_lab_reaches_central(
     tmp_path: Path, procs: Processes, central: Central, request: pytest.FixtureRequest
 ) -> None:
-    """The real `nkprobe run`, probing the lab from its vantage namespace, through the forwarder."""
+    """The real `nkprobe run`, probing the lab from its vantage namespace, through the forwarder, under
+    memory-deny-write-execute as in its unit."""
     if not _run_registered():
         pytest.skip("`nkprobe run` is not registered in agent/cli.py yet")
     lab = request.getfixturevalue("lab")  # skips without root / namespaces
@@ -286,8 +299,8 @@ def test_real_agent_in_lab_reaches_central(
     text = re.sub(r"(?m)^(\[trace\]\s*\ninterval_s = )[0-9.]+", r"\g<1>3.0", text, count=1)
     config.write_text(text)
     proc = procs.start(
-        [sys.executable, "-m", "agent", "run", "--config", str(config), "--netns", lab.vantage_ns,
-         "--web.listen-address", f"127.0.0.1:{agent_port}"],
+        [sys.executable, "-c", MDWE_EXEC, sys.executable, "-m", "agent", "run", "--config", str(config),
+         "--netns", lab.vantage_ns, "--web.listen-address", f"127.0.0.1:{agent_port}"],
         log,
         cwd=REPO,
     )  # fmt: skip
