@@ -15,7 +15,7 @@ fi
 packages=(iproute2 python3 python3-venv python3-pip procps util-linux libcap2-bin iputils-ping)
 if [ "$what" = test ]; then
   # Reference tools the tests cross-check against, and Debian's real Prometheus and promtool.
-  packages+=(traceroute mtr-tiny scamper prometheus shellcheck systemd)
+  packages+=(traceroute mtr-tiny scamper prometheus shellcheck systemd victoria-metrics)
 fi
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
