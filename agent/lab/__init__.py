@@ -26,7 +26,7 @@ AS block of its far end, so each traceroute hop shows an address of its own AS):
 
     198.19.176.0/24  always via the China-Unicom-like chain (cu1, cu2)
     198.19.177.0/24  always via the TransTeleCom-like chain (ttk1, ttk2, ttk3)
-    198.19.178.0/24  split per flow over both (ECMP, fib_multipath_hash_policy=1, in both directions)
+    198.19.178.0/24  split per flow over both (ECMP, L4 hash); each flow returns the way it came
     198.19.179.0/24  follows `nkprobe lab flip china_unicom|transtelecom` (starts on china_unicom)
     host .10         answers ICMP echo and TCP port 80
     host .20         sends no ICMP at all (ignores echo), accepts TCP port 80

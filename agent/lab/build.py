@@ -30,6 +30,7 @@ from agent.lab.topology import CHINA, HOSTS, LINKS, MULTIPATH_ROUTERS, ROLES, RO
 BACKEND_ENV = "NKPROBE_LAB_DELAY"  # auto (default), wire or netem
 HELPERS = ("wire", "listener")
 READY_TIMEOUT_S = 10.0
+MULTIPATH_SEED = 28267  # any fixed value, the same on the ISP and the border
 
 
 def require_root() -> None:
@@ -104,6 +105,10 @@ def _sysctls(role: str) -> None:
     if role in MULTIPATH_ROUTERS:
         # 1 = layer-4 hash (addresses, protocol, ports): the per-flow split a Paris traceroute keeps.
         nsutil.sysctl("net/ipv4/fib_multipath_hash_policy", 1)
+        # The kernel orders a flow's addresses and ports before hashing (__flow_hash_consistentify), so a
+        # flow and its reverse hash alike; with one seed on both routers (Linux 6.11+; older kernels share
+        # one boot-time key) the border returns every flow over the chain the ISP sent it on.
+        nsutil.sysctl("net/ipv4/fib_multipath_hash_seed", MULTIPATH_SEED, missing_ok=True)
 
 
 def _dst(route_dst: str) -> dict[str, Any]:
