@@ -175,6 +175,12 @@ def test_cap_net_raw_alone_is_enough(lab: LabInfo) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert hop_list(json.loads(proc.stdout)) == lab.expected_hops(target, CHINA)
+    for protocol in ("icmp", "tcp"):
+        cmd = nkprobe(lab, "ping", target, "--protocol", protocol, "--count", "1", "--json",
+                      "--config", str(lab.config_file), prefix=(*UNPRIVILEGED, *caps))  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["rcvd"] == 1
 
 
 def test_without_capabilities_exit_2_and_one_line_naming_cap_net_raw(lab: LabInfo) -> None:
