@@ -129,6 +129,7 @@ class Snapshot:
     egress_interface: str
     asn_files: tuple[str, ...]
     asn_entries: int | None
+    asn_snapshot_time: float | None
     started_at: float
     history_write_errors: int
     history_pending: int = 0
@@ -199,6 +200,7 @@ class State:
         self._egress = ""
         self._asn_files: tuple[str, ...] = ()
         self._asn_entries: int | None = None
+        self._asn_snapshot_time: float | None = None
         self._history_write_errors = 0
         self._history = (0, 0, 0)
 
@@ -236,10 +238,13 @@ class State:
             if ok:
                 self._last_reload_at = self._wall()
 
-    def set_asn_info(self, files: Iterable[str], entries: int | None) -> None:
+    def set_asn_info(
+        self, files: Iterable[str], entries: int | None, snapshot_time: float | None = None
+    ) -> None:
         with self._lock:
             self._asn_files = tuple(files)
             self._asn_entries = entries
+            self._asn_snapshot_time = snapshot_time
 
     def set_egress(self, interface: str) -> None:
         with self._lock:
@@ -359,6 +364,7 @@ class State:
                 egress_interface=self._egress,
                 asn_files=self._asn_files,
                 asn_entries=self._asn_entries,
+                asn_snapshot_time=self._asn_snapshot_time,
                 started_at=self._started_at,
                 history_write_errors=self._history_write_errors,
                 history_pending=self._history[0],

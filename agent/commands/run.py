@@ -128,7 +128,7 @@ class _Classifier:
         table = load_table(config.asn.files, update_dir=config.asn_update_dir)
         self.lookup = table.lookup
         self.settings = Settings.from_config(config)
-        state.set_asn_info(config.asn.files, len(table))
+        state.set_asn_info(config.asn.files, len(table), table.snapshot_time)
 
     def __call__(self, path: Path) -> Classification:
         from agent.classify import classify

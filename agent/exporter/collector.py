@@ -74,6 +74,12 @@ def _agent_metrics(s: Snapshot) -> Iterator[Metric]:
     )
     entries.add_metric([], nan_if_none(s.asn_entries))
     yield entries
+    snapshot = GaugeMetricFamily(
+        "nkprobe_asn_table_snapshot_timestamp_seconds",
+        "Unix time of the IP-to-AS data in use (the oldest dated source); 0 when not known.",
+    )
+    snapshot.add_metric([], s.asn_snapshot_time or 0.0)
+    yield snapshot
     started = GaugeMetricFamily("nkprobe_start_time_seconds", "When the agent started (Unix time).")
     started.add_metric([], s.started_at)
     yield started
