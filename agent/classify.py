@@ -21,7 +21,7 @@ Weak evidence gives `unknown`, and every `unknown` says why in its evidence.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -208,19 +208,7 @@ def _describe(settings: Settings, a: _Addr) -> str:
     return text
 
 
-def _addr(settings: Settings, lookup: Lookup, names: Mapping[str, str], ttl: int, address: str) -> _Addr:
-    name = names.get(address, "")
-    kind, ixp = settings.kind_of(address)
-    if kind in ("invalid", "special"):
-        return _Addr(ttl, address, kind, None, name)
-    match = lookup(address)
-    if match is not None and settings.destination_asn is not None and match.asn == settings.destination_asn:
-        kind = "destination"
-    return _Addr(ttl, address, kind, match, name, ixp)
-
-
-@dataclass(frozen=True, slots=True)
-class _Verdict:
+class _Verdict(NamedTuple):
     group: str | None  # a group name, OTHER, or None (unknown)
     evidence: tuple[str, ...]
 
@@ -261,15 +249,15 @@ def _group_of_hop(settings: Settings, a: _Addr, before: _Addr | None) -> _Verdic
     return _Verdict(group, (f"{described}; {' and '.join(why)}",))
 
 
-def _as_path(addrs: list[list[_Addr]]) -> tuple[int | None, ...]:
-    """Per-hop ASNs collapsed: runs merged, unknown stretches between the same AS absorbed.
+def _as_path(per_hop: list[int | None]) -> tuple[int | None, ...]:
+    """Per-hop ASNs (the first known of each hop) collapsed: runs merged, unknown stretches between the
+    same AS absorbed.
 
     Leading unknown hops (the vantage's own LAN) are dropped; other unknown stretches stay as None.
+
+    >>> _as_path([None, 3320, 3320, None, 3320, None, 4837, 4837, None, 131279])
+    (3320, None, 4837, None, 131279)
     """
-    per_hop: list[int | None] = []
-    for hop_addrs in addrs:
-        asns = [a.asn for a in hop_addrs if a.asn is not None]
-        per_hop.append(asns[0] if asns else None)
     collapsed: list[int | None] = []
     for asn in per_hop:
         if collapsed and collapsed[-1] == asn:
@@ -288,21 +276,65 @@ def _as_path(addrs: list[list[_Addr]]) -> tuple[int | None, ...]:
     return tuple(out)
 
 
-def _nearest_public(addrs: list[list[_Addr]], end: int) -> int | None:
+class _Rows:
+    """The addresses of every hop, with what the classifier asks of them again and again precomputed.
+
+    The `_Addr` of a hop (with its name) is built on first use: the rule looks at a handful of hops.
+    """
+
+    __slots__ = ("_addrs", "_entries", "_hops", "_names", "asns", "public")
+
+    def __init__(
+        self,
+        hops: Sequence[tuple[int, Sequence[str]]],
+        entries: list[list[tuple[str, str, AsnMatch | None, str]]],
+        public: list[bool],
+        asns: list[int | None],
+        names: Mapping[str, str],
+    ) -> None:
+        self._hops = hops
+        self._entries = entries  # per hop: (address, kind, match, exchange label) of each address
+        self.public = public  # the hop has a public address
+        self.asns = asns  # the first known AS of the hop
+        self._names = names
+        self._addrs: dict[int, list[_Addr]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def has(self, index: int, kind: str) -> bool:
+        """Hop `index` has an address of this kind (without building its _Addr list)."""
+        return any(entry[1] == kind for entry in self._entries[index])
+
+    def addrs(self, index: int) -> list[_Addr]:
+        found = self._addrs.get(index)
+        if found is None:
+            ttl = self._hops[index][0]
+            names = self._names
+            found = [
+                _Addr(ttl, address, kind, match, names.get(address, ""), ixp)
+                for address, kind, match, ixp in self._entries[index]
+            ]
+            self._addrs[index] = found
+        return found
+
+
+def _nearest_public(rows: _Rows, end: int) -> int | None:
     """Index of the nearest hop before `end` with a public address."""
+    public = rows.public
     for i in range(end - 1, -1, -1):
-        if any(a.kind == "public" for a in addrs[i]):
+        if public[i]:
             return i
     return None
 
 
-def _hop_verdict(settings: Settings, addrs: list[list[_Addr]], index: int) -> tuple[_Verdict, _Addr]:
+def _hop_verdict(settings: Settings, rows: _Rows, index: int) -> tuple[_Verdict, _Addr]:
     """The verdict for hop `index` (its public addresses must agree) and the address used as the border."""
-    publics = [a for a in addrs[index] if a.kind == "public"]
-    before_index = _nearest_public(addrs, index)
+    publics = [a for a in rows.addrs(index) if a.kind == "public"]
+    before_index = _nearest_public(rows, index)
     before = None
     if before_index is not None:
-        before = next(a for a in addrs[before_index] if a.kind == "public")
+        before = next(a for a in rows.addrs(before_index) if a.kind == "public")
     verdicts = [_group_of_hop(settings, a, before) for a in publics]
     groups = {v.group for v in verdicts}
     evidence = tuple(e for v in verdicts for e in v.evidence)
@@ -333,30 +365,102 @@ def classify(
 ) -> Classification:
     """Tag one path; see the module docstring for the rule."""
     hops = path.hops
-    addrs = [[_addr(settings, lookup, names, h.ttl, a) for a in _addresses(h)] for h in hops]
-    as_path = _as_path(addrs)
-    dest_index = next((i for i, h in enumerate(addrs) if any(a.kind == "destination" for a in h)), None)
+
+    def errors_at(index: int) -> set[str]:
+        return {r.err for r in hops[index].replies if r.err is not None}
+
+    return _classify([(h.ttl, _addresses(h)) for h in hops], errors_at, lookup, settings, names)
+
+
+def classify_addresses(
+    hops: Sequence[tuple[int, Sequence[str]]],
+    lookup: Lookup,
+    settings: Settings,
+    names: Mapping[str, str] = {},  # read only
+    errors: Mapping[int, Iterable[str]] = {},  # read only
+) -> Classification:
+    """`classify` from what it reads of a path: per hop its number and distinct responding addresses, and
+    the RIPE "err" letters by hop index (agent.ripe.addresses_from_ripe gives both without building the
+    replies: the fast way to tag stored results)."""
+    return _classify(hops, lambda index: set(errors.get(index, ())), lookup, settings, names)
+
+
+def _rows(
+    hops: Sequence[tuple[int, Sequence[str]]], lookup: Lookup, settings: Settings, names: Mapping[str, str]
+) -> tuple[_Rows, int | None]:
+    """Every responding address classified, and the index of the first hop inside the destination.
+
+    One pass with local names: this loop runs for every address of every path (about 15 per trace).
+    """
+    kinds = settings._kinds  # kind_of's cache, read here without the call
+    kind_of = settings.kind_of
+    dest_asn = settings.destination_asn
+    entries: list[list[tuple[str, str, AsnMatch | None, str]]] = []
+    public: list[bool] = []
+    asns: list[int | None] = []
+    dest_index: int | None = None
+    for _ttl, addresses in hops:
+        row: list[tuple[str, str, AsnMatch | None, str]] = []
+        is_public = False
+        hop_asn: int | None = None
+        for address in addresses:
+            kind, ixp = kinds.get(address) or kind_of(address)
+            if kind in {"invalid", "special"}:
+                row.append((address, kind, None, ""))
+                continue
+            match = lookup(address)
+            if match is not None:
+                if hop_asn is None:
+                    hop_asn = match.asn
+                if match.asn == dest_asn:
+                    kind = "destination"
+            if kind == "public":
+                is_public = True
+            elif kind == "destination" and dest_index is None:
+                dest_index = len(entries)
+            row.append((address, kind, match, ixp))
+        entries.append(row)
+        public.append(is_public)
+        asns.append(hop_asn)
+    return _Rows(hops, entries, public, asns, names), dest_index
+
+
+def _classify(
+    hops: Sequence[tuple[int, Sequence[str]]],
+    errors_at: Callable[[int], set[str]],
+    lookup: Lookup,
+    settings: Settings,
+    names: Mapping[str, str],
+) -> Classification:
+    rows, dest_index = _rows(hops, lookup, settings, names)
+    as_path = _as_path(rows.asns)
 
     def unknown(*why: str) -> Classification:
         return Classification(UNKNOWN, None, as_path, why)
 
     if dest_index is None:
-        return _classify_unreached(settings, path, addrs, as_path)
-    first = next(a for a in addrs[dest_index] if a.kind == "destination")
+        return _classify_unreached(settings, rows, errors_at, as_path)
+    first = next(a for a in rows.addrs(dest_index) if a.kind == "destination")
     inside = f"hop {first.ttl} {first.address} is in " + (
         f"{first.match.prefix}, AS{first.match.asn}"
         if first.match is not None
         else "the destination prefixes"
     )
-    up_index = _nearest_public(addrs, dest_index)
+    up_index = _nearest_public(rows, dest_index)
     if up_index is None:
         return unknown(inside, "no public hop answered before the destination; the upstream is not seen")
     gap = dest_index - up_index - 1
-    verdict, border_addr = _hop_verdict(settings, addrs, up_index)
+    verdict, border_addr = _hop_verdict(settings, rows, up_index)
     evidence = list(verdict.evidence)
-    context = _context(settings, addrs, up_index) if verdict.group is not None else []
+    context = _context(settings, rows, up_index) if verdict.group is not None else []
     evidence.extend(context)
-    passed = [a for hop in addrs[up_index + 1 : dest_index] for a in hop if a.kind == "exchange"]
+    passed = [
+        a
+        for i in range(up_index + 1, dest_index)
+        if rows.has(i, "exchange")
+        for a in rows.addrs(i)
+        if a.kind == "exchange"
+    ]
     evidence.extend(
         f"hop {a.ttl} {a.address} is on an exchange LAN ({a.exchange}), passed over" for a in passed
     )
@@ -375,27 +479,30 @@ def classify(
     return Classification(verdict.group, border, as_path, tuple(evidence))
 
 
-def _context(settings: Settings, addrs: list[list[_Addr]], index: int) -> list[str]:
+def _context(settings: Settings, rows: _Rows, index: int) -> list[str]:
     """The nearest hop before the border hop with a known AS, as context a reader can check."""
-    before = _nearest_public(addrs, index)
+    before = _nearest_public(rows, index)
     while before is not None:
-        a = next(x for x in addrs[before] if x.kind == "public")
+        a = next(x for x in rows.addrs(before) if x.kind == "public")
         if a.match is not None:
             return [f"before it, {_describe(settings, a)}"]
-        before = _nearest_public(addrs, before)
+        before = _nearest_public(rows, before)
     return []
 
 
 def _classify_unreached(
-    settings: Settings, path: Path, addrs: list[list[_Addr]], as_path: tuple[int | None, ...]
+    settings: Settings,
+    rows: _Rows,
+    errors_at: Callable[[int], set[str]],
+    as_path: tuple[int | None, ...],
 ) -> Classification:
     where = f"the trace never entered the destination ({', '.join(settings.destination_prefixes)})"
-    last = _nearest_public(addrs, len(addrs))
+    last = _nearest_public(rows, len(rows))
     if last is None:
         return Classification(UNKNOWN, None, as_path, (f"{where}; no public hop answered",))
-    verdict, border_addr = _hop_verdict(settings, addrs, last)
+    verdict, border_addr = _hop_verdict(settings, rows, last)
     evidence = list(verdict.evidence)
-    errors = sorted({r.err for r in path.hops[last].replies if r.err is not None})
+    errors = sorted(errors_at(last))
     if errors:
         text = ", ".join(f"'{e}' ({_ERR_TEXT.get(e, 'code ' + e)})" for e in errors)
         evidence.append(f"hop {border_addr.ttl} answered ICMP destination unreachable {text}")

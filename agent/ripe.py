@@ -13,9 +13,11 @@ InputError with a message saying what is wrong.
 
 from __future__ import annotations
 
+import gc
 import socket
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, NamedTuple
 
 from agent.errors import InputError
 from agent.model import (
@@ -156,13 +158,31 @@ def to_ripe(
 
 def _is_ip(text: str) -> bool:
     """IPv4 or IPv6 address text (inet_pton: ~20 times faster than ipaddress, which adds up per reply)."""
+    if text in _VALID:
+        return True
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
             socket.inet_pton(family, text)
-        except OSError:
+        except (OSError, TypeError):
             continue
+        if len(_VALID) >= _VALID_MAX:
+            _VALID.clear()  # bounded: a full clear is cheap and keeps memory flat
+        _VALID.add(text)
         return True
     return False
+
+
+# Addresses already known to be valid: hop addresses repeat across the traces of one file (the same
+# routers answer every flow), so most replies skip inet_pton.
+_VALID: set[str] = set()
+_VALID_MAX = 65536
+
+# A reply line with only these keys, "rtt" a float and "ttl"/"size" integers, is a plain time-exceeded
+# or final answer; `_plain` reads it without the checks of `_reply_from_ripe` (most lines are plain).
+_PLAIN_KEYS = frozenset(("from", "rtt", "ttl", "size", "hostname", "asn"))
+# For its address alone, a TCP answer's "flags" (and the "hdropts" beside them) and an MPLS label stack
+# ("icmpext", still checked) change nothing either: they never set the address or "err".
+_ADDRESS_KEYS = _PLAIN_KEYS | {"flags", "hdropts", "icmpext"}
 
 
 def _int(value: Any, what: str, default: int | None = None) -> int | None:
@@ -278,8 +298,8 @@ class _Where:
         return f"hop {self.hop} reply {self.index + 1}: {key}"
 
 
-def from_ripe(obj: Any) -> Path:
-    """A Path from one RIPE Atlas traceroute result (ours or downloaded from RIPE Atlas)."""
+def _header(obj: Any) -> tuple[str, Protocol, list[Any]]:
+    """dst_addr, proto and the raw hop list of a result, checked."""
     if not isinstance(obj, dict):
         raise InputError(f"a traceroute result must be a JSON object, got {type(obj).__name__}")
     kind = obj.get("type", "traceroute")
@@ -298,20 +318,85 @@ def from_ripe(obj: Any) -> Path:
     raw_hops = obj.get("result", [])
     if not isinstance(raw_hops, list):
         raise InputError("'result' must be a list of hops (legacy RIPE Atlas formats are not supported)")
+    return dst, proto, raw_hops
+
+
+def _hop_header(raw_hop: Any, index: int) -> tuple[int, list[Any]]:
+    """The hop number and the raw reply lines of result[index], checked."""
+    if not isinstance(raw_hop, dict):
+        raise InputError(f"result[{index}] must be an object with 'hop' and 'result'")
+    ttl = raw_hop.get("hop")
+    if type(ttl) is not int:
+        ttl = _int(ttl, f"result[{index}].hop", index + 1)
+        assert ttl is not None
+    raw_replies = raw_hop.get("result", [])
+    if not isinstance(raw_replies, list):
+        raise InputError(f"result[{index}].result must be a list")
+    return ttl, raw_replies
+
+
+def _plain(raw: dict[str, Any]) -> str | None:
+    """The address of a plain reply line (see _PLAIN_KEYS) whose address was seen valid before, else None
+    (then `_reply_from_ripe` decides: timeouts, errors, flags, odd types and new addresses go there)."""
+    if raw.keys() <= _PLAIN_KEYS:
+        address = raw.get("from")
+        if (
+            type(address) is str
+            and address in _VALID
+            and type(raw.get("rtt")) is float
+            and type(raw.get("ttl")) is int
+            and type(raw.get("size", 0)) is int
+        ):
+            return address
+    return None
+
+
+def _trailer(obj: dict[str, Any]) -> tuple[int, float, float | None, int | None, int]:
+    """paris_id, timestamp, endtime, dst_port and size of a result, checked."""
+    started = _float(obj.get("timestamp"), "timestamp") or 0.0
+    ended = _float(obj.get("endtime"), "endtime")
+    flow_id = _int(obj.get("paris_id"), "paris_id", 0) or 0
+    port = obj.get("dst_port")
+    dst_port = _int(port, "dst_port") if port is not None else None
+    size = _int(obj.get("size"), "size", 0) or 0
+    return flow_id, started, ended, dst_port, size
+
+
+def from_ripe(obj: Any) -> Path:
+    """A Path from one RIPE Atlas traceroute result (ours or downloaded from RIPE Atlas)."""
+    dst, proto, raw_hops = _header(obj)
+    # The kind of a plain line (no "err", no "flags") depends only on whether the destination sent it.
+    if proto is Protocol.ICMP:
+        at_dst: tuple[ReplyKind, int | None, int | None] = (ReplyKind.ECHO_REPLY, 0, None)
+    elif proto is Protocol.UDP:
+        at_dst = (ReplyKind.UNREACHABLE, 3, 3)  # port unreachable: the UDP trace's end
+    else:
+        at_dst = (ReplyKind.TIME_EXCEEDED, 11, 0)
     hops: list[Hop] = []
     for index, raw_hop in enumerate(raw_hops):
-        if not isinstance(raw_hop, dict):
-            raise InputError(f"result[{index}] must be an object with 'hop' and 'result'")
-        ttl = _int(raw_hop.get("hop"), f"result[{index}].hop", index + 1)
-        assert ttl is not None
-        raw_replies = raw_hop.get("result", [])
-        if not isinstance(raw_replies, list):
-            raise InputError(f"result[{index}].result must be a list")
+        ttl, raw_replies = _hop_header(raw_hop, index)
         replies: list[Reply] = []
         sent = 0
         for j, raw in enumerate(raw_replies):
             if not isinstance(raw, dict):
                 raise InputError(f"result[{index}].result[{j}] must be an object")
+            address = _plain(raw)
+            if address is not None:
+                sent += 1
+                kind, icmp_type, icmp_code = at_dst if address == dst else (ReplyKind.TIME_EXCEEDED, 11, 0)
+                replies.append(
+                    Reply(
+                        address,
+                        raw["rtt"] / 1000.0,
+                        kind,
+                        raw["ttl"],
+                        icmp_type,
+                        icmp_code,
+                        1,
+                        raw.get("size", 0),
+                    )
+                )
+                continue
             if not ("late" in raw or raw.get("dup")):
                 sent += 1  # late and duplicate lines answer a probe already counted
             reply = _reply_from_ripe(raw, proto, dst, ttl, j)
@@ -319,26 +404,99 @@ def from_ripe(obj: Any) -> Path:
                 replies.append(reply)
         hops.append(Hop(ttl=ttl, replies=tuple(replies), probes_sent=sent))
     reached = any(r.address == dst and r.err is None for h in hops[-1:] for r in h.replies)
-    started = _float(obj.get("timestamp"), "timestamp") or 0.0
-    ended = _float(obj.get("endtime"), "endtime")
+    flow_id, started, ended, dst_port, size = _trailer(obj)
     src = obj.get("src_addr")
-    port = obj.get("dst_port")
     stop_reason = "reached" if reached else ""
     if not reached and hops and any(r.err is not None for r in hops[-1].replies):
         stop_reason = "unreachable"
     return Path(
         target=dst,
         protocol=proto,
-        flow_id=_int(obj.get("paris_id"), "paris_id", 0) or 0,
+        flow_id=flow_id,
         hops=tuple(hops),
         reached=reached,
         started_at=started,
         duration_s=max((ended if ended is not None else started) - started, 0.0),
         src=src if isinstance(src, str) and src else None,
-        dst_port=_int(port, "dst_port") if port is not None else None,
-        packet_size=_int(obj.get("size"), "size", 0) or 0,
+        dst_port=dst_port,
+        packet_size=size,
         stop_reason=stop_reason,
     )
+
+
+class Addresses(NamedTuple):
+    """What classification needs of one result: the responding addresses per hop, without Reply objects.
+
+    `from_ripe` builds a frozen Reply per answer; reading only the addresses is several times cheaper and
+    is what `nkprobe classify` does with each stored result. Same input checks and errors as from_ripe.
+    """
+
+    target: str
+    protocol: Protocol
+    flow_id: int
+    hops: list[tuple[int, tuple[str, ...]]]  # (hop number, distinct addresses in order of first answer)
+    errors: dict[int, tuple[str, ...]]  # index in `hops` -> RIPE "err" letters of its replies (Reply.err)
+
+
+def addresses_from_ripe(obj: Any) -> Addresses:
+    """The responding addresses of one RIPE Atlas traceroute result; `from_ripe` without the replies.
+
+    >>> a = addresses_from_ripe({"dst_addr": "175.45.176.71", "result": [
+    ...     {"hop": 1, "result": [{"from": "10.0.0.1", "rtt": 1.5}, {"x": "*"}]},
+    ...     {"hop": 2, "result": [{"from": "175.45.176.71", "rtt": 9.0, "err": "A"}]}]})
+    >>> a.hops, a.errors
+    ([(1, ('10.0.0.1',)), (2, ('175.45.176.71',))], {1: ('A',)})
+    """
+    dst, proto, raw_hops = _header(obj)
+    hops: list[tuple[int, tuple[str, ...]]] = []
+    errors: dict[int, tuple[str, ...]] = {}
+    valid, plain_keys = _VALID, _ADDRESS_KEYS
+    for index, raw_hop in enumerate(raw_hops):
+        if type(raw_hop) is dict:
+            ttl = raw_hop.get("hop")
+            raw_replies = raw_hop.get("result", ())
+        if type(raw_hop) is not dict or type(ttl) is not int or type(raw_replies) is not list:
+            ttl, raw_replies = _hop_header(raw_hop, index)
+        addresses: list[str] = []
+        errs: list[str] | None = None  # rare: made when needed
+        for raw in raw_replies:
+            if type(raw) is dict and raw.keys() <= plain_keys:
+                # `_plain`, inlined: this runs for every reply line of every stored result.
+                address = raw.get("from")
+                if (
+                    type(address) is str
+                    and address in valid
+                    and type(raw.get("rtt")) is float
+                    and type(raw.get("ttl")) is int
+                    and type(raw.get("size", 0)) is int
+                ):
+                    if raw.get("icmpext"):
+                        _mpls(raw["icmpext"])  # read only for its errors, as from_ripe reads it
+                    if address not in addresses:
+                        addresses.append(address)
+                    continue
+            if type(raw) is dict and "x" in raw:
+                continue  # a timeout
+            # Everything else as from_ripe reads it (same checks, same errors).
+            j = next(k for k, r in enumerate(raw_replies) if r is raw)
+            if not isinstance(raw, dict):
+                raise InputError(f"result[{index}].result[{j}] must be an object")
+            reply = _reply_from_ripe(raw, proto, dst, ttl, j)
+            if reply is None:
+                continue
+            if reply.address not in addresses:
+                addresses.append(reply.address)
+            err = reply.err
+            if err is not None:
+                if errs is None:
+                    errs = []
+                if err not in errs:
+                    errs.append(err)
+        hops.append((ttl, tuple(addresses)))
+        if errs is not None:
+            errors[index] = tuple(errs)
+    flow_id = _trailer(obj)[0]
+    return Addresses(dst, proto, flow_id, hops, errors)
 
 
 def classification_from_ripe(obj: Any) -> Classification | None:
@@ -361,3 +519,20 @@ def classification_from_ripe(obj: Any) -> Classification | None:
         as_path=as_path,
         evidence=tuple(str(e) for e in nk.get("evidence") or ()),
     )
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while many results are read and tagged at once.
+
+    json.loads builds some fifty dicts and lists per result and nothing in reading or tagging makes a
+    reference cycle, yet the collector would scan the growing heap again and again: about half the
+    time of reading 10,000 results (bench/classify_bench.py). Reference counting still frees everything.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

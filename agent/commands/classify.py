@@ -56,15 +56,10 @@ def read_results(text: str, name: str) -> tuple[list[tuple[str, Any]], str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     import sys
 
-    from agent.asn import load_table
-    from agent.asn.table import AsnMatch
-    from agent.classify import Settings, classify
-    from agent.config import load_config
     from agent.errors import InputError
-    from agent.ripe import classification_to_ripe, from_ripe
+    from agent.ripe import gc_paused
 
     name = "<stdin>" if args.file == "-" else args.file
     try:
@@ -77,6 +72,20 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"cannot read {name}: {exc.strerror or exc}; give a readable file or '-'") from None
     except UnicodeDecodeError:
         raise InputError(f"{name}: not UTF-8 text; expected RIPE Atlas traceroute JSON") from None
+    with gc_paused():  # thousands of results at once: see agent.ripe.gc_paused
+        return _classify_all(args, text, name)
+
+
+def _classify_all(args: argparse.Namespace, text: str, name: str) -> int:
+    import json
+
+    from agent.asn import load_table
+    from agent.asn.table import AsnMatch
+    from agent.classify import Settings, classify_addresses
+    from agent.config import load_config
+    from agent.errors import InputError
+    from agent.ripe import addresses_from_ripe, classification_to_ripe
+
     items, shape = read_results(text, name)
     config = load_config(args.config)
     table = load_table(files=[*config.asn.files, *args.asn_file], update_dir=config.asn_update_dir)
@@ -85,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     out: list[Any] = []
     for index, (where, obj) in enumerate(items):
         try:
-            path = from_ripe(obj)
+            # Only the responding addresses: tagging needs no Reply objects (bench/classify_bench.py).
+            path = addresses_from_ripe(obj)
         except InputError as exc:
             raise InputError(f"{where}: {exc}") from None
         names, given = _annotations(obj)
@@ -96,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
                 return AsnMatch(given[address], f"{address}/32", (), "the result's own 'asn'")
             return found
 
-        result = classify(path, lookup, settings, names)
+        result = classify_addresses(path.hops, lookup, settings, names, path.errors)
         if args.json:
             out.append({**obj, "nkprobe": classification_to_ripe(result)})
             continue
