@@ -32,6 +32,7 @@ class ProbeSpec:
     grace_rtt_factor: float = 3.0  # ... shortened to this many times the trace's slowest RTT (0: off)
     retries: int = 1
     gap_limit: int = 5
+    lookahead: int | None = None  # TraceParams.lookahead: new TTLs at most this far past the last answer
     packet_size: int = 0  # 0: the protocol's default
 
 

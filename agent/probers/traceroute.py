@@ -38,6 +38,7 @@ def params_for(spec: ProbeSpec, flow_id: int, src: str | None) -> TraceParams:
         grace_rtt_factor=spec.grace_rtt_factor,
         retries=spec.retries,
         gap_limit=spec.gap_limit,
+        lookahead=spec.lookahead,
         packet_size=spec.packet_size,
     )
 
@@ -84,14 +85,15 @@ async def run_session(engine: ProbeEngine, session: Session) -> Path:
                 # The budget's next token, or (a token is free but the engine refused: latency probes
                 # are waiting for it) a short pause rather than a spin.
                 waits.append(engine.budget.wait(now) or STARVED_SLEEP_S)
-            delay = max(min(waits), MIN_SLEEP_S) if waits else None
+            # No deadline and no refusal should not happen while the session runs; wake up once a probe
+            # timeout later anyway rather than sleep forever on a session bug.
+            delay = max(min(waits), MIN_SLEEP_S) if waits else session.params.timeout_s
             if wake.done():
                 wake = loop.create_future()
                 continue  # a reply came while we were sending: look again at once
-            handle = loop.call_later(delay, on_timeout, wake) if delay is not None else None
+            handle = loop.call_later(delay, on_timeout, wake)
             await wake
-            if handle is not None:
-                handle.cancel()
+            handle.cancel()
             wake = loop.create_future()
     finally:
         engine.unregister(session.key)
