@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from agent.asn.table import AsnMatch, ip_to_int
+from agent.exchanges import DEFAULT_EXCHANGE_PREFIXES
 from agent.model import OTHER, UNKNOWN, Border, Classification, Hop, Path
 
 Lookup = Callable[[str], AsnMatch | None]
@@ -44,19 +45,6 @@ SPECIAL_PREFIXES: tuple[str, ...] = (
     "224.0.0.0/4",  # multicast, RFC 5771
     "240.0.0.0/4",  # reserved, RFC 1112
 )
-
-# Exchange-point peering LANs: a member's router there answers from the exchange's space, which says
-# nothing about whose router it is. IPv4 peering LANs as listed by PeeringDB (peeringdb.com, "ixlan"
-# prefixes) for exchanges on the usual paths to Russia and Hong Kong; recalled 2026-11, re-check there.
-DEFAULT_EXCHANGE_PREFIXES: dict[str, str] = {
-    "80.81.192.0/21": "DE-CIX Frankfurt",
-    "80.249.208.0/21": "AMS-IX",
-    "195.66.224.0/21": "LINX LON1",
-    "195.208.208.0/21": "MSK-IX Moscow",
-    "123.255.88.0/21": "HKIX",
-    "206.126.236.0/22": "Equinix Ashburn",
-}
-
 
 # RIPE Atlas "err" letters (agent.model.UNREACHABLE_ERR) in words, with traceroute's marks.
 _ERR_TEXT = {
@@ -83,6 +71,7 @@ class Settings:
     destination_prefixes: tuple[str, ...] = ("175.45.176.0/22",)
     borders: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # group -> addresses
     name_suffixes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # group -> suffixes
+    # Exchange-point peering LANs, passed over (defaults, sources and check date: agent/exchanges.py).
     exchange_prefixes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_EXCHANGE_PREFIXES))
     max_gap: int = 5  # silent or passed-over hops allowed between the upstream hop and the destination
     # `other` claims that no upstream group carried the path: only when at most the usual silent hops
@@ -106,7 +95,9 @@ class Settings:
         object.__setattr__(self, "_dest", tuple(_range(p) for p in self.destination_prefixes))
         object.__setattr__(self, "_special", tuple(_range(p) for p in SPECIAL_PREFIXES))
         object.__setattr__(
-            self, "_ixp", tuple((*_range(p), f"{name} {p}") for p, name in self.exchange_prefixes.items())
+            self,
+            "_ixp",
+            tuple((*_range(p), f"{name} {p}" if name else p) for p, name in self.exchange_prefixes.items()),
         )
         object.__setattr__(self, "_kinds", {})
 
@@ -139,13 +130,19 @@ class Settings:
         """From an agent.config.Config (duck-typed so this module stays free of config loading)."""
         destination = getattr(config, "destination", None)
         names = getattr(config, "names", None)
+        # [classify] exchange_prefixes: prefixes only; the defaults' names stay in the evidence.
+        exchanges = getattr(getattr(config, "classify", None), "exchange_prefixes", None)
         return cls(
             upstreams=dict(getattr(config, "upstreams", {})),
             destination_asn=getattr(destination, "asn", None),
             destination_prefixes=tuple(getattr(destination, "prefixes", ())),
             borders=dict(getattr(config, "borders", {}) or {}),
             name_suffixes=dict(getattr(names, "suffixes", {}) or {}),
-            exchange_prefixes=dict(getattr(config, "exchange_prefixes", None) or DEFAULT_EXCHANGE_PREFIXES),
+            exchange_prefixes=(
+                dict(DEFAULT_EXCHANGE_PREFIXES)
+                if exchanges is None
+                else {p: DEFAULT_EXCHANGE_PREFIXES.get(p, "") for p in exchanges}
+            ),
         )
 
     def group_of_asn(self, asn: int | None) -> str | None:

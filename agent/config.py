@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from agent.errors import ConfigError
+from agent.exchanges import DEFAULT_EXCHANGE_PREFIXES
 from agent.model import OTHER, UNKNOWN, Target
 
 DEFAULT_UPSTREAMS: dict[str, tuple[int, ...]] = {
@@ -35,7 +36,7 @@ DEFAULT_UPSTREAMS: dict[str, tuple[int, ...]] = {
 # Reverse-DNS suffixes that are evidence for a group (DOMAIN.md). Suffixes, never substrings: NTT's
 # `trans-telecom-0...gin.ntt.net` faces TTK but is NTT's.
 DEFAULT_NAME_SUFFIXES: dict[str, tuple[str, ...]] = {
-    "china_unicom": ("chinaunicomglobal.com",),
+    "china_unicom": ("chinaunicomglobal.com", "chinaunicom.cn"),
     "transtelecom": ("transtelecom.net", "zsttk.ru"),
 }
 
@@ -48,6 +49,9 @@ DEFAULT_BORDERS: dict[str, tuple[str, ...]] = {
 
 # iptoasn.com publishes this table hourly, public domain (DOMAIN.md "IP-to-AS data").
 DEFAULT_ASN_SOURCES: tuple[str, ...] = ("https://iptoasn.com/data/ip2asn-v4.tsv.gz",)
+# RIPEstat data API base (https://stat.ripe.net/docs/data_api): `nkprobe asn update` asks it for the
+# prefixes each configured AS announces.
+DEFAULT_RIPESTAT_URL = "https://stat.ripe.net"
 
 RESERVED_GROUPS = (OTHER, UNKNOWN)
 PING_PROTOCOLS = ("icmp", "tcp")
@@ -95,6 +99,7 @@ class AsnSection:
     files: tuple[str, ...] = ()
     sources: tuple[str, ...] = DEFAULT_ASN_SOURCES  # URLs `nkprobe asn update` downloads
     update_dir: str = ""  # where `nkprobe asn update` writes; "" = <agent.state_dir>/asn
+    ripestat_url: str = DEFAULT_RIPESTAT_URL  # `nkprobe asn update --ripestat-url` overrides it
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,12 @@ class NamesSection:
     reverse_dns: bool = True  # look up hop names (never on the probing path; cached)
     timeout_s: float = 1.0
     suffixes: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_NAME_SUFFIXES))
+
+
+@dataclass(frozen=True)
+class ClassifySection:
+    # Exchange-point peering LANs: hops answering from them are passed over (agent/exchanges.py).
+    exchange_prefixes: tuple[str, ...] = tuple(DEFAULT_EXCHANGE_PREFIXES)
 
 
 @dataclass(frozen=True)
@@ -139,6 +150,7 @@ class Config:
     history: HistorySection = field(default_factory=HistorySection)
     names: NamesSection = field(default_factory=NamesSection)
     borders: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_BORDERS))
+    classify: ClassifySection = field(default_factory=ClassifySection)
     target_options: dict[str, TargetOptions] = field(default_factory=dict)  # by target address
     warnings: tuple[str, ...] = ()  # legal but probably unintended (e.g. ping alone exceeds max_pps)
 
@@ -477,6 +489,37 @@ class _Reader:
         self.add(where, "must be an http, https or file URL")
         return _INVALID  # type: ignore[no-any-return]
 
+    def http_url(self, table: Mapping[str, Any], key: str, path: str, default: str) -> str:
+        value = self.string(table, key, path, default)
+        if value is _INVALID:
+            return _INVALID
+        parts = urlsplit(value)
+        if parts.scheme in ("http", "https") and parts.netloc:
+            return value
+        self.add(_join(path, key), "must be an http or https URL such as https://stat.ripe.net")
+        return _INVALID  # type: ignore[no-any-return]
+
+    def lan_prefix(self, value: Any, where: str) -> str:
+        """An exchange's peering LAN: an IPv4 prefix, no host bits, /16 or longer."""
+        if not isinstance(value, str):
+            self.add(where, "must be a string like 80.81.192.0/21")
+            return _INVALID  # type: ignore[no-any-return]
+        try:
+            net = ipaddress.IPv4Network(value)
+        except ValueError as exc:
+            if "has host bits set" in str(exc):
+                self.add(
+                    where, f"{value} has host bits set; write {ipaddress.IPv4Network(value, strict=False)}"
+                )
+            else:
+                self.add(where, f"not an IPv4 prefix: {value!r}")
+            return _INVALID  # type: ignore[no-any-return]
+        # Peering LANs are /24 to /21; a short prefix would pass over real routers as exchange hops.
+        if net.prefixlen < MIN_PREFIX_LENGTH:
+            self.add(where, f"{net} is too broad for an exchange LAN; use /{MIN_PREFIX_LENGTH} or longer")
+            return _INVALID  # type: ignore[no-any-return]
+        return str(net)
+
     def suffix(self, value: Any, where: str) -> str:
         if isinstance(value, str) and _SUFFIX.match(value):
             return value.lstrip(".").lower()
@@ -518,6 +561,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
         "history",
         "names",
         "borders",
+        "classify",
     ),
     "agent": tuple(f.name for f in fields(AgentSection)),
     "ping": tuple(f.name for f in fields(PingSection)),
@@ -526,6 +570,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
     "destination": tuple(f.name for f in fields(DestinationSection)),
     "history": tuple(f.name for f in fields(HistorySection)),
     "names": tuple(f.name for f in fields(NamesSection)),
+    "classify": tuple(f.name for f in fields(ClassifySection)),
     "targets": ("address", "name", "protocol", "port", "ping_protocols"),
 }
 
@@ -586,6 +631,7 @@ def _build(data: Mapping[str, Any], base_dir: str, source: str | None) -> tuple[
     asn_files = r.items(t, "files", "asn", d_asn.files, r.text)
     asn_sources = r.items(t, "sources", "asn", d_asn.sources, r.url)
     asn_update_dir = r.string(t, "update_dir", "asn", d_asn.update_dir)
+    ripestat_url = r.http_url(t, "ripestat_url", "asn", d_asn.ripestat_url)
 
     # [destination]
     t = r.table(data, "destination", "")
@@ -667,6 +713,23 @@ def _build(data: Mapping[str, Any], base_dir: str, source: str | None) -> tuple[
             ):
                 r.add(where, f"{address} is inside destination.prefixes, not an upstream")
 
+    # [classify]
+    t = r.table(data, "classify", "")
+    r.unknown(t, _KNOWN["classify"], "classify")
+    exchange_prefixes = r.items(
+        t, "exchange_prefixes", "classify", ClassifySection().exchange_prefixes, r.lan_prefix
+    )
+    if exchange_prefixes is not _INVALID and prefixes is not _INVALID:
+        dest_nets = [ipaddress.IPv4Network(p) for p in prefixes]
+        for index, text in enumerate(exchange_prefixes):
+            net = ipaddress.IPv4Network(text)
+            for dest in dest_nets:
+                if net.overlaps(dest):
+                    r.add(
+                        f"classify.exchange_prefixes[{index}]",
+                        f"{net} overlaps destination.prefixes ({dest}); an exchange LAN lies outside it",
+                    )
+
     # [[targets]]
     targets, options = _targets(r, data, prefixes)
 
@@ -707,6 +770,7 @@ def _build(data: Mapping[str, Any], base_dir: str, source: str | None) -> tuple[
             files=tuple(_resolve(base_dir, f) for f in asn_files),
             sources=asn_sources,
             update_dir=_resolve(base_dir, asn_update_dir),
+            ripestat_url=ripestat_url,
         ),
         upstreams=upstreams,
         destination=DestinationSection(asn=dest_asn, prefixes=prefixes),
@@ -714,6 +778,7 @@ def _build(data: Mapping[str, Any], base_dir: str, source: str | None) -> tuple[
         history=history,
         names=names,
         borders=borders,
+        classify=ClassifySection(exchange_prefixes=exchange_prefixes),
         target_options=options,
         warnings=tuple(warnings),
     )

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_RIPESTAT = "https://stat.ripe.net"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="asn_command", metavar="ACTION", required=True)
     update = sub.add_parser("update", help="refresh the IP-to-AS data on disk from public sources")
     update.add_argument("--config", metavar="PATH", help="agent config (upstreams, asn.sources, state_dir)")
     update.add_argument(
-        "--ripestat-url", default=DEFAULT_RIPESTAT, metavar="URL", help="RIPEstat data API base URL"
+        "--ripestat-url",
+        default=None,
+        metavar="URL",
+        help="RIPEstat data API base URL (default: asn.ripestat_url, https://stat.ripe.net)",
     )
     update.add_argument(
         "--source", action="append", default=None, metavar="URL", help="full-table URL (replaces asn.sources)"
@@ -50,7 +51,11 @@ def run(args: argparse.Namespace) -> int:
         asns = {a for group in config.upstreams.values() for a in group} | {config.destination.asn}
         sources = [] if args.no_full_table else (args.source or list(config.asn.sources))
         report = run_update(
-            config.asn_update_dir, asns, sources, ripestat_url=args.ripestat_url, timeout_s=args.timeout
+            config.asn_update_dir,
+            asns,
+            sources,
+            ripestat_url=args.ripestat_url or config.asn.ripestat_url,
+            timeout_s=args.timeout,
         )
         for line in report.written:
             print(line)

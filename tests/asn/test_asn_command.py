@@ -57,3 +57,21 @@ def test_update_failure_exits_1_and_keeps_previous(
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and all(e.startswith("nkprobe asn update: ") and "previous kept" in e for e in err)
     assert (tmp_path / "state" / "asn" / "full-table").read_bytes() == before
+
+
+def test_update_asks_the_configured_ripestat_and_the_flag_overrides_it(
+    server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _config(tmp_path, [])
+    cfg.write_text(cfg.read_text() + f'ripestat_url = "{server}/stat"\n')
+    assert main(["asn", "update", "--config", str(cfg)]) == 0  # asn.ripestat_url, no flag
+    assert "announced.pfx2as: 5 prefixes" in capsys.readouterr().out
+    assert main(["asn", "update", "--config", str(cfg), "--ripestat-url", f"{server}/badstat"]) == 1
+    assert "previous kept" in capsys.readouterr().err
+
+
+def test_config_default_ripestat_is_the_updater_default() -> None:
+    from agent.asn.update import RIPESTAT_URL
+    from agent.config import DEFAULT_RIPESTAT_URL, Config
+
+    assert Config().asn.ripestat_url == DEFAULT_RIPESTAT_URL == RIPESTAT_URL

@@ -26,10 +26,25 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "border_inside_destination": (
         "borders.transtelecom[0]: 175.45.176.1 is inside destination.prefixes, not an upstream",
     ),
+    "classify_unknown_key": ("classify.exchange_prefix: unknown key; did you mean exchange_prefixes?",),
     "border_twice": ("borders.transtelecom[0]: 103.35.255.254 is already a border of china_unicom",),
     "destination_asn_upstream": (
         "upstreams.transtelecom: AS131279 is destination.asn; it cannot be an upstream",
     ),
+    "exchange_prefix_host_bits": (
+        "classify.exchange_prefixes[0]: 80.81.192.1/21 has host bits set; write 80.81.192.0/21",
+    ),
+    "exchange_prefix_in_destination": (
+        "classify.exchange_prefixes[1]: 175.45.178.0/24 overlaps destination.prefixes (175.45.176.0/22); "
+        "an exchange LAN lies outside it",
+    ),
+    "exchange_prefix_not_prefix": ("classify.exchange_prefixes[0]: not an IPv4 prefix: 'DE-CIX'",),
+    "exchange_prefix_not_string": ("classify.exchange_prefixes[0]: must be a string like 80.81.192.0/21",),
+    "exchange_prefix_too_broad": (
+        "classify.exchange_prefixes[0]: 80.0.0.0/8 is too broad for an exchange LAN; use /16 or longer",
+    ),
+    "exchange_prefix_twice": ("classify.exchange_prefixes[1]: 80.81.192.0/21 is listed twice",),
+    "exchange_prefixes_not_list": ("classify.exchange_prefixes: must be a list",),
     "gap_over_max_hops": ("trace.gap_limit: must be <= trace.max_hops (16)",),
     "group_name_upper": ("upstreams.ChinaUnicom: must be lowercase letters, digits and _ (a label value)",),
     "hysteresis_zero": ("trace.hysteresis: must be >= 1 and <= 100",),
@@ -62,6 +77,10 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "reserved_other": ("upstreams.other: 'other' is a reserved tag and cannot be a group name",),
     "reserved_unknown": ("upstreams.unknown: 'unknown' is a reserved tag and cannot be a group name",),
     "retention_zero": ("history.retention_days: must be > 0 and <= 36500",),
+    "ripestat_url_not_http": (
+        "asn.ripestat_url: must be an http or https URL such as https://stat.ripe.net",
+    ),
+    "ripestat_url_not_string": ("asn.ripestat_url: must be a string",),
     "suffix_not_a_name": (
         "names.suffixes.transtelecom[0]: must be a DNS name suffix such as transtelecom.net",
     ),

@@ -140,7 +140,7 @@ def test_example_validates_and_agrees_with_the_shipped_default() -> None:
     default = load_config(None)
     assert example.targets == default.targets
     assert example.target_options == default.target_options
-    for section in ("agent", "ping", "trace", "asn", "destination", "history", "names"):
+    for section in ("agent", "ping", "trace", "asn", "destination", "history", "names", "classify"):
         assert getattr(example, section) == getattr(default, section), section
     assert example.upstreams == default.upstreams
     assert example.borders == default.borders
