@@ -19,17 +19,17 @@ from types import ModuleType
 from agent import __version__
 from agent.errors import NkprobeError
 
-# Only commands that work are registered here (name -> module, help line).
+# Only commands that work are registered here (name -> module, help line), in the contract's order.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "check-config": ("agent.commands.check_config", "validate a config file and list every problem"),
-    "history": ("agent.commands.history", "the recorded upstream changes, oldest first"),
     "trace": ("agent.commands.trace", "Paris traceroute to a target, tagged with the upstream it crosses"),
     "ping": ("agent.commands.ping", "latency probes (ICMP echo or TCP SYN): RTTs, loss and a summary"),
+    "classify": ("agent.commands.classify", "upstream tag of RIPE Atlas traceroute results, with evidence"),
     "run": ("agent.commands.run", "the agent: scheduled probes, path history, Prometheus metrics"),
+    "check-config": ("agent.commands.check_config", "validate a config file and list every problem"),
+    "history": ("agent.commands.history", "the recorded upstream changes, oldest first"),
+    "asn": ("agent.commands.asn", "IP-to-AS data: asn update (refresh from public sources), lookup, info"),
     "lab": ("agent.commands.lab", "the simulated network in namespaces: lab up|down|flip|status"),
     "demo": ("agent.commands.demo", "the lab plus the agent running against it, until interrupted"),
-    "classify": ("agent.commands.classify", "upstream tag of RIPE Atlas traceroute results, with evidence"),
-    "asn": ("agent.commands.asn", "IP-to-AS data: asn update (refresh from public sources), lookup, info"),
 }
 
 
@@ -40,22 +40,37 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+    """The whole parser; with `only`, just that command's module is imported and given its arguments.
+
+    Importing every command module costs start-up time a Raspberry Pi Zero feels, so `main` imports only
+    the one it runs; `nkprobe --help` needs none of them (the help lines live in COMMANDS).
+    """
     parser = _Parser(prog="nkprobe", description="Measure which upstream carries North Korea's Internet.")
     parser.add_argument("--version", action="version", version=f"nkprobe {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     modules: dict[str, ModuleType] = {}
     for name, (module_name, help_line) in COMMANDS.items():
-        module = importlib.import_module(module_name)
         command_parser = sub.add_parser(name, help=help_line, description=help_line)
-        module.add_arguments(command_parser)
-        modules[name] = module
+        if only is None or name == only:
+            module = importlib.import_module(module_name)
+            module.add_arguments(command_parser)
+            modules[name] = module
     return parser, modules
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the line: the first word that is not an option (top level has no values)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, modules = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser, modules = build_parser(only=_command_in(words) or "")
+    args = parser.parse_args(words)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
