@@ -28,9 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--flip-every",
         type=float,
-        default=120.0,
+        default=60.0,
         metavar="S",
-        help="switch 198.19.179.0/24 to the other upstream every S seconds (0: never; default 120)",
+        help="switch 198.19.179.0/24 to the other upstream every S seconds (0: never; default 60)",
     )
     parser.add_argument(
         "--web.listen-address",
