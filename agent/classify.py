@@ -333,6 +333,8 @@ def _hop_verdict(settings: Settings, rows: _Rows, index: int) -> tuple[_Verdict,
     if before_index is not None:
         before = next(a for a in rows.addrs(before_index) if a.kind == "public")
     verdicts = [_group_of_hop(settings, a, before) for a in publics]
+    if len(verdicts) == 1:
+        return verdicts[0], publics[0]  # the usual hop: one address
     groups = {v.group for v in verdicts}
     evidence = tuple(e for v in verdicts for e in v.evidence)
     if len(groups) > 1:
@@ -397,6 +399,11 @@ def _rows(
     asns: list[int | None] = []
     dest_index: int | None = None
     for _ttl, addresses in hops:
+        if not addresses:  # a silent hop
+            entries.append([])
+            public.append(False)
+            asns.append(None)
+            continue
         row: list[tuple[str, str, AsnMatch | None, str]] = []
         is_public = False
         hop_asn: int | None = None

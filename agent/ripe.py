@@ -40,6 +40,8 @@ _FIRMWARE = 5080
 # agent.model.UNREACHABLE_ERR, with "A" read as code 13 (traceroute's !X) and "p" as port unreachable.
 _ERR_CODE: dict[str, int] = {"N": 0, "H": 1, "P": 2, "p": 3, "F": 4, "S": 5, "A": 13, "h": 14}
 
+_PROTOCOLS: dict[str, Protocol] = {p.value: p for p in Protocol}  # Protocol(text), without Enum's call
+
 # RFC 4950 section 7: ICMP extension class 1 (MPLS label stack), c-type 1 (incoming label stack).
 _MPLS_CLASS = 1
 _MPLS_CTYPE = 1
@@ -310,11 +312,9 @@ def _header(obj: Any) -> tuple[str, Protocol, list[Any]]:
         raise InputError("traceroute result has no 'dst_addr'")
     if not _is_ip(dst):
         raise InputError(f"'dst_addr' is not an IP address: {dst!r}")
-    proto_text = str(obj.get("proto", "ICMP")).lower()
-    try:
-        proto = Protocol(proto_text)
-    except ValueError:
-        raise InputError(f"unknown 'proto' {obj.get('proto')!r} (ICMP, UDP or TCP)") from None
+    proto = _PROTOCOLS.get(str(obj.get("proto", "ICMP")).lower())
+    if proto is None:
+        raise InputError(f"unknown 'proto' {obj.get('proto')!r} (ICMP, UDP or TCP)")
     raw_hops = obj.get("result", [])
     if not isinstance(raw_hops, list):
         raise InputError("'result' must be a list of hops (legacy RIPE Atlas formats are not supported)")

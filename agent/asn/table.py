@@ -105,8 +105,10 @@ class AsnTable:
 
     def lookup(self, address: str) -> AsnMatch | None:
         """The most specific entry covering `address`, or None (unknown, IPv6 or not an address)."""
-        if address in self._cache:
-            return self._cache[address]
+        try:
+            return self._cache[address]  # one dict probe for the usual hit
+        except KeyError:
+            pass
         try:
             value = ip_to_int(address)
         except ValueError:

@@ -124,7 +124,7 @@ def test_killed_half_way_leaves_the_previous_table_and_a_temp_the_next_run_remov
         deadline = time.monotonic() + 20
         temps: list[Path] = []
         while time.monotonic() < deadline:
-            temps = [p for p in tmp_path.iterdir() if p.name.startswith(".full-") and p.stat().st_size > 0]
+            temps = [p for p in tmp_path.iterdir() if p.name.startswith(".full-") and _size(p) > 0]
             if temps:
                 break
             time.sleep(0.02)
@@ -136,3 +136,11 @@ def test_killed_half_way_leaves_the_previous_table_and_a_temp_the_next_run_remov
     assert load_table(update_dir=tmp_path).asn("10.0.1.1") == 64501
     assert run_update(tmp_path, ASNS, [], ripestat_url=f"{server}/stat").ok
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def _size(path: Path) -> int:
+    """0 for a file that vanished between listing and stat (a temp renamed or removed meanwhile)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
