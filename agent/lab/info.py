@@ -29,7 +29,10 @@ from agent.lab import topology
 RUN_DIR = Path("/run/nkprobe-lab")
 DEFAULT_PREFIX = "nkp-"
 PREFIX_ENV = "NKPROBE_LAB_PREFIX"
-_PREFIX_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,15}")
+# CONTRACT.md: lab namespaces begin with "nkp-", and `lab down` deletes every namespace that begins with the
+# prefix, so a prefix without "nkp-" ("x") could take other programs' namespaces ("xvp", "xisp") with it.
+# 16 characters at most: interface names built from it must fit IFNAMSIZ (15) with a short suffix.
+_PREFIX_RE = re.compile(r"nkp-[a-z0-9-]{0,12}")
 
 
 def resolve_prefix(prefix: str | None = None) -> str:
@@ -37,12 +40,15 @@ def resolve_prefix(prefix: str | None = None) -> str:
 
     >>> resolve_prefix("nkp-x3-")
     'nkp-x3-'
+    >>> resolve_prefix("x")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    agent.errors.UsageError: bad lab prefix 'x': it must begin with 'nkp-', ...
     """
     value = prefix if prefix is not None else os.environ.get(PREFIX_ENV) or DEFAULT_PREFIX
     if not _PREFIX_RE.fullmatch(value):
         raise UsageError(
-            f"bad lab prefix {value!r}: use 1-16 lower-case letters, digits or '-', "
-            "e.g. NKPROBE_LAB_PREFIX=nkp-x3-"
+            f"bad lab prefix {value!r}: it must begin with 'nkp-', then at most 12 lower-case letters, "
+            "digits or '-', e.g. NKPROBE_LAB_PREFIX=nkp-x3-"
         )
     return value
 
