@@ -11,7 +11,10 @@ REALTIME - MONOTONIC read as a pair right after `recvmsg` returns:
 Both clocks advance at the same NTP-disciplined rate (clock_gettime(2): MONOTONIC "is affected by the
 incremental adjustments performed by adjtime(3) and NTP"), so the offset is constant except across a
 step of the wall clock, and a step that falls between a packet's arrival and our read is the only thing
-that could spoil that one RTT; `to_monotonic` clamps the result into [earliest, now] for that case. The
+that could spoil that one RTT. Such a receive time is kept inside [sent, read]: `to_monotonic` never
+returns a time later than the read (a backward step), and `receive_time` replaces one earlier than the
+probe's send (a forward step: a Raspberry Pi has no RTC, so its first NTP sync steps the clock by
+however long it was off) with the read time, as if the packet had no kernel stamp. The
 pair is read within a microsecond (vDSO clock_gettime), far below the 0.3 ms error budget. The
 alternative, transmit timestamps via SO_TIMESTAMPING on the error queue, would add a second read per
 probe for a gain of a few microseconds (the time between our monotonic read and the kernel's send).
@@ -20,11 +23,6 @@ probe for a gain of a few microseconds (the time between our monotonic read and 
 from __future__ import annotations
 
 import time
-
-
-def now() -> float:
-    """Monotonic seconds: send times, deadlines, budget."""
-    return time.monotonic()
 
 
 def offset_ns() -> int:
@@ -49,3 +47,16 @@ def to_monotonic(rx_realtime_ns: int | None, offset: int, now_mono: float) -> fl
         return now_mono
     t = (rx_realtime_ns - offset) / 1e9
     return min(t, now_mono)
+
+
+def receive_time(rx: float, sent_at: float, read_at: float) -> float:
+    """The receive time to use for an answer to a probe sent at `sent_at`: the kernel's `rx`, unless a
+    wall-clock step made it earlier than the send; then `read_at` (when we read the packet), as for a
+    packet without a stamp. An RTT is never negative and never made up.
+
+    >>> receive_time(1.25, 1.0, 1.5)
+    1.25
+    >>> receive_time(0.75, 1.0, 1.5)  # the stamp predates the send: the clock stepped forward
+    1.5
+    """
+    return rx if rx >= sent_at else read_at

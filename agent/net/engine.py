@@ -25,8 +25,11 @@ from agent.net.netns import call_in_netns
 from agent.net.sockets import CMSG_SPACE, RECV_BUFSIZE, SocketSet, parse_timestamp, source_address
 from agent.packets.parse import ParsedReply, parse
 
-ReplyHandler = Callable[[ParsedReply, float], None]
-"""Called with a parsed answer and its receive time on the monotonic clock."""
+ReplyHandler = Callable[[ParsedReply, float, float], object]
+"""Called with a parsed answer, its receive time and the time it was read, both on the monotonic clock.
+
+The receive time is the kernel's stamp; the handler, which knows the probe's send time, replaces a stamp
+earlier than the send (a wall-clock step) with the read time: `agent.net.clock.receive_time`."""
 
 SendHook = Callable[[str], None]
 """Called with the protocol name after every probe packet that left (metrics)."""
@@ -47,7 +50,7 @@ class ProbeEngine:
         sockets: SocketSet,
         budget: Budget,
         *,
-        now: Callable[[], float] = time.monotonic,  # clock.now, without a Python frame per call
+        now: Callable[[], float] = time.monotonic,
         on_send: SendHook | None = None,
         netns: str | None = None,
     ) -> None:
@@ -176,10 +179,12 @@ class ProbeEngine:
             if rx >= now:  # arrived after this batch's clock read (or has no stamp): read the clock again
                 now = self.now()
                 rx = clock.to_monotonic(stamp, offset, now)
-            self.dispatch(data, rx)
+            self.dispatch(data, rx, now)
 
-    def dispatch(self, data: bytes, rx_time: float) -> bool:
-        """Parse one received IPv4 packet and hand it to its session; False if it is nobody's."""
+    def dispatch(self, data: bytes, rx_time: float, read_at: float | None = None) -> bool:
+        """Parse one received IPv4 packet and hand it to its session; False if it is nobody's.
+
+        `rx_time` is the kernel's receive time, `read_at` (default: `rx_time`) when we read the packet."""
         parsed = parse(data)
         if parsed is None:
             self.unmatched += 1
@@ -189,5 +194,5 @@ class ProbeEngine:
         if handler is None:
             self.unmatched += 1
             return False
-        handler(parsed, rx_time)
+        handler(parsed, rx_time, rx_time if read_at is None else read_at)
         return True

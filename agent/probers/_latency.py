@@ -13,6 +13,7 @@ import random
 import time
 
 from agent.model import UNREACHABLE_ERR, PingResult, Protocol, ReplyKind
+from agent.net.clock import receive_time
 from agent.net.engine import ProbeEngine
 from agent.packets.build import FlowSpec, ProbeBuilder
 from agent.packets.parse import ParsedReply
@@ -45,11 +46,11 @@ async def latency_probe(engine: ProbeEngine, spec: ProbeSpec) -> PingResult:
     ident = random.randrange(1, 0x10000)
     builder = ProbeBuilder(flow)
     loop = asyncio.get_running_loop()
-    answer: asyncio.Future[tuple[ParsedReply, float]] = loop.create_future()
+    answer: asyncio.Future[tuple[ParsedReply, float, float]] = loop.create_future()
 
-    def on_reply(reply: ParsedReply, rx_time: float) -> None:
+    def on_reply(reply: ParsedReply, rx_time: float, read_at: float) -> None:
         if reply.ident == ident and not answer.done():
-            answer.set_result((reply, rx_time))
+            answer.set_result((reply, rx_time, read_at))
 
     engine.register(key, on_reply)
     sent_wall = time.time()
@@ -57,7 +58,7 @@ async def latency_probe(engine: ProbeEngine, spec: ProbeSpec) -> PingResult:
         sent_at = await engine.send(builder.build(spec.ttl, ident), spec.target, protocol.value)
         sent_wall = time.time()
         try:
-            reply, rx_time = await asyncio.wait_for(answer, spec.timeout_s)
+            reply, rx_time, read_at = await asyncio.wait_for(answer, spec.timeout_s)
         except TimeoutError:
             return PingResult(spec.target, protocol, sent_wall, None)
     finally:
@@ -69,6 +70,5 @@ async def latency_probe(engine: ProbeEngine, spec: ProbeSpec) -> PingResult:
         )
         return PingResult(spec.target, protocol, sent_wall, None, extra={"err": err, "from": reply.src})
     extra = {"flags": "SA" if reply.kind is ReplyKind.TCP_SYNACK else "R"} if protocol is Protocol.TCP else {}
-    return PingResult(
-        spec.target, protocol, sent_wall, max(0.0, rx_time - sent_at), reply_ttl=reply.reply_ttl, extra=extra
-    )
+    rtt = receive_time(rx_time, sent_at, read_at) - sent_at
+    return PingResult(spec.target, protocol, sent_wall, max(0.0, rtt), reply_ttl=reply.reply_ttl, extra=extra)

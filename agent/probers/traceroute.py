@@ -48,8 +48,8 @@ async def run_session(engine: ProbeEngine, session: Session) -> Path:
     loop = asyncio.get_running_loop()
     wake: asyncio.Future[None] = loop.create_future()
 
-    def on_reply(reply: ParsedReply, rx_time: float) -> None:
-        if not session.on_reply(reply, rx_time) or wake.done():
+    def on_reply(reply: ParsedReply, rx_time: float, read_at: float) -> None:
+        if not session.on_reply(reply, rx_time, read_at=read_at) or wake.done():
             return
         # Wake the loop only when the reply changes what it must do: the session ended, it may send
         # again, or the reply ends the path (the grace deadline is now earlier than any probe timeout).

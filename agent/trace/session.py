@@ -204,8 +204,10 @@ class Session:
             self._first_sent = now
         self._last_event = now
 
-    def on_reply(self, reply: ParsedReply, now: float) -> bool:
-        """Record a reply; True if it answers a probe of this session (even a duplicate or a late one)."""
+    def on_reply(self, reply: ParsedReply, now: float, *, read_at: float | None = None) -> bool:
+        """Record a reply received at `now`; True if it answers a probe of this session (even a duplicate
+        or a late one). A `now` earlier than the probe's send is a kernel stamp spoilt by a wall-clock
+        step (agent.net.clock): `read_at`, when the driver read the packet, is used instead."""
         if (reply.protocol, reply.dst, (reply.sport, reply.dport)) != self.key:
             return False
         state = self._probes.get(reply.ident)
@@ -222,6 +224,8 @@ class Session:
         # counts as on time; expiring first could end the session under the reply's feet.
         if reply.quoted_checksum is not None and reply.quoted_checksum != self._builder.checksum:
             self.stats.checksum_mismatch += 1
+        if now < state.sent_at and read_at is not None:
+            now = read_at  # agent.net.clock.receive_time: the stamp predates the send
         probe = state.probe
         hop = self._hops[probe.ttl]
         state.answered = True
