@@ -31,12 +31,14 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
     import json
     import statistics
+    from collections import deque
 
     from agent.commands._probing import config_and_target, run_with_engine
     from agent.errors import UsageError
     from agent.model import Protocol
     from agent.net.engine import ProbeEngine
     from agent.probers import ping, tcp
+    from agent.probers._latency import LATENCY_FLOWS
     from agent.probers.base import ProbeSpec
 
     if args.count < 1:
@@ -52,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     spec = ProbeSpec(target, Protocol(args.protocol), port=port, timeout_s=timeout)
     prober = tcp.probe if args.protocol == "tcp" else ping.probe
     readable = not args.json
+    max_in_flight = len(LATENCY_FLOWS)
 
     source: list[str] = []
 
@@ -68,12 +71,23 @@ def run(args: argparse.Namespace) -> int:
             await asyncio.sleep(max(0.0, start + seq * interval - loop.time()))
             return await prober(engine, spec)
 
-        tasks = [asyncio.create_task(one(seq)) for seq in range(args.count)]
-        results = []
-        for seq, task in enumerate(tasks, 1):
-            results.append(await task)
-            if readable:
-                print(line(seq, results[-1]), flush=True)
+        # Each probe in flight holds one latency flow id (agent.probers._latency): at most that many
+        # tasks exist at once, created as earlier probes finish, so a --count of any size never runs
+        # out of flows. A probe whose slot frees up late leaves at once (its scheduled time has passed).
+        window: deque[asyncio.Task[PingResult]] = deque()
+        results: list[PingResult] = []
+        started = 0
+        try:
+            while started < args.count or window:
+                while started < args.count and len(window) < max_in_flight:
+                    window.append(asyncio.create_task(one(started)))
+                    started += 1
+                results.append(await window.popleft())
+                if readable:
+                    print(line(len(results), results[-1]), flush=True)
+        finally:
+            for task in window:
+                task.cancel()
         return results
 
     results = run_with_engine(config, body)

@@ -12,6 +12,7 @@ import asyncio
 import random
 import time
 
+from agent.errors import UsageError
 from agent.model import UNREACHABLE_ERR, PingResult, Protocol, ReplyKind
 from agent.net.clock import receive_time
 from agent.net.engine import ProbeEngine
@@ -20,8 +21,9 @@ from agent.packets.parse import ParsedReply
 from agent.probers.base import ProbeSpec
 from agent.trace.flow import MAX_FLOW_ID, flow_spec
 
-# Flow ids MAX_FLOW_ID-255..MAX_FLOW_ID: TCP source ports 65280..65535, ICMP identifiers 0x5fd7.. ;
-# traces use flow ids from 0 upward (a few dozen at most), so the two never meet.
+# Flow ids MAX_FLOW_ID-255..MAX_FLOW_ID: TCP source ports 65280..65535, ICMP identifiers 0x5EB8..0x5FB7
+# (agent.trace.flow.ICMP_ID_BASE + flow id); traces use flow ids from 0 upward (a few dozen at most), so
+# the two never meet. One flow per probe in flight: at most len(LATENCY_FLOWS) probes toward one target.
 LATENCY_FLOWS = range(MAX_FLOW_ID - 255, MAX_FLOW_ID + 1)
 ANSWERS = (ReplyKind.ECHO_REPLY, ReplyKind.TCP_SYNACK, ReplyKind.TCP_RST)
 
@@ -36,7 +38,10 @@ def _free_flow(
         key = (protocol, dst, (spec.sport, spec.dport))
         if not engine.in_use(key):
             return spec, key
-    raise RuntimeError(f"more than {len(LATENCY_FLOWS)} latency probes in flight toward {dst}")
+    raise UsageError(
+        f"more than {len(LATENCY_FLOWS)} {protocol.value} latency probes in flight toward {dst}; "
+        "send fewer at once (a longer interval or a shorter timeout)"
+    )
 
 
 async def latency_probe(engine: ProbeEngine, spec: ProbeSpec) -> PingResult:
