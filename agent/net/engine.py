@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import socket
 import time
 from collections import Counter
@@ -34,12 +35,24 @@ earlier than the send (a wall-clock step) with the read time: `agent.net.clock.r
 SendHook = Callable[[str], None]
 """Called with the protocol name after every probe packet that left (metrics)."""
 
+SendErrorHook = Callable[[str], None]
+"""Called with the errno name ("ENETUNREACH", "EPERM"...) of every probe the kernel refused (metrics)."""
 
-def open_engine(budget: Budget, netns: str | None = None, on_send: SendHook | None = None) -> ProbeEngine:
+log = logging.getLogger("nkprobe.net")
+SEND_ERROR_LOG_INTERVAL_S = 60.0  # at most one warning a minute: a missing route refuses every probe
+
+
+def open_engine(
+    budget: Budget,
+    netns: str | None = None,
+    on_send: SendHook | None = None,
+    on_send_error: SendErrorHook | None = None,
+) -> ProbeEngine:
     """The composition root's way in: sockets opened in `netns` (PrivilegeError without CAP_NET_RAW)."""
     from agent.net.sockets import open_socket_set
 
-    return ProbeEngine(call_in_netns(netns, open_socket_set), budget, on_send=on_send, netns=netns)
+    sockets = call_in_netns(netns, open_socket_set)
+    return ProbeEngine(sockets, budget, on_send=on_send, on_send_error=on_send_error, netns=netns)
 
 
 class ProbeEngine:
@@ -52,6 +65,7 @@ class ProbeEngine:
         *,
         now: Callable[[], float] = time.monotonic,
         on_send: SendHook | None = None,
+        on_send_error: SendErrorHook | None = None,
         netns: str | None = None,
     ) -> None:
         self.sockets = sockets
@@ -60,6 +74,9 @@ class ProbeEngine:
         self.budget = budget
         self.now = now
         self.on_send = on_send
+        self.on_send_error = on_send_error
+        self._send_error_logged_at: float | None = None
+        self._send_errors_unlogged = 0
         self._handlers: dict[Hashable, ReplyHandler] = {}
         self._send_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -120,7 +137,8 @@ class ProbeEngine:
         """Send one probe once the global budget allows; its send time (monotonic).
 
         A packet the kernel refuses (no route, a local firewall) is a lost probe: it is counted in
-        `send_errors` by errno and its time is returned all the same, so the session times it out."""
+        `send_errors` by errno, reported to `on_send_error` and logged (at most once a minute), and its
+        time is returned all the same, so the session times it out."""
         async with self._send_lock:  # FIFO: waiting senders are served in order
             while True:
                 now = self.now()
@@ -142,7 +160,7 @@ class ProbeEngine:
         try:
             self.sockets.send.sendto(packet, (dst, 0))
         except OSError as exc:
-            self.send_errors[errno.errorcode.get(exc.errno or 0, str(exc.errno))] += 1
+            self._send_failed(exc, dst, protocol)
             return sent_at
         finally:
             # The token is spent at a time read *after* sendto returned: a raw IP_HDRINCL send passes the
@@ -154,6 +172,24 @@ class ProbeEngine:
         if self.on_send is not None:
             self.on_send(protocol)
         return sent_at
+
+    def _send_failed(self, exc: OSError, dst: str, protocol: str) -> None:
+        kind = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        self.send_errors[kind] += 1
+        if self.on_send_error is not None:
+            self.on_send_error(kind)
+        now = self.now()
+        last = self._send_error_logged_at
+        if last is not None and now - last < SEND_ERROR_LOG_INTERVAL_S:
+            self._send_errors_unlogged += 1
+            return
+        more = f" ({self._send_errors_unlogged} more refused since the last warning)"
+        log.warning(
+            "the kernel refused a %s probe to %s: %s (%s)%s; check the route and firewall of the probe "
+            "namespace", protocol, dst, kind, exc.strerror or exc, more if self._send_errors_unlogged else "",
+        )  # fmt: skip
+        self._send_error_logged_at = now
+        self._send_errors_unlogged = 0
 
     # -- receiving --------------------------------------------------------------------------------------
 

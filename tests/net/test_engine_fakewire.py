@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from agent.model import Protocol
 from agent.packets import synth
 from agent.probers import PROBERS, ProbeSpec
@@ -44,3 +46,27 @@ def test_trace_rtts_survive_a_clock_step() -> None:
         return path.hops[0].replies[0].rtt_s
 
     assert 0.015 < asyncio.run(main()) < 0.2
+
+
+def test_send_errors_reach_the_hook_and_a_rate_limited_warning(caplog: pytest.LogCaptureFixture) -> None:
+    import errno
+    import logging
+
+    from agent.net import engine as engine_module
+
+    kinds: list[str] = []
+    clock = [100.0]
+    engine, send = fake_engine(on_send_error=kinds.append, now=lambda: clock[0], pps=1e6)
+    send.fail_with = OSError(errno.ENETUNREACH, "Network is unreachable")
+    with caplog.at_level(logging.WARNING, logger="nkprobe.net"):
+        for _ in range(5):
+            assert engine.try_send(b"x" * 28, DST, "icmp") == clock[0]  # a lost probe has a send time
+            clock[0] += 1.0
+        clock[0] += engine_module.SEND_ERROR_LOG_INTERVAL_S
+        engine.try_send(b"x" * 28, DST, "icmp")
+    assert kinds == ["ENETUNREACH"] * 6
+    assert engine.send_errors["ENETUNREACH"] == 6 and engine.sent["icmp"] == 0
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2, warnings  # the first refusal, then one a minute later
+    assert "ENETUNREACH" in warnings[0] and DST in warnings[0]
+    assert "4 more refused" in warnings[1]
