@@ -25,8 +25,10 @@ def config_and_target(config_path: str | None, target: str) -> tuple[Config, str
 
 
 def run_with_engine(config: Config, body: Callable[[ProbeEngine], Awaitable[T]]) -> T:
-    """Open the probe sockets (PrivilegeError without CAP_NET_RAW) and run `body` on a fresh loop."""
-    engine = open_engine(Budget(config.agent.max_pps))
+    """Open the probe sockets (PrivilegeError without CAP_NET_RAW) and run `body` on a fresh loop.
+
+    The engine gets the allowlist too: even a bug past `config_and_target` cannot send elsewhere."""
+    engine = open_engine(Budget(config.agent.max_pps), allow=Allowlist(config.destination.prefixes))
 
     async def main() -> T:
         async with engine:

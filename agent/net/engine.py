@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Hashable
 
+from agent.allowlist import Allowlist
 from agent.budget import Budget
 from agent.net import clock
 from agent.net.netns import call_in_netns
@@ -47,12 +48,17 @@ def open_engine(
     netns: str | None = None,
     on_send: SendHook | None = None,
     on_send_error: SendErrorHook | None = None,
+    allow: Allowlist | None = None,
 ) -> ProbeEngine:
-    """The composition root's way in: sockets opened in `netns` (PrivilegeError without CAP_NET_RAW)."""
+    """The composition root's way in: sockets opened in `netns` (PrivilegeError without CAP_NET_RAW).
+
+    Pass `allow` (the destination prefixes): the engine then refuses to send anywhere else."""
     from agent.net.sockets import open_socket_set
 
     sockets = call_in_netns(netns, open_socket_set)
-    return ProbeEngine(sockets, budget, on_send=on_send, on_send_error=on_send_error, netns=netns)
+    return ProbeEngine(
+        sockets, budget, on_send=on_send, on_send_error=on_send_error, netns=netns, allow=allow
+    )
 
 
 class ProbeEngine:
@@ -67,6 +73,7 @@ class ProbeEngine:
         on_send: SendHook | None = None,
         on_send_error: SendErrorHook | None = None,
         netns: str | None = None,
+        allow: Allowlist | None = None,
     ) -> None:
         self.sockets = sockets
         self.netns = netns  # where the sockets live: route lookups must be made there too
@@ -75,6 +82,10 @@ class ProbeEngine:
         self.now = now
         self.on_send = on_send
         self.on_send_error = on_send_error
+        # Safety in depth: callers check their targets against the allowlist, and with `allow` the
+        # engine checks every packet again, so no caller bug can turn the agent into a scanner.
+        self.allow = allow
+        self._allowed: set[str] = set()  # addresses `allow` admitted: the hot path is one set lookup
         self._send_error_logged_at: float | None = None
         self._send_errors_unlogged = 0
         self._handlers: dict[Hashable, ReplyHandler] = {}
@@ -138,7 +149,10 @@ class ProbeEngine:
 
         A packet the kernel refuses (no route, a local firewall) is a lost probe: it is counted in
         `send_errors` by errno, reported to `on_send_error` and logged (at most once a minute), and its
-        time is returned all the same, so the session times it out."""
+        time is returned all the same, so the session times it out. NotAllowedError if `allow` refuses
+        `dst` (nothing is sent and no token spent)."""
+        if self.allow is not None and dst not in self._allowed:
+            self._admit(dst)
         async with self._send_lock:  # FIFO: waiting senders are served in order
             while True:
                 now = self.now()
@@ -150,10 +164,19 @@ class ProbeEngine:
 
     def try_send(self, packet: bytes, dst: str, protocol: str) -> float | None:
         """Send now if the budget has a token (the send time), else None and nothing is sent."""
+        if self.allow is not None and dst not in self._allowed:
+            self._admit(dst)
         now = self.now()
         if self.budget.wait(now) > 0.0:
             return None
         return self._send_now(packet, dst, protocol, now)
+
+    def _admit(self, dst: str) -> None:
+        assert self.allow is not None
+        self.allow.check(dst)  # NotAllowedError, one line naming the prefixes
+        if len(self._allowed) >= 65536:  # bounded even for a huge allowlist
+            self._allowed.clear()
+        self._allowed.add(dst)
 
     def _send_now(self, packet: bytes, dst: str, protocol: str, now: float) -> float:
         sent_at = self.now()  # read last, right before the syscall

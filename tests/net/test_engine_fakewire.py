@@ -70,3 +70,45 @@ def test_send_errors_reach_the_hook_and_a_rate_limited_warning(caplog: pytest.Lo
     assert len(warnings) == 2, warnings  # the first refusal, then one a minute later
     assert "ENETUNREACH" in warnings[0] and DST in warnings[0]
     assert "4 more refused" in warnings[1]
+
+
+def test_with_an_allowlist_the_engine_refuses_any_other_destination() -> None:
+    from agent.allowlist import Allowlist
+    from agent.errors import NotAllowedError
+
+    async def main() -> None:
+        engine, send = fake_engine(allow=Allowlist(["198.19.176.0/22"]))
+        assert engine.try_send(b"x" * 28, DST, "icmp") is not None
+        assert await engine.send(b"x" * 28, "198.19.179.20", "tcp") >= 0
+        for bad in ("198.19.180.1", "175.45.176.1", "127.0.0.1"):
+            with pytest.raises(NotAllowedError, match="outside the configured destination prefixes"):
+                engine.try_send(b"x" * 28, bad, "icmp")
+            with pytest.raises(NotAllowedError):
+                await engine.send(b"x" * 28, bad, "icmp")
+        assert [dst for _, dst in send.sent] == [DST, "198.19.179.20"]
+        assert engine.budget.in_flight(engine.now()) == 2  # refusals spend no token
+        # Without an allowlist (loopback tests) the engine sends anywhere, as before.
+        free, free_send = fake_engine()
+        free.try_send(b"x" * 28, "127.0.0.1", "icmp")
+        assert len(free_send.sent) == 1
+
+    asyncio.run(main())
+
+
+def test_the_commands_engine_carries_the_config_allowlist(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.commands import _probing
+    from agent.config import load_config
+    from agent.net import engine as engine_module
+
+    seen: dict[str, object] = {}
+
+    def fake_open_engine(budget: object, **kwargs: object) -> object:
+        seen.update(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(_probing, "open_engine", fake_open_engine)
+    assert engine_module.open_engine is not fake_open_engine
+    with pytest.raises(RuntimeError, match="stop here"):
+        _probing.run_with_engine(load_config(None), lambda engine: asyncio.sleep(0))  # type: ignore[arg-type,return-value]
+    allow = seen["allow"]
+    assert allow is not None and allow.allows("175.45.176.71") and not allow.allows("198.19.176.10")  # type: ignore[attr-defined]
