@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import random
 import socket
 import time
 from collections import Counter
@@ -89,6 +90,7 @@ class ProbeEngine:
         self._send_error_logged_at: float | None = None
         self._send_errors_unlogged = 0
         self._handlers: dict[Hashable, ReplyHandler] = {}
+        self._ident_bases: dict[Hashable, int] = {}
         self._send_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sent: Counter[str] = Counter()  # packets sent by protocol
@@ -131,6 +133,19 @@ class ProbeEngine:
 
     def in_use(self, session_key: Hashable) -> bool:
         return session_key in self._handlers
+
+    def ident_base(self, session_key: Hashable) -> int:
+        """Where the next session on `session_key` starts its probe identities: after the identities of
+        the previous one (`idents_used`), so that its late replies cannot match the new session's probes
+        (consecutive rounds of one flow share the key); random for a key's first session."""
+        base = self._ident_bases.get(session_key)
+        return random.randrange(0xFFFF) if base is None else base
+
+    def idents_used(self, session_key: Hashable, next_base: int) -> None:
+        """Record that the session on `session_key` used identities up to `next_base` (exclusive)."""
+        if len(self._ident_bases) > 4096 and session_key not in self._ident_bases:
+            self._ident_bases.clear()  # bounded: a few flows per target, a few dozen targets
+        self._ident_bases[session_key] = next_base
 
     def source_for(self, dst: str) -> str:
         """The source address toward `dst` in the sockets' namespace (cached; no packet is sent)."""

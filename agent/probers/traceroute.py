@@ -11,14 +11,13 @@ all under the one budget.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 
 from agent.model import Path, ReplyKind
 from agent.net.engine import ProbeEngine
 from agent.packets.parse import ParsedReply
 from agent.probers.base import ProbeSpec
-from agent.trace.session import Session, TraceParams
+from agent.trace.session import Session, TraceParams, flow_of, session_key
 
 # Never sleep less than this between rounds when the budget is empty (avoids a hot loop on float noise).
 MIN_SLEEP_S = 0.0005
@@ -103,10 +102,15 @@ async def run_session(engine: ProbeEngine, session: Session) -> Path:
 async def trace_flow(engine: ProbeEngine, spec: ProbeSpec, flow_id: int) -> Path:
     # ICMP needs no source for its checksum, but the result (RIPE "src_addr") wants it.
     src = engine.source_for(spec.target)
-    session = Session(
-        params_for(spec, flow_id, src), started_at=time.time(), ident_base=random.randrange(0xFFFF)
-    )
-    return await run_session(engine, session)
+    params = params_for(spec, flow_id, src)
+    key = session_key(flow_of(params))
+    # Consecutive rounds of one flow share the session key: each starts its identities after the last
+    # round's, so a late reply to that round never matches a probe of this one.
+    session = Session(params, started_at=time.time(), ident_base=engine.ident_base(key))
+    try:
+        return await run_session(engine, session)
+    finally:
+        engine.idents_used(key, session.next_ident_base)
 
 
 async def probe(engine: ProbeEngine, spec: ProbeSpec) -> tuple[Path, ...]:

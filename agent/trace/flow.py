@@ -54,8 +54,9 @@ def flow_spec(
 def ident_sequence(base: int, index: int) -> int:
     """The identity of the `index`-th probe of a session whose identities start after `base`: 1..65535.
 
-    Identity 0 is never used (Linux replaces a zero IP ID). A random `base` per session keeps a late reply
-    to an earlier trace of the same flow from matching a probe of the next one.
+    Identity 0 is never used (Linux replaces a zero IP ID). Each session of a flow starts where the
+    previous one stopped (`Session.next_ident_base`), so a late reply to an earlier trace of the same flow
+    never matches a probe of the next one.
 
     >>> ident_sequence(0, 0), ident_sequence(65534, 0), ident_sequence(65534, 1)
     (1, 65535, 1)

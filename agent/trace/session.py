@@ -119,18 +119,30 @@ class _HopState:
     final_silent: bool = False
 
 
+def flow_of(params: TraceParams) -> FlowSpec:
+    """The constant fields of the flow a session with `params` probes."""
+    kwargs = {} if params.port_base is None else {"port_base": params.port_base}
+    return flow_spec(
+        params.protocol, params.target, params.flow_id, src=params.src, port=params.port,
+        size=params.packet_size, **kwargs,
+    )  # fmt: skip
+
+
+def session_key(flow: FlowSpec) -> tuple[Protocol, str, tuple[int, int]]:
+    """The `MatchKey.session_key` of every reply to a probe of `flow`."""
+    return (flow.protocol, flow.dst, (flow.sport, flow.dport))
+
+
 class Session:
     """One Paris traceroute (see the module docstring for the driver protocol)."""
 
     def __init__(self, params: TraceParams, *, started_at: float = 0.0, ident_base: int = 0) -> None:
-        """`started_at` is the wall-clock start (Path.started_at); `ident_base` should be random per
-        session so that late replies to an earlier trace of the same flow never match this one."""
+        """`started_at` is the wall-clock start (Path.started_at). Probe identities are
+        `ident_sequence(ident_base, 0, 1, ...)`: start a session right after the previous session of
+        the same flow ended (`ident_base=previous.next_ident_base`) so that a late reply to the previous
+        one never matches a probe of this one; the driver keeps that per flow."""
         self.params = params
-        kwargs = {} if params.port_base is None else {"port_base": params.port_base}
-        self.flow: FlowSpec = flow_spec(
-            params.protocol, params.target, params.flow_id, src=params.src, port=params.port,
-            size=params.packet_size, **kwargs,
-        )  # fmt: skip
+        self.flow: FlowSpec = flow_of(params)
         self._builder = ProbeBuilder(self.flow)
         self.started_at = started_at
         self.stats = SessionStats()
@@ -157,11 +169,17 @@ class Session:
     @property
     def key(self) -> tuple[Protocol, str, tuple[int, int]]:
         """The `MatchKey.session_key` of every reply that belongs to this session."""
-        return (self.flow.protocol, self.flow.dst, (self.flow.sport, self.flow.dport))
+        return session_key(self.flow)
 
     @property
     def done(self) -> bool:
         return self._done
+
+    @property
+    def next_ident_base(self) -> int:
+        """The `ident_base` for the next session of this flow: its identities follow every identity this
+        one has used (wrapping after 65535), so the two ranges never overlap."""
+        return (self._ident_base + self._ident_count) % 0xFFFF
 
     @property
     def wants_to_send(self) -> bool:

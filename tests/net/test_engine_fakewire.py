@@ -112,3 +112,39 @@ def test_the_commands_engine_carries_the_config_allowlist(monkeypatch: pytest.Mo
         _probing.run_with_engine(load_config(None), lambda engine: asyncio.sleep(0))  # type: ignore[arg-type,return-value]
     allow = seen["allow"]
     assert allow is not None and allow.allows("175.45.176.71") and not allow.allows("198.19.176.10")  # type: ignore[attr-defined]
+
+
+def test_a_late_reply_of_the_previous_round_is_not_credited_to_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two consecutive rounds of one flow (same session key). Round 1 ends as soon as the target answers
+    # (no grace), leaving TTL 1 unanswered; its answer from R1 arrives during round 2, whose own TTL 1
+    # answer (from R2) comes later. Even with the worst luck of the first draw, round 2's identities
+    # follow round 1's, so R1's late answer matches nothing.
+    from dataclasses import replace
+
+    from agent.model import Path, ReplyKind
+
+    monkeypatch.setattr("random.randrange", lambda *a: 0)
+    r1, r2 = "198.18.1.1", "198.18.2.1"
+    ttl1_seen: list[int] = []
+
+    def answer(packet: bytes) -> list[Answer]:
+        if packet[8] == 1:
+            ttl1_seen.append(1)
+            router, delay = (r1, 0.1) if len(ttl1_seen) == 1 else (r2, 0.2)
+            return [(delay, synth.icmp_error(packet, router), 0.0)]
+        return [(0.005, synth.echo_reply(packet), 0.0)]
+
+    async def main() -> tuple[Path, Path]:
+        engine, _ = fake_engine(answer)
+        spec = ProbeSpec(DST, Protocol.ICMP, timeout_s=1.0, max_hops=2, grace_s=0.0, grace_rtt_factor=0)
+        (first,) = await trace_probe(engine, spec)
+        (second,) = await trace_probe(engine, replace(spec, grace_s=0.5))
+        return first, second
+
+    first, second = asyncio.run(main())
+    assert first.hops[0].silent and first.reached
+    hop1 = second.hops[0]
+    assert hop1.addresses == (r2,), hop1
+    assert hop1.replies[0].kind is ReplyKind.TIME_EXCEEDED and hop1.replies[0].rtt_s > 0.15

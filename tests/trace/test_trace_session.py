@@ -205,6 +205,22 @@ def test_late_reply_to_a_previous_trace_of_the_same_flow_does_not_match() -> Non
     assert new.stats.unknown_ident == 1
 
 
+@pytest.mark.parametrize("first_base", [0, 40000, 0xFFFF - 3])
+def test_consecutive_sessions_of_a_flow_use_disjoint_identities(first_base: int) -> None:
+    # Each session starts where the previous stopped (wrapping): no identity of one round is reused by
+    # the next, retries and probes planned but never sent included.
+    net = SimNetwork([R[0], None, R[2], None], TARGET, drop=lambda ttl, nth: ttl == 3 and nth == 0)
+    base, rounds = first_base, []
+    for _ in range(3):
+        session = Session(params(Protocol.ICMP, retries=1, timeout_s=0.1), ident_base=base)
+        sent_before = len(net.sent)
+        run(session, net)
+        rounds.append({struct.unpack_from("!H", p, 26)[0] for p in net.sent[sent_before:]})
+        base = session.next_ident_base
+    assert all(rounds) and 0 not in set().union(*rounds)
+    assert not rounds[0] & rounds[1] and not rounds[1] & rounds[2]
+
+
 def test_packet_budget_refusals_do_not_inflate_rtts() -> None:
     net = SimNetwork(R[:5], TARGET)
     session = Session(params(window=8))
