@@ -13,15 +13,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import asyncio
-
     from agent.model import Classification, Path, Reply
 
 PROTOCOLS = ("icmp", "udp", "tcp")
-# Reverse lookups get this long in all, in parallel, after the trace: a slow resolver must not hold
-# the answer hostage (the name is decoration; the tag never depends on DNS being up).
-RDNS_TIMEOUT_S = 1.0
 MAX_LOOKUPS = 128  # distinct hop addresses looked up per command (a 64-flow trace has far fewer)
+RDNS_WORKERS = 16  # resolver threads: a trace's 15-30 hop addresses are looked up in two rounds at most
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--asn-file", action="append", default=[], metavar="PATH", help="IP-to-AS file (repeatable)"
     )
     parser.add_argument("--config", metavar="PATH", help="agent config (destination prefixes, max_pps)")
-    parser.add_argument("--no-dns", action="store_true", help="do not look up reverse names")
+    parser.add_argument(
+        "--no-dns", action="store_true", help="do not look up reverse names (default: [names] reverse_dns)"
+    )
     parser.add_argument("--json", action="store_true", help="print RIPE Atlas traceroute JSON")
 
 
@@ -73,11 +71,14 @@ def run(args: argparse.Namespace) -> int:
     table = load_table(files=[*config.asn.files, *args.asn_file])
     settings = Settings.from_config(config)
 
+    lookup_names = config.names.reverse_dns and not args.no_dns
+
     async def body(engine: ProbeEngine) -> tuple[tuple[Path, ...], dict[str, str]]:
         paths = await traceroute.probe(engine, spec)
         names: dict[str, str] = {}
-        if not args.no_dns:
-            names = await reverse_names({a for p in paths for h in p.hops for a in h.addresses})
+        if lookup_names:
+            addresses = {a for p in paths for h in p.hops for a in h.addresses}
+            names = await reverse_names(addresses, config.names.timeout_s)
         return paths, names
 
     paths, names = run_with_engine(config, body)
@@ -95,41 +96,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def reverse_names(addresses: set[str]) -> dict[str, str]:
-    """Reverse names (agent.rdns's system resolver), in parallel, within RDNS_TIMEOUT_S in all.
+async def reverse_names(addresses: set[str], timeout_s: float) -> dict[str, str]:
+    """Reverse names of `addresses`, looked up in parallel after the trace, within `timeout_s` in all
+    ([names] timeout_s): a slow resolver must not hold the answer hostage (the name is decoration; the
+    tag never depends on DNS being up). agent.rdns runs the blocking lookups in daemon threads, so one
+    stuck in gethostbyaddr (no timeout of its own) delays neither this answer nor the process's exit.
+    A cache of its own: nothing outlives the command, and no future is shared across event loops."""
+    from agent import rdns
 
-    Not agent.rdns's pooled cache: its worker threads are joined at interpreter exit, so one lookup stuck
-    in gethostbyaddr (which has no timeout of its own; the resolver's is 5 s per try) would hold a
-    one-shot command's exit. Daemon threads are abandoned at exit instead, and nothing is cached.
-    """
-    import asyncio
-    import threading
-
-    from agent.rdns import system_resolver
-
-    loop = asyncio.get_running_loop()
-    found: dict[str, str] = {}
-    lock = threading.Lock()
-    pending = {a: loop.create_future() for a in sorted(addresses)[:MAX_LOOKUPS]}
-
-    def lookup(address: str, future: asyncio.Future[None]) -> None:
-        name = system_resolver(address)
-        if name:
-            with lock:
-                found[address] = name
-        loop.call_soon_threadsafe(_resolve, future)
-
-    for address, future in pending.items():
-        threading.Thread(target=lookup, args=(address, future), daemon=True).start()
-    if pending:
-        await asyncio.wait(pending.values(), timeout=RDNS_TIMEOUT_S)
-    with lock:
-        return dict(found)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+    wanted = sorted(addresses)[:MAX_LOOKUPS]
+    if not wanted:
+        return {}
+    cache = rdns.ReverseNames(
+        rdns.system_resolver, max_in_flight=MAX_LOOKUPS, workers=min(RDNS_WORKERS, len(wanted))
+    )
+    try:
+        return await cache.names(wanted, budget_s=timeout_s)
+    finally:
+        cache.close()  # idle workers exit; one stuck in the resolver is a daemon thread, left behind
 
 
 def _reply_note(reply: Reply) -> str:

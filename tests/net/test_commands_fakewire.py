@@ -90,3 +90,93 @@ def test_flow_exhaustion_is_a_usage_error_not_a_traceback() -> None:
 
     with pytest.raises(UsageError, match=r"latency probes in flight toward 198\.19\.176\.10"):
         asyncio.run(main())
+
+
+ROUTER = "198.18.1.1"
+
+
+def two_hops(packet: bytes) -> list[Answer]:
+    from agent.packets import synth
+
+    if packet[8] == 1:
+        return [(0.002, synth.icmp_error(packet, ROUTER), 0.0)]
+    return [(0.004, synth.echo_reply(packet), 0.0)]
+
+
+def trace_args(config: str, *extra: str) -> argparse.Namespace:
+    from agent.commands import trace
+
+    parser = argparse.ArgumentParser()
+    trace.add_arguments(parser)
+    return parser.parse_args([DST, "--config", config, "--protocol", "icmp", "--max-hops", "4", *extra])
+
+
+def names_config(tmp_path: Path, names: str) -> str:
+    path = tmp_path / "names.toml"
+    path.write_text(CONFIG + "[names]\n" + names)
+    return str(path)
+
+
+def test_trace_honours_names_reverse_dns_false(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agent.commands import trace
+
+    asked: list[str] = []
+    monkeypatch.setattr("agent.rdns.system_resolver", lambda a: asked.append(a) or "r1.example.net")
+    use_fake_wire(monkeypatch, two_hops)
+    assert trace.run(trace_args(names_config(tmp_path, "reverse_dns = false\n"))) == 0
+    assert asked == [] and "r1.example.net" not in capsys.readouterr().out
+    # The default (reverse_dns = true) looks names up, with the system resolver of agent.rdns.
+    assert trace.run(trace_args(names_config(tmp_path, "timeout_s = 2\n"))) == 0
+    assert sorted(asked) == [ROUTER, DST] and f"{ROUTER} (r1.example.net)" in capsys.readouterr().out
+    # --no-dns still wins over the config.
+    asked.clear()
+    assert trace.run(trace_args(names_config(tmp_path, "reverse_dns = true\n"), "--no-dns")) == 0
+    assert asked == []
+
+
+def test_a_hung_resolver_delays_the_trace_by_names_timeout_at_most(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+    import time
+
+    from agent.commands import trace
+
+    release = threading.Event()
+
+    def hung(address: str) -> str | None:
+        release.wait(30)
+        return "too-late.example.net"
+
+    monkeypatch.setattr("agent.rdns.system_resolver", hung)
+    use_fake_wire(monkeypatch, two_hops)
+    try:
+        started = time.monotonic()
+        assert trace.run(trace_args(names_config(tmp_path, "timeout_s = 0.3\n"))) == 0
+        took = time.monotonic() - started
+    finally:
+        release.set()
+    out = capsys.readouterr().out
+    assert "destination reached" in out and "too-late" not in out
+    assert 0.3 <= took < 1.0, took  # the configured timeout, not the old hard-coded 1 s
+
+
+def test_a_hung_resolver_does_not_hold_the_process_exit() -> None:
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import asyncio, threading\n"
+        "from agent import rdns\n"
+        "from agent.commands import trace\n"
+        "rdns.system_resolver = lambda a: threading.Event().wait(60)\n"
+        "print(asyncio.run(trace.reverse_names({'198.18.1.1', '198.18.1.2'}, 0.2)))\n"
+    )
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "{}" and proc.stderr == ""
+    assert time.monotonic() - started < 5  # an interpreter start and 0.2 s, not the resolver's 60 s
