@@ -21,7 +21,7 @@ from agent.trace.session import Session, TraceParams, flow_of, session_key
 
 # Never sleep less than this between rounds when the budget is empty (avoids a hot loop on float noise).
 MIN_SLEEP_S = 0.0005
-STARVED_SLEEP_S = 0.002
+STARVED_SLEEP_S = 0.002  # the pause after a refusal while the budget has tokens (see run_session)
 
 
 def params_for(spec: ProbeSpec, flow_id: int, src: str | None) -> TraceParams:
@@ -81,8 +81,10 @@ async def run_session(engine: ProbeEngine, session: Session) -> Path:
             if deadline is not None:
                 waits.append(deadline - now)
             if starved:
-                # The budget's next token, or (a token is free but the engine refused: latency probes
-                # are waiting for it) a short pause rather than a spin.
+                # Refused: wait for the budget's next token. ProbeEngine.try_send refuses only when the
+                # budget is empty, but a wrapper may refuse with tokens free (the agent's _PingsFirst in
+                # agent.commands.run keeps them for waiting latency probes); then budget.wait is 0 and a
+                # short pause stands in for "until the wrapper lets us", rather than a spin.
                 waits.append(engine.budget.wait(now) or STARVED_SLEEP_S)
             # No deadline and no refusal should not happen while the session runs; wake up once a probe
             # timeout later anyway rather than sleep forever on a session bug.
