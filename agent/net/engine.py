@@ -175,16 +175,15 @@ class ProbeEngine:
                 if wait <= 0.0:
                     break
                 await asyncio.sleep(wait)
-            return self._send_now(packet, dst, protocol, now)
+            return self._send_now(packet, dst, protocol)
 
     def try_send(self, packet: bytes, dst: str, protocol: str) -> float | None:
         """Send now if the budget has a token (the send time), else None and nothing is sent."""
         if self.allow is not None and dst not in self._allowed:
             self._admit(dst)
-        now = self.now()
-        if self.budget.wait(now) > 0.0:
+        if self.budget.wait(self.now()) > 0.0:
             return None
-        return self._send_now(packet, dst, protocol, now)
+        return self._send_now(packet, dst, protocol)
 
     def _admit(self, dst: str) -> None:
         assert self.allow is not None
@@ -193,7 +192,7 @@ class ProbeEngine:
             self._allowed.clear()
         self._allowed.add(dst)
 
-    def _send_now(self, packet: bytes, dst: str, protocol: str, now: float) -> float:
+    def _send_now(self, packet: bytes, dst: str, protocol: str) -> float:
         sent_at = self.now()  # read last, right before the syscall
         try:
             self.sockets.send.sendto(packet, (dst, 0))

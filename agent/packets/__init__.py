@@ -24,7 +24,6 @@ from agent.packets.build import (
     tcp_seq,
 )
 from agent.packets.checksum import compensate, inet_checksum, ones_sum
-from agent.packets.debug import describe
 from agent.packets.icmpext import build_mpls_extension, split_icmp_payload
 from agent.packets.parse import MatchKey, ParsedReply, match_key, parse
 
@@ -38,7 +37,6 @@ __all__ = [
     "build_mpls_extension",
     "build_probe",
     "compensate",
-    "describe",
     "inet_checksum",
     "match_key",
     "ones_sum",

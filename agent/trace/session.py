@@ -61,7 +61,6 @@ class TraceParams:
     # rate-limited by its kernel, icmp_ratelimit, so a burst past it can hide the real answer).
     lookahead: int | None = None
     packet_size: int = 0  # total IPv4 length; 0: agent.packets.build.DEFAULT_SIZE
-    port_base: int | None = None  # first source port of flow 0; None: agent.trace.flow.SPORT_BASE
 
     def __post_init__(self) -> None:
         problems = []
@@ -121,10 +120,9 @@ class _HopState:
 
 def flow_of(params: TraceParams) -> FlowSpec:
     """The constant fields of the flow a session with `params` probes."""
-    kwargs = {} if params.port_base is None else {"port_base": params.port_base}
     return flow_spec(
         params.protocol, params.target, params.flow_id, src=params.src, port=params.port,
-        size=params.packet_size, **kwargs,
+        size=params.packet_size,
     )  # fmt: skip
 
 
@@ -380,9 +378,6 @@ class Session:
                 hop.final_silent = True
         self._check_done(now)
 
-    def _last_answered(self) -> int:
-        return self._max_answered
-
     def _may_open_ttl(self) -> bool:
         lookahead = self.params.lookahead
         if self._next_ttl > self.params.max_hops:
@@ -391,7 +386,7 @@ class Session:
 
     def _gap(self) -> bool:
         """A run of `gap_limit` hops beyond the last answering hop has gone silent after every retry."""
-        first = self._last_answered() + 1
+        first = self._max_answered + 1
         run = range(first, first + self.params.gap_limit)
         return all(ttl in self._hops and self._hops[ttl].final_silent for ttl in run)
 
@@ -426,5 +421,5 @@ class Session:
             return self._end_ttl
         probed = max(self._hops, default=0)
         if self._done and self._stop_reason == "gap":
-            return min(self._last_answered() + self.params.gap_limit, probed)
+            return min(self._max_answered + self.params.gap_limit, probed)
         return probed

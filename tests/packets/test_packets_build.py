@@ -8,9 +8,11 @@ import struct
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 
+import agent.allowlist
+import agent.budget
+import agent.net.clock
 import agent.packets.build
 import agent.packets.checksum
-import agent.packets.debug
 import agent.packets.icmpext
 import agent.trace.flow
 from agent.model import Protocol
@@ -136,9 +138,11 @@ def test_checksum_arithmetic() -> None:
     [
         agent.packets.build,
         agent.packets.checksum,
-        agent.packets.debug,
         agent.packets.icmpext,
         agent.trace.flow,
+        agent.budget,
+        agent.net.clock,
+        agent.allowlist,
     ],
 )
 def test_doctests(module: object) -> None:

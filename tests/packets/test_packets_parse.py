@@ -151,11 +151,3 @@ def test_refusals() -> None:
 def test_trailing_link_padding_is_ignored() -> None:
     reply = parse(synth.echo_reply(probe(Protocol.ICMP)) + bytes(6))
     assert reply is not None and reply.size == 60
-
-
-def test_describe_is_for_logs_and_never_raises() -> None:
-    from agent.packets.debug import describe
-
-    assert "ICMP" in describe(synth.icmp_error(probe(Protocol.UDP), ROUTER))
-    assert describe(b"\x45" + bytes(30)).startswith(("IP", "undecodable", "198", "0.0.0.0"))
-    assert describe(b"\x01\x02") == "undecodable 2 bytes: 0102"
