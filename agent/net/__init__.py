@@ -14,9 +14,10 @@ Typical use (composition root)::
         ...
 """
 
-from agent.net.engine import ProbeEngine, ReplyHandler
+from agent.net.engine import ProbeEngine
 from agent.net.netns import call_in_netns
 from agent.net.sockets import PRIVILEGE_HINT, SocketSet, open_socket_set, source_address
+from agent.trace.registry import ReplyHandler
 
 __all__ = [
     "PRIVILEGE_HINT",

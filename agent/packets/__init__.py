@@ -9,7 +9,7 @@ Wire format agreed with agent.net (the net engineer's socket layer):
   SOCK_RAW`` socket with IPPROTO_ICMP (time exceeded, unreachable, echo reply) or IPPROTO_TCP (SYN-ACK,
   RST) returns it from ``recvfrom``. It returns a `ParsedReply` or None (never raises).
 - **Matching**: `match_key(parsed)` gives `MatchKey(protocol, dst, flow, ident)`; its `session_key`
-  finds the session (see `agent.trace.SessionTable`), `ident` the probe inside it.
+  finds the session (see `agent.trace.ReplyTable`), `ident` the probe inside it.
 
 Flow fields and identity placement (Paris traceroute) are described in `agent.packets.build`.
 """

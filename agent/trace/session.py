@@ -8,8 +8,8 @@ moves the bytes. The protocol of the conversation:
    packet budget refuses some simply sends fewer; the rest come back from the next `next_probes` call.
 2. ``session.sent(probe, now)`` for each probe actually sent, with the real send time.
 3. ``session.on_reply(parsed, now)`` for each parsed reply whose `match_key(...).session_key` equals
-   `session.key` (`SessionTable` does that lookup); `now` is the receive time (kernel timestamp on the
-   same clock as the send times).
+   `session.key` (`agent.trace.registry.ReplyTable` does that lookup); `now` is the receive time
+   (kernel timestamp on the same clock as the send times).
 4. ``session.on_timer(now)`` once `now >= session.next_deadline()`.
 5. Repeat from 1 until `session.done`; then `session.result()` is the `agent.model.Path`.
 
@@ -222,10 +222,9 @@ class Session:
 
     def on_reply(self, reply: ParsedReply, now: float, *, read_at: float | None = None) -> bool:
         """Record a reply received at `now`; True if it answers a probe of this session (even a duplicate
-        or a late one). A `now` earlier than the probe's send is a kernel stamp spoilt by a wall-clock
+        or a late one). The caller routed it here by its session key (`ReplyTable`), so only the
+        identity is checked. A `now` earlier than the probe's send is a kernel stamp spoilt by a wall-clock
         step (agent.net.clock): `read_at`, when the driver read the packet, is used instead."""
-        if (reply.protocol, reply.dst, (reply.sport, reply.dport)) != self.key:
-            return False
         state = self._probes.get(reply.ident)
         if state is None or state.sent_at is None:
             self.stats.unknown_ident += 1

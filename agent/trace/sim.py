@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 
 from agent.model import Path
 from agent.packets import synth
-from agent.packets.parse import parse
-from agent.trace.registry import SessionTable
+from agent.trace.registry import ReplyTable
 from agent.trace.session import Session
 
 Routers = Sequence[str | None]
@@ -96,8 +95,8 @@ def run(
 ) -> Path:
     """Drive `session` against `network` until done; `inject` adds raw packets at given times (foreign,
     forged or stray replies); `pps` limits sends like the agent's packet budget."""
-    table = SessionTable()
-    table.add(session)
+    table = ReplyTable()  # the engine's dispatcher: parse, session key, session.on_reply
+    table.register(session.key, lambda reply, rx, read_at: session.on_reply(reply, rx, read_at=read_at))
     events: list[tuple[float, int, bytes]] = []
     order = 0
     for at, packet in inject:
@@ -127,11 +126,9 @@ def run(
         now = max(now, min(wakes))
         while events and events[0][0] <= now:
             _, _, packet = heapq.heappop(events)
-            parsed = parse(packet)
-            if parsed is not None:
-                table.dispatch(parsed, now)
+            table.dispatch(packet, now)
         deadline = session.next_deadline()
         if deadline is not None and deadline <= now:
             session.on_timer(now)
-    table.remove(session)
+    table.unregister(session.key)
     return session.result()

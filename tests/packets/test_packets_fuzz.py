@@ -1,9 +1,11 @@
 """Fuzz the parser and the matcher: random and mutated ICMP/TCP packets, more than 100,000 in all.
 
 The bulk is a plain loop with cheap random mutations of real replies (fast); hypothesis adds shrinkable
-cases. Two properties: no exception escapes `parse` or the session table, and every packet the table
-attributes to a probe really carries that probe's identity, checked by an independent reading of the
-bytes (`carries`), so nothing is attributed to the wrong probe.
+cases. Every packet goes through the production receive path, `ProbeEngine.dispatch` (parse, the
+engine's `ReplyTable`, `Session.on_reply`), on an engine whose sockets are dummies. Two properties: no
+exception escapes, and every packet a session takes as the answer to one of its probes really carries
+that probe's identity, checked by an independent reading of the bytes (`carries`), so nothing is
+attributed to the wrong probe.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.model import Protocol
+from agent.net.engine import ProbeEngine
 from agent.packets import synth
-from agent.packets.parse import parse
-from agent.trace import Probe, Session, SessionTable, TraceParams
+from agent.packets.parse import ParsedReply, parse
+from agent.trace import Probe, Session, TraceParams
+from tests.net.fakewire import fake_engine
 
 DST, SRC = "198.19.178.10", "198.18.0.2"
 BULK = 110_000
@@ -49,10 +53,21 @@ def carries(packet: bytes, probe: bytes) -> bool:
     return transport[0:4] == probe[20:24] and (quoted[4:6] == probe[4:6] or transport[8:10] == probe[28:30])
 
 
-def make_world() -> tuple[SessionTable, dict[tuple[object, int], Probe], list[bytes]]:
-    """Live sessions (3 protocols x 2 flows, 16 probes each in flight) and real replies to their probes
-    and to probes of flows nobody runs."""
-    table = SessionTable()
+TOOK: list[tuple[Session, ParsedReply]] = []  # what the sessions' handlers accepted, per dispatch
+
+
+def handler_of(session: Session) -> object:
+    def on_reply(reply: ParsedReply, rx_time: float, read_at: float) -> None:
+        if session.on_reply(reply, rx_time, read_at=read_at):
+            TOOK.append((session, reply))
+
+    return on_reply
+
+
+def make_world() -> tuple[ProbeEngine, dict[tuple[object, int], Probe], list[bytes]]:
+    """Live sessions (3 protocols x 2 flows, 16 probes each in flight) registered with a real engine, and
+    real replies to their probes and to probes of flows nobody runs."""
+    engine, _ = fake_engine()
     by_key: dict[tuple[object, int], Probe] = {}
     replies: list[bytes] = []
     for protocol in Protocol:
@@ -63,7 +78,7 @@ def make_world() -> tuple[SessionTable, dict[tuple[object, int], Probe], list[by
             for p in probes:
                 session.sent(p, 0.0)
             if flow_id != 7:  # flow 7's replies are foreign
-                table.add(session)
+                engine.register(session.key, handler_of(session))  # type: ignore[arg-type]
                 by_key.update({(session.key, p.ident): p for p in probes})
             for p in probes:
                 data = p.data
@@ -80,10 +95,10 @@ def make_world() -> tuple[SessionTable, dict[tuple[object, int], Probe], list[by
                     replies.append(synth.echo_reply(data))
                 elif protocol is Protocol.TCP:
                     replies += [synth.tcp_answer(data), synth.tcp_answer(data, rst=True)]
-    return table, by_key, replies
+    return engine, by_key, replies
 
 
-TABLE, BY_KEY, REPLIES = make_world()
+ENGINE, BY_KEY, REPLIES = make_world()
 NASTY = [0, 1, 0x7F, 0x80, 0xFF, 0x45, 0x4F, 0x40, 3, 11, 6, 17, 0x12, 0x14]
 
 
@@ -115,12 +130,16 @@ def mutate(rng: random.Random, packet: bytes) -> bytes:
 
 def check(packet: bytes, now: float) -> int:
     """0: not a reply; 1: a reply to nobody's probe; 2: attributed (and checked)."""
-    reply = parse(packet)
-    if reply is None:
+    TOOK.clear()
+    unmatched = ENGINE.unmatched
+    dispatched = ENGINE.dispatch(packet, now)
+    if parse(packet) is None:
+        assert not dispatched and not TOOK and ENGINE.unmatched == unmatched + 1
         return 0
-    session = TABLE.dispatch(reply, now)
-    if session is None:
+    if not TOOK:
         return 1
+    assert dispatched and len(TOOK) == 1
+    session, reply = TOOK[0]
     probe = BY_KEY.get((session.key, reply.ident))
     assert probe is not None, packet.hex()
     assert carries(packet, probe.data), f"attributed to the wrong probe: {packet.hex()}"

@@ -12,7 +12,7 @@ from agent.packets import synth
 from agent.packets.build import ProbeBuilder
 from agent.packets.checksum import ones_sum
 from agent.packets.parse import parse
-from agent.trace import Session, SessionTable, TraceParams, flow_spec
+from agent.trace import ReplyHandler, ReplyTable, Session, TraceParams, flow_spec
 from agent.trace.sim import SimNetwork, run
 
 TARGET = "198.19.176.10"
@@ -277,20 +277,26 @@ def test_flows_differ_and_a_per_flow_balancer_gives_each_its_path() -> None:
     assert paths[1].flow_id == 1
 
 
-def test_session_table_routes_replies_and_refuses_duplicate_flows() -> None:
-    table = SessionTable()
+def test_reply_table_routes_replies_and_refuses_duplicate_flows() -> None:
+    table = ReplyTable()
     one, two = Session(params(flow_id=1)), Session(params(flow_id=2))
-    table.add(one)
-    table.add(two)
+    took: list[Session] = []
+
+    def handler(session: Session) -> ReplyHandler:
+        return lambda reply, rx, read_at: session.on_reply(reply, rx) and took.append(session)
+
+    table.register(one.key, handler(one))
+    table.register(two.key, handler(two))
     with pytest.raises(ValueError, match="another flow id"):
-        table.add(Session(params(flow_id=2)))
+        table.register(Session(params(flow_id=2)).key, handler(two))
     probe = two.next_probes(0.0)[0]
     two.sent(probe, 0.0)
-    reply = parse(synth.icmp_error(probe.data, R[0]))
-    assert reply is not None and table.dispatch(reply, 0.01) is two
-    assert table.dispatch(reply, 0.02) is two and two.stats.duplicates == 1
-    table.remove(two)
-    assert table.dispatch(reply, 0.03) is None and table.foreign == 1 and len(table) == 1
+    packet = synth.icmp_error(probe.data, R[0])
+    assert table.dispatch(packet, 0.01) and took == [two]
+    assert table.dispatch(packet, 0.02) and two.stats.duplicates == 1
+    table.unregister(two.key)
+    assert not table.dispatch(packet, 0.03) and table.unmatched == 1 and len(table) == 1
+    assert not table.dispatch(b"\x45" + bytes(40), 0.04) and table.unmatched == 2
 
 
 def test_result_before_done_is_incomplete() -> None:
