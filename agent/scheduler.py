@@ -47,6 +47,9 @@ MIN_ROUND_GAP_S = 1.0  # between any two rounds of one target: a trigger storm c
 # Periodic trace rounds running at once, all targets together. A round sends a volley of TTLs per flow as
 # fast as the budget allows; with every target's round at once, an urgent round would wait for tokens.
 ROUNDS_IN_FLIGHT = 2
+# Consecutive exceptions of one probe or trace loop that make nkprobe_fault{kind="probing"} 1 (until every
+# loop has succeeded again): one failure is noise, a run of them is a broken socket or a bug.
+FAULT_STREAK = 3
 
 
 class Pinger(Protocol):
@@ -204,6 +207,7 @@ class Scheduler:
         self._tasks: list[asyncio.Task[None]] = []
         self._writes: set[asyncio.Task[None]] = set()
         self._log = _RateLog()
+        self._streaks: dict[str, int] = {}  # consecutive failures per loop (nkprobe_fault{kind="probing"})
         self.config = config
         self.rounds = 0  # trace rounds completed, for tests and benchmarks
 
@@ -249,6 +253,8 @@ class Scheduler:
         """Swap to a new (already validated) config: loops restart, kept targets keep their path state."""
         await self._stop_loops()
         self.config = config
+        self._streaks.clear()  # loops start afresh; a fault that persists comes back in FAULT_STREAK tries
+        self.state.set_fault("probing", False)
         self._start()
 
     async def flush(self, timeout_s: float = 10.0) -> None:
@@ -264,6 +270,21 @@ class Scheduler:
                 event = self._wake.get(t.address)
                 if event is not None:
                     event.set()
+
+    # -- faults -----------------------------------------------------------------------------------------
+
+    def _failed(self, loop: str) -> None:
+        """A probe or round raised. FAULT_STREAK in a row of one loop is a fault an operator must see."""
+        n = self._streaks.get(loop, 0) + 1
+        self._streaks[loop] = n
+        if n == FAULT_STREAK:
+            self.state.set_fault("probing", True)
+
+    def _succeeded(self, loop: str) -> None:
+        if self._streaks.pop(loop, 0) >= FAULT_STREAK and not any(
+            v >= FAULT_STREAK for v in self._streaks.values()
+        ):
+            self.state.set_fault("probing", False)
 
     # -- latency probes ---------------------------------------------------------------------------------
 
@@ -297,10 +318,12 @@ class Scheduler:
             raise
         except Exception as exc:
             self.state.count_error("ping")
+            self._failed(f"ping {proto} {target.address}")
             self._log.warn(
                 f"ping {proto} {target.address}", "ping %s %s failed: %s", proto, target.address, exc
             )
             return
+        self._succeeded(f"ping {proto} {target.address}")
         self.state.record_ping(result)
         watch = self._watches.get((target.address, proto))
         if watch is None:
@@ -349,11 +372,13 @@ class Scheduler:
             raise
         except Exception as exc:
             self.state.count_error("trace")
+            self._failed(f"trace {target.address}")
             for _ in range(cfg.flows):
                 self.state.record_trace_outcome(target.address, "error")
             self._log.warn(f"trace {target.address}", "trace %s failed: %s", target.address, exc)
             return
         self.rounds += 1
+        self._succeeded(f"trace {target.address}")
         classified: list[tuple[Path, Classification]] = []
         for path in paths:
             self.state.record_trace(str(path.protocol), path.duration_s)

@@ -190,7 +190,18 @@ def test_failing_probes_and_traces_are_counted_never_fatal() -> None:
     async def script(r: Rig) -> None:
         await asyncio.sleep(200)
 
-    run_virtual(rig.run(script))
+    faults: list[bool] = []
+
+    async def watch(r: Rig) -> None:
+        for _ in range(200):
+            faults.append(r.state.snapshot().faults["probing"])
+            await asyncio.sleep(1)
+
+    async def both(r: Rig) -> None:
+        await asyncio.gather(script(r), watch(r))
+
+    run_virtual(rig.run(both))
+    assert True in faults and faults[-1] is False  # a run of failures is a fault, and it clears
     snap = rig.state.snapshot()
     assert snap.errors["ping"] == 5
     assert snap.errors["trace"] == 2
