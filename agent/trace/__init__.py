@@ -8,7 +8,7 @@ described in `agent.trace.session`: ``next_probes(now)`` -> send -> ``sent(probe
 """
 
 from agent.trace.flow import DEFAULT_PORT, SPORT_BASE, flow_spec, ident_sequence
-from agent.trace.registry import ReplyHandler, ReplyTable, SessionTable
+from agent.trace.registry import ReplyHandler, ReplyTable
 from agent.trace.session import Probe, Session, SessionStats, TraceParams
 
 __all__ = [
@@ -19,7 +19,6 @@ __all__ = [
     "ReplyTable",
     "Session",
     "SessionStats",
-    "SessionTable",
     "TraceParams",
     "flow_spec",
     "ident_sequence",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from agent.packets.parse import ParsedReply, parse
 
 if TYPE_CHECKING:
-    from agent.trace.session import Session
+    pass
 
 ReplyHandler = Callable[[ParsedReply, float, float], object]
 """Called with a parsed answer, its receive time and the time it was read, both on the monotonic clock.
@@ -61,26 +61,3 @@ class ReplyTable:
             return False
         handler(parsed, rx_time, rx_time if read_at is None else read_at)
         return True
-
-
-class SessionTable:
-    """Deprecated: sessions by key over a `ReplyTable`, kept only because bench/probe_cpu.py (not ours to
-    edit) still calls `add(session)` and `dispatch(parsed, now)`. Delete once it uses `ReplyTable`."""
-
-    def __init__(self) -> None:
-        self._table = ReplyTable()
-        self._took: list[Session] = []
-
-    def add(self, session: Session) -> None:
-        def handler(reply: ParsedReply, rx_time: float, read_at: float) -> None:
-            if session.on_reply(reply, rx_time, read_at=read_at):
-                self._took.append(session)
-
-        self._table.register(session.key, handler)
-
-    def dispatch(self, reply: ParsedReply, now: float) -> Session | None:
-        self._took.clear()
-        handler = self._table._handlers.get((reply.protocol, reply.dst, (reply.sport, reply.dport)))
-        if handler is not None:
-            handler(reply, now, now)
-        return self._took[0] if self._took else None
