@@ -161,6 +161,12 @@ def run_agent(
 
     _check_targets(config)
     stop = stop_event or threading.Event()
+    early_reload = threading.Event()
+    if handle_signals:
+        # Before anything is served: once /-/healthy answers, a supervisor may send SIGHUP or SIGTERM,
+        # and their default action would kill us. The event loop takes over these signals in _main.
+        signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())
+        signal.signal(signal.SIGHUP, lambda _sig, _frame: early_reload.set())
     web = load_web_config(web_config_file or config.agent.web_config_file or None)
     state = _build_state(config)
     classifier = _Classifier(config, state)
@@ -183,6 +189,7 @@ def run_agent(
                 stop,
                 config_path=config_path,
                 handle_signals=handle_signals,
+                early_reload=early_reload,
                 on_ready=(lambda: on_ready(server.port)) if on_ready else None,
             )
         )
@@ -199,6 +206,7 @@ async def _main(
     *,
     config_path: str | None,
     handle_signals: bool,
+    early_reload: threading.Event,
     on_ready: Callable[[], None] | None,
 ) -> int:
     from agent.budget import Budget
@@ -235,6 +243,8 @@ async def _main(
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
+        if early_reload.is_set():  # a SIGHUP that came while we were starting
+            reload_requested.set()
     watcher = LocalNetWatcher(
         config.targets[0].address if config.targets else config.destination.prefixes[0].split("/")[0],
         netns=netns,
