@@ -288,8 +288,10 @@ def test_jitter_and_loss_reach_the_wire(lab: LabInfo) -> None:
     finally:
         build.down(prefix)
     # Each direction loses 30%: about 49% of the echoes come back (binomial, 200 tries: 35%..63% is over
-    # 5 sigma). RTTs are 2 x (2 +/- 1) ms, give or take the wire's wake-up correction and scheduling.
+    # 5 sigma). RTTs are 2 x (2 +/- 1) ms, give or take the wire's wake-up correction; on a loaded
+    # 2-core CI machine a few echoes also wait for the scheduler, so the bound is on the 95th percentile.
     assert 70 <= len(rtts) <= 126, len(rtts)
-    assert min(rtts) >= 1.5 and max(rtts) <= 7.0, rtts
+    p95 = sorted(rtts)[int(len(rtts) * 0.95)]
+    assert min(rtts) >= 1.5 and p95 <= 6.5 and max(rtts) <= 20.0, rtts
     assert max(rtts) - min(rtts) > 0.5  # jitter is there
     assert dropped["a>b"]["dropped"] > 20 and dropped["b>a"]["dropped"] > 10
