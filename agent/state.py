@@ -59,7 +59,7 @@ OUTCOMES: tuple[str, ...] = ("reached", "unreached", "error")
 SIDES: tuple[str, ...] = ("upstream", "destination")
 PACKET_PROTOCOLS: tuple[str, ...] = ("icmp", "udp", "tcp")
 # What can go wrong inside the agent, counted in nkprobe_errors_total{kind}.
-ERROR_KINDS: tuple[str, ...] = ("ping", "trace", "classify", "history", "localnet")
+ERROR_KINDS: tuple[str, ...] = ("ping", "trace", "classify", "history", "localnet", "send")
 # What can be broken right now, nkprobe_fault{kind} 0/1.
 FAULT_KINDS: tuple[str, ...] = ("history", "probing", "config")
 RELOAD_RESULTS: tuple[str, ...] = ("success", "failure")

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.allowlist import Allowlist
 from agent.budget import Budget
 from agent.lab import build, info, scenario
 from agent.lab.info import LabInfo
@@ -193,9 +194,14 @@ def peak_rss_kb(lab: LabInfo, cmd: list[str]) -> int:
     return int(usage.ru_maxrss)
 
 
+def _lab_allow(lab: LabInfo) -> Allowlist:
+    """The engine may send only into the lab's destination /24s (the hard network rule)."""
+    return Allowlist(tuple(lab.prefixes))
+
+
 async def in_process(lab: LabInfo, res: Results, rounds: int) -> None:
     """In-process trace times and RTT errors, alternating upstreams and protocols."""
-    engine = open_engine(Budget(1000), netns=lab.vantage_ns)
+    engine = open_engine(Budget(1000), netns=lab.vantage_ns, allow=_lab_allow(lab))
     async with engine:
         for _ in range(rounds):
             for upstream, prefix in UPSTREAM_PREFIX.items():
@@ -217,7 +223,7 @@ async def rtt_vs_wire(lab: LabInfo, dev: str, res: Results, count: int = 30) -> 
     import struct
 
     target = lab.prefixes[UPSTREAM_PREFIX[TTK]].echo_host
-    engine = open_engine(Budget(1000), netns=lab.vantage_ns)
+    engine = open_engine(Budget(1000), netns=lab.vantage_ns, allow=_lab_allow(lab))
     ours: list[float] = []
     with Capture(dev, netns=lab.vantage_ns) as cap:
         async with engine:
@@ -252,7 +258,7 @@ async def rtt_vs_wire(lab: LabInfo, dev: str, res: Results, count: int = 30) -> 
 async def sustained(lab: LabInfo, res: Results, traces: int, concurrency: int = 8) -> None:
     """CPU per probe over `traces` whole traces in one process (ICMP to the China-like /24)."""
     target = lab.prefixes[UPSTREAM_PREFIX[CHINA]].echo_host
-    engine: ProbeEngine = open_engine(Budget(5000), netns=lab.vantage_ns)
+    engine: ProbeEngine = open_engine(Budget(5000), netns=lab.vantage_ns, allow=_lab_allow(lab))
     done = 0
     async with engine:
         t0, wall0 = os.times(), time.monotonic()

@@ -209,6 +209,7 @@ async def _main(
     early_reload: threading.Event,
     on_ready: Callable[[], None] | None,
 ) -> int:
+    from agent.allowlist import Allowlist
     from agent.budget import Budget
     from agent.history import HistoryWriter
     from agent.localnet import LocalNetWatcher
@@ -217,8 +218,14 @@ async def _main(
     from agent.scheduler import Scheduler
 
     loop = asyncio.get_running_loop()
+    # The destination prefixes as of start-up: a reload that widens them takes a restart (the engine's
+    # allowlist is the last line of the hard rule and does not move under a running process).
     engine = open_engine(
-        Budget(config.agent.max_pps), netns, on_send=lambda proto: state.record_packets(proto, 1)
+        Budget(config.agent.max_pps),
+        netns,
+        on_send=lambda proto: state.record_packets(proto, 1),
+        on_send_error=lambda _errno: state.count_error("send"),
+        allow=Allowlist(config.destination.prefixes),
     )
     engine.start()
     writer = HistoryWriter(

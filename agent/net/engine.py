@@ -43,11 +43,13 @@ def open_engine(
     netns: str | None = None,
     on_send: SendHook | None = None,
     on_send_error: SendErrorHook | None = None,
-    allow: Allowlist | None = None,
+    *,
+    allow: Allowlist,
 ) -> ProbeEngine:
     """The composition root's way in: sockets opened in `netns` (PrivilegeError without CAP_NET_RAW).
 
-    Pass `allow` (the destination prefixes): the engine then refuses to send anywhere else."""
+    `allow` (the destination prefixes) is required: the engine refuses to send anywhere else, and no
+    caller can forget to say where that is."""
     from agent.net.sockets import open_socket_set
 
     sockets = call_in_netns(netns, open_socket_set)

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from agent.allowlist import Allowlist
 from agent.budget import Budget
 from agent.model import Protocol, ReplyKind
 from agent.net import call_in_netns, source_address
@@ -18,6 +19,7 @@ from agent.probers import PROBERS, ProbeSpec
 from agent.probers.traceroute import probe as trace_probe
 
 LOOP = "127.0.0.1"
+LOOP_ONLY = Allowlist([f"{LOOP}/32"])
 
 
 def _listener(ns: str) -> socket.socket:
@@ -51,7 +53,7 @@ def test_latency_probers_measure_rtt_and_ttl(loopback_ns: str, name: str) -> Non
     listener = _listener(loopback_ns)
 
     async def main() -> list[float | None]:
-        engine = open_engine(Budget(100), netns=loopback_ns)
+        engine = open_engine(Budget(100), netns=loopback_ns, allow=LOOP_ONLY)
         async with engine:
             spec = ProbeSpec(LOOP, Protocol(name), port=8080, timeout_s=1.0)
             results = [await PROBERS[name](engine, spec) for _ in range(3)]
@@ -67,7 +69,7 @@ def test_latency_probers_measure_rtt_and_ttl(loopback_ns: str, name: str) -> Non
 
 def test_closed_port_answers_with_rst(loopback_ns: str) -> None:
     async def main() -> dict[str, str]:
-        async with open_engine(Budget(100), netns=loopback_ns) as engine:
+        async with open_engine(Budget(100), netns=loopback_ns, allow=LOOP_ONLY) as engine:
             result = await PROBERS["tcp"](engine, ProbeSpec(LOOP, Protocol.TCP, port=9, timeout_s=1.0))
         assert result.rtt_s is not None  # type: ignore[union-attr]
         return result.extra  # type: ignore[union-attr]
@@ -80,7 +82,7 @@ def test_trace_over_loopback_reaches_in_one_hop(loopback_ns: str, protocol: Prot
     listener = _listener(loopback_ns)
 
     async def main() -> None:
-        async with open_engine(Budget(100), netns=loopback_ns) as engine:
+        async with open_engine(Budget(100), netns=loopback_ns, allow=LOOP_ONLY) as engine:
             spec = ProbeSpec(LOOP, protocol, port=8080 if protocol is Protocol.TCP else None, timeout_s=1.0)
             (path,) = await trace_probe(engine, spec)
             assert path.reached and path.stop_reason == "reached"
