@@ -31,13 +31,22 @@ class Budget:
     """
 
     def __init__(self, max_pps: float) -> None:
+        self._spent: deque[float] = deque()
+        self.set_rate(max_pps)
+
+    def set_rate(self, max_pps: float) -> None:
+        """Change the cap in place (a config reload), keeping the recent sends.
+
+        A new Budget would forget them and let a full new capacity leave on top of the old one within
+        the same second (up to twice the cap); kept, the sends of the last window still count against
+        the new capacity, so `wait` holds new sends until the window has room under the new cap.
+        """
         if not max_pps > 0 or math.isinf(max_pps):
             raise ValueError(f"max_pps must be a positive finite number, not {max_pps!r}")
         self.max_pps = float(max_pps)
         # A fractional rate above 1 rounds down (7.5 pps allows 7 in any second): a cap, not an average.
         self.capacity = max(1, math.floor(self.max_pps))
         self.window = max(1.0, 1.0 / self.max_pps)
-        self._spent: deque[float] = deque()
 
     def _expire(self, now: float) -> None:
         while self._spent and self._spent[0] + self.window <= now:
@@ -50,7 +59,9 @@ class Budget:
         self._expire(now)
         if len(self._spent) < self.capacity:
             return 0.0
-        return self._spent[0] + self.window - now
+        # After a cut by set_rate the window may hold more than `capacity` sends: a token is free once
+        # all but capacity - 1 of them have expired (with exactly `capacity` held, that is the oldest).
+        return self._spent[-self.capacity] + self.window - now
 
     def take(self, now: float) -> bool:
         """Spend one token at `now` if one is free; False (nothing spent) otherwise.

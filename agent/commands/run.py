@@ -415,7 +415,6 @@ async def _reload(
     scheduler: Scheduler,
     engine: ProbeEngine,
 ) -> None:
-    from agent.budget import Budget
     from agent.config import load_config
     from agent.errors import NkprobeError
 
@@ -437,7 +436,9 @@ async def _reload(
             log.warning("%s changed; that takes a restart (kept %r)", what, before)
     holder["config"] = new
     if new.agent.max_pps != old.agent.max_pps:
-        engine.budget = Budget(new.agent.max_pps)
+        # In place: the sends of the last second still count against the new cap (a fresh Budget would
+        # let up to old + new caps leave within one second of the reload).
+        engine.budget.set_rate(new.agent.max_pps)
     _reconfigure_state(state, new)
     await scheduler.reconfigure(new)
     state.record_reload(True)

@@ -87,3 +87,47 @@ def test_wait_then_spend_later_keeps_the_cap(steps: list[float]) -> None:
     for i, start in enumerate(sent):
         assert sum(1 for t in sent[i:] if t < start + 1.0) <= 10
     assert b.in_flight(now) <= 10
+
+
+def _drain(b: Budget, now: float, sent: list[float]) -> None:
+    """Send while the budget allows at `now` (the engine's order: wait, then spend)."""
+    while b.wait(now) == 0.0:
+        b.spend(now)
+        sent.append(now)
+
+
+@given(
+    old=st.sampled_from([1.0, 5.0, 20.0, 100.0]),
+    new=st.sampled_from([1.0, 5.0, 20.0, 100.0]),
+    steps=st.lists(st.floats(min_value=0.0, max_value=0.3), min_size=2, max_size=120),
+    at=st.integers(min_value=0, max_value=119),
+)
+def test_set_rate_keeps_the_recent_sends(old: float, new: float, steps: list[float], at: int) -> None:
+    """A reload mid-run: no one-second window holds more than the larger cap, and every window that
+    ends with a send made after the reload holds at most the new cap."""
+    b = Budget(old)
+    now, sent, first_after = 0.0, [], 0
+    for i, dt in enumerate(steps):
+        now += dt
+        if i == min(at, len(steps) - 1):
+            b.set_rate(new)
+            first_after = len(sent)
+        _drain(b, now, sent)
+    for i, t in enumerate(sent):
+        assert sum(1 for s in sent[i:] if s < t + 1.0) <= max(old, new)
+        if i >= first_after:
+            assert sum(1 for s in sent[: i + 1] if s > t - 1.0) <= new
+
+
+def test_a_reload_right_after_a_full_second_sends_nothing_more_that_second() -> None:
+    b = Budget(10)
+    sent: list[float] = []
+    _drain(b, 0.0, sent)
+    b.set_rate(10)  # unchanged: nothing forgotten
+    b.set_rate(20)
+    _drain(b, 0.5, sent)
+    assert len(sent) == 20  # 10 more under the new cap of 20, not 20 more
+    b.set_rate(5)
+    assert b.wait(1.0) == 0.5  # 30 - 5 + 1 of the sends must expire first: the ones of 0.5
+    _drain(b, 1.5, sent)
+    assert len(sent) == 25
