@@ -174,8 +174,24 @@ class Config:
     def trace_protocol_for(self, address: str) -> str:
         return self._options(address).protocol or self.trace.protocol
 
-    def trace_port_for(self, address: str) -> int:
-        return self._options(address).port or self.trace.port
+    def trace_port_for(self, address: str, protocol: str | None = None) -> int | None:
+        """The destination port of a `protocol` trace (default: the target's) to `address`; None: the
+        prober's default. TCP: the target's port, else [trace] port (an open port: the SYN must reach a
+        listener to be answered). UDP: the target's port, else None, the traceroute base port + 1 of
+        agent.trace.flow.DEFAULT_PORT (33435), as `nkprobe trace --protocol udp` has always used;
+        [trace] port is TCP's default (80) and a UDP probe there would look like broken HTTP/3. ICMP: None.
+
+        >>> c = Config(trace=TraceSection(port=443))
+        >>> c.trace_port_for("175.45.176.71", "tcp"), c.trace_port_for("175.45.176.71", "udp")
+        (443, None)
+        """
+        protocol = protocol or self.trace_protocol_for(address)
+        own = self._options(address).port
+        if protocol == "tcp":
+            return own or self.trace.port
+        if protocol == "udp":
+            return own
+        return None
 
     def ping_port_for(self, address: str) -> int:
         return self._options(address).port or self.ping.port

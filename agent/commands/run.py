@@ -329,6 +329,7 @@ class _PingsFirst:
 def _probers(real_engine: ProbeEngine, holder: dict[str, Config]) -> tuple[Pinger, Tracer]:
     from agent.model import PingResult, Protocol, Target
     from agent.probers import PROBERS, ProbeSpec
+    from agent.probers.base import trace_spec
 
     engine = cast("ProbeEngine", _PingsFirst(real_engine))
 
@@ -345,20 +346,7 @@ def _probers(real_engine: ProbeEngine, holder: dict[str, Config]) -> tuple[Pinge
         return result
 
     async def trace(target: Target, first_flow: int, flows: int) -> tuple[Path, ...]:
-        cfg = holder["config"]
-        protocol = Protocol(cfg.trace_protocol_for(target.address))
-        spec = ProbeSpec(
-            target=target.address,
-            protocol=protocol,
-            port=cfg.trace_port_for(target.address) if protocol is not Protocol.ICMP else None,
-            timeout_s=cfg.trace.timeout_s,
-            max_hops=cfg.trace.max_hops,
-            flows=flows,
-            first_flow=first_flow,
-            grace_s=cfg.trace.grace_s,
-            retries=cfg.trace.retries,
-            gap_limit=cfg.trace.gap_limit,
-        )
+        spec = trace_spec(holder["config"], target.address, flows=flows, first_flow=first_flow)
         result = await PROBERS["traceroute"](engine, spec)
         assert isinstance(result, tuple)
         return result

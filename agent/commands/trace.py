@@ -23,7 +23,11 @@ RDNS_WORKERS = 16  # resolver threads: a trace's 15-30 hop addresses are looked 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="TARGET", help="an address inside the destination prefixes")
     parser.add_argument("--protocol", choices=PROTOCOLS, help="probe protocol (default: [trace] protocol)")
-    parser.add_argument("--port", type=int, help="UDP/TCP destination port (default: [trace] port)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        help="UDP/TCP destination port (default: the target's port, else [trace] port for tcp, 33435 udp)",
+    )
     parser.add_argument("--max-hops", type=int, help="highest TTL to probe (default: [trace] max_hops)")
     parser.add_argument("--flows", type=int, default=1, help="flows (Paris ids 0..N-1) to trace (default 1)")
     parser.add_argument(
@@ -46,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from agent.model import Protocol
     from agent.net.engine import ProbeEngine
     from agent.probers import traceroute
-    from agent.probers.base import ProbeSpec
+    from agent.probers.base import trace_spec
     from agent.ripe import to_ripe
 
     if not 1 <= args.flows <= 64:
@@ -57,16 +61,9 @@ def run(args: argparse.Namespace) -> int:
     protocol = Protocol(args.protocol or config.trace_protocol_for(target))
     if args.port is not None and (protocol is Protocol.ICMP or not 0 < args.port < 65536):
         raise UsageError("--port takes 1..65535 and only with --protocol udp or tcp")
-    port = None
-    if protocol is Protocol.TCP:
-        port = args.port or config.trace_port_for(target)
-    elif protocol is Protocol.UDP:
-        port = args.port
-    t = config.trace
-    spec = ProbeSpec(
-        target, protocol, port=port, timeout_s=t.timeout_s, max_hops=args.max_hops or t.max_hops,
-        flows=args.flows, grace_s=t.grace_s, retries=t.retries, gap_limit=t.gap_limit,
-    )  # fmt: skip
+    spec = trace_spec(
+        config, target, flows=args.flows, protocol=protocol, port=args.port, max_hops=args.max_hops
+    )
     # The AS table loads (from local files only) while nothing else is going on: before the sockets open.
     table = load_table(files=[*config.asn.files, *args.asn_file])
     settings = Settings.from_config(config)

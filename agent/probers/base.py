@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from agent.model import Path, PingResult, Protocol
 from agent.net.engine import ProbeEngine
+
+if TYPE_CHECKING:
+    from agent.config import Config
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,40 @@ class ProbeSpec:
     gap_limit: int = 5
     lookahead: int | None = None  # TraceParams.lookahead: new TTLs at most this far past the last answer
     packet_size: int = 0  # 0: the protocol's default
+
+
+def trace_spec(
+    config: Config,
+    target: str,
+    *,
+    flows: int,
+    first_flow: int = 0,
+    protocol: Protocol | None = None,
+    port: int | None = None,
+    max_hops: int | None = None,
+) -> ProbeSpec:
+    """The one place a trace's ProbeSpec is built from the config (`nkprobe trace` and the agent).
+
+    `protocol`, `port` and `max_hops` are command-line overrides (None: the config's, per target).
+    """
+    proto = protocol or Protocol(config.trace_protocol_for(target))
+    if proto is Protocol.ICMP:
+        port = None
+    elif port is None:
+        port = config.trace_port_for(target, proto.value)
+    t = config.trace
+    return ProbeSpec(
+        target=target,
+        protocol=proto,
+        port=port,
+        timeout_s=t.timeout_s,
+        max_hops=max_hops or t.max_hops,
+        flows=flows,
+        first_flow=first_flow,
+        grace_s=t.grace_s,
+        retries=t.retries,
+        gap_limit=t.gap_limit,
+    )
 
 
 ProbeOutcome = PingResult | tuple[Path, ...]
