@@ -91,6 +91,9 @@ class TraceSection:
     grace_s: float = 0.5
     retries: int = 1
     gap_limit: int = 5
+    # New TTLs at most this far past the highest one answered (TTL 1..lookahead to start): a short path
+    # does not pay for a whole window of probes past its destination. Default gap_limit + 3.
+    lookahead: int = 8
     hysteresis: int = 2  # an upstream change is declared after this many consecutive agreeing traces
 
 
@@ -639,6 +642,8 @@ def _build(data: Mapping[str, Any], base_dir: str, source: str | None) -> tuple[
         "gap_limit": r.integer(t, "gap_limit", "trace", d_trace.gap_limit, ge=1, le=255),
         "hysteresis": r.integer(t, "hysteresis", "trace", d_trace.hysteresis, ge=1, le=100),
     }
+    gap_default = trace["gap_limit"] if trace["gap_limit"] is not _INVALID else d_trace.gap_limit
+    trace["lookahead"] = r.integer(t, "lookahead", "trace", gap_default + 3, ge=1, le=255)
 
     # [asn]
     t = r.table(data, "asn", "")
@@ -754,6 +759,12 @@ def _build(data: Mapping[str, Any], base_dir: str, source: str | None) -> tuple[
     hops = trace["max_hops"]
     if gap is not _INVALID and hops is not _INVALID and gap > hops:
         r.add("trace.gap_limit", f"must be <= trace.max_hops ({hops})")
+    ahead = trace["lookahead"]
+    if gap is not _INVALID and ahead is not _INVALID and ahead < gap:
+        # agent.trace.session: a silent stretch of gap_limit hops must be probed for the gap rule to stop
+        r.add(
+            "trace.lookahead", f"must be >= trace.gap_limit ({gap}), or a silent stretch never ends a trace"
+        )
     warnings: list[str] = []
     if not r.problems and targets:
         per_round = sum(

@@ -71,6 +71,7 @@ def trace_spec(
         grace_s=t.grace_s,
         retries=t.retries,
         gap_limit=t.gap_limit,
+        lookahead=t.lookahead,
     )
 
 

@@ -46,6 +46,9 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "exchange_prefix_twice": ("classify.exchange_prefixes[1]: 80.81.192.0/21 is listed twice",),
     "exchange_prefixes_not_list": ("classify.exchange_prefixes: must be a list",),
     "gap_over_max_hops": ("trace.gap_limit: must be <= trace.max_hops (16)",),
+    "lookahead_under_gap_limit": (
+        "trace.lookahead: must be >= trace.gap_limit (6), or a silent stretch never ends a trace",
+    ),
     "group_name_upper": ("upstreams.ChinaUnicom: must be lowercase letters, digits and _ (a label value)",),
     "hysteresis_zero": ("trace.hysteresis: must be >= 1 and <= 100",),
     "listen_bad_ipv6": ("agent.listen: not an IPv6 address in brackets: [::zz]",),
