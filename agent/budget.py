@@ -22,12 +22,11 @@ class Budget:
     """A shared limiter: at most `capacity` sends in any half-open interval of `window` seconds.
 
     >>> b = Budget(max_pps=2)
-    >>> b.take(0.0), b.take(0.0), b.take(0.5)
-    (True, True, False)
+    >>> b.spend(0.0); b.spend(0.0)
     >>> b.wait(0.5)
     0.5
-    >>> b.take(1.0)
-    True
+    >>> b.wait(1.0)
+    0.0
     """
 
     def __init__(self, max_pps: float) -> None:
@@ -62,19 +61,6 @@ class Budget:
         # After a cut by set_rate the window may hold more than `capacity` sends: a token is free once
         # all but capacity - 1 of them have expired (with exactly `capacity` held, that is the oldest).
         return self._spent[-self.capacity] + self.window - now
-
-    def take(self, now: float) -> bool:
-        """Spend one token at `now` if one is free; False (nothing spent) otherwise.
-
-        Times must not go backwards; a caller that learnt of an earlier `now` late is clamped to the
-        latest spend, which only makes the budget stricter.
-        """
-        if self._spent and now < self._spent[-1]:
-            now = self._spent[-1]
-        if self.wait(now) > 0.0:
-            return False
-        self._spent.append(now)
-        return True
 
     def spend(self, now: float) -> None:
         """Record a send at `now` that `wait(...) == 0` allowed a moment ago (the engine's fast path:

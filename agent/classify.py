@@ -516,22 +516,3 @@ def _classify_unreached(
     evidence.append(f"{where}; it stops in {verdict.group} and nothing after it disagrees")
     border = Border(hop=border_addr.ttl, address=border_addr.address, asn=border_addr.asn)
     return Classification(verdict.group, border, as_path, tuple(evidence))
-
-
-def upstream_shares(classifications: Iterable[Classification], tags: Iterable[str]) -> dict[str, float]:
-    """The share of flows per tag: every tag present, summing to 1 when there is at least one flow.
-
-    >>> upstream_shares([Classification("transtelecom"), Classification("unknown")],
-    ...                 ["china_unicom", "transtelecom", "other", "unknown"])
-    {'china_unicom': 0.0, 'transtelecom': 0.5, 'other': 0.0, 'unknown': 0.5}
-    """
-    shares = dict.fromkeys(tags, 0.0)
-    items = list(classifications)
-    for c in items:
-        # A tag outside `tags` (a group removed from the config) counts as unknown rather than vanishing.
-        key = c.upstream if c.upstream in shares else UNKNOWN
-        shares[key] = shares.get(key, 0.0) + 1.0
-    if items:
-        for key in shares:
-            shares[key] /= len(items)
-    return shares

@@ -159,18 +159,6 @@ class Config:
 
     # -- helpers every layer needs; pure ------------------------------------------------------------
 
-    def allows(self, address: str) -> bool:
-        """True if `address` is inside destination.prefixes, the allowlist of everything we probe.
-
-        >>> Config().allows("175.45.177.10"), Config().allows("8.8.8.8"), Config().allows("nonsense")
-        (True, False, False)
-        """
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in ipaddress.ip_network(p) for p in self.destination.prefixes)
-
     def _options(self, address: str) -> TargetOptions:
         return self.target_options.get(address, TargetOptions())
 

@@ -1,7 +1,7 @@
 """A scripted network for the scheduler: per-/24 upstreams that a test can flip, under one packet budget.
 
 Fake the wire, not the library (DESIGN.md idea 4): the fakes send "packets" through the real
-agent.budget.Budget exactly as agent.net.engine does (wait for a token, then take it), on the event
+agent.budget.Budget exactly as agent.net.engine does (wait for a token, then spend it), on the event
 loop's (virtual) clock, and record every send time so a test can check the cap.
 """
 
@@ -48,7 +48,7 @@ class FakeNet:
         loop = asyncio.get_running_loop()
         while (wait := self.budget.wait(loop.time())) > 0:
             await asyncio.sleep(wait)
-        assert self.budget.take(loop.time())
+        self.budget.spend(loop.time())
         self.sends.append(loop.time())
         if self.state is not None:
             self.state.record_packets(protocol, 1)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.asn import AsnTable, load_table
-from agent.classify import Settings, classify, upstream_shares
+from agent.classify import Settings, classify
 from agent.config import Config
 from agent.model import Classification, Hop, Path, Protocol, Reply, ReplyKind
 from agent.ripe import from_ripe
@@ -159,18 +159,6 @@ def _hop(ttl: int, address: str | None) -> Hop:
     if address is None:
         return Hop(ttl, (), 2)
     return Hop(ttl, (Reply(address, 0.01, ReplyKind.TIME_EXCEEDED, reply_ttl=250),), 2)
-
-
-def test_upstream_shares() -> None:
-    cs = [
-        Classification("transtelecom"),
-        Classification("china_unicom"),
-        Classification("transtelecom"),
-        Classification("removed_group"),
-    ]
-    shares = upstream_shares(cs, TAGS)
-    assert shares == {"china_unicom": 0.25, "transtelecom": 0.5, "other": 0.0, "unknown": 0.25}
-    assert upstream_shares([], TAGS) == dict.fromkeys(TAGS, 0.0)
 
 
 # --- properties ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import agent.config
+from agent.allowlist import Allowlist
 from agent.commands import check_config
 from agent.config import Config, TargetOptions, load_config, loads_config
 
@@ -25,7 +26,8 @@ def test_shipped_default_validates_and_targets_each_slash24() -> None:
         "175.45.178.0/24",
         "175.45.179.0/24",
     }
-    assert all(config.allows(t.address) for t in config.targets)
+    allow = Allowlist(config.destination.prefixes)
+    assert all(allow.allows(t.address) for t in config.targets)
     assert config.agent.max_pps <= 10
     assert config.trace.protocol == "tcp"
     assert config.ping.protocols == ("icmp", "tcp")
