@@ -459,14 +459,22 @@ class _Reader:
         return _INVALID  # type: ignore[no-any-return]
 
     def prefix(self, value: Any, where: str) -> str:
+        return self._network(value, where, "175.45.176.0/22", "an allowlist")
+
+    def lan_prefix(self, value: Any, where: str) -> str:
+        """An exchange's peering LAN: an IPv4 prefix, no host bits, /16 or longer."""
+        # Peering LANs are /24 to /21; a short prefix would pass over real routers as exchange hops.
+        return self._network(value, where, "80.81.192.0/21", "an exchange LAN")
+
+    def _network(self, value: Any, where: str, example: str, what: str) -> str:
+        """An IPv4 prefix without host bits, /MIN_PREFIX_LENGTH or longer (`what` it is, for the message)."""
         if not isinstance(value, str):
-            self.add(where, "must be a string like 175.45.176.0/22")
+            self.add(where, f"must be a string like {example}")
             return _INVALID  # type: ignore[no-any-return]
         try:
             net = ipaddress.IPv4Network(value)
         except ValueError as exc:
-            message = str(exc)
-            if "has host bits set" in message:
+            if "has host bits set" in str(exc):
                 self.add(
                     where, f"{value} has host bits set; write {ipaddress.IPv4Network(value, strict=False)}"
                 )
@@ -474,7 +482,7 @@ class _Reader:
                 self.add(where, f"not an IPv4 prefix: {value!r}")
             return _INVALID  # type: ignore[no-any-return]
         if net.prefixlen < MIN_PREFIX_LENGTH:
-            self.add(where, f"{net} is too broad for an allowlist; use /{MIN_PREFIX_LENGTH} or longer")
+            self.add(where, f"{net} is too broad for {what}; use /{MIN_PREFIX_LENGTH} or longer")
             return _INVALID  # type: ignore[no-any-return]
         return str(net)
 
@@ -489,43 +497,22 @@ class _Reader:
         return value
 
     def url(self, value: Any, where: str) -> str:
-        if isinstance(value, str):
-            parts = urlsplit(value)
-            if parts.scheme in ("http", "https", "file") and (parts.netloc or parts.scheme == "file"):
-                return value
-        self.add(where, "must be an http, https or file URL")
-        return _INVALID  # type: ignore[no-any-return]
+        return self._url(value, where, ("http", "https", "file"), "must be an http, https or file URL")
 
     def http_url(self, table: Mapping[str, Any], key: str, path: str, default: str) -> str:
         value = self.string(table, key, path, default)
         if value is _INVALID:
             return _INVALID
-        parts = urlsplit(value)
-        if parts.scheme in ("http", "https") and parts.netloc:
-            return value
-        self.add(_join(path, key), "must be an http or https URL such as https://stat.ripe.net")
-        return _INVALID  # type: ignore[no-any-return]
+        message = "must be an http or https URL such as https://stat.ripe.net"
+        return self._url(value, _join(path, key), ("http", "https"), message)
 
-    def lan_prefix(self, value: Any, where: str) -> str:
-        """An exchange's peering LAN: an IPv4 prefix, no host bits, /16 or longer."""
-        if not isinstance(value, str):
-            self.add(where, "must be a string like 80.81.192.0/21")
-            return _INVALID  # type: ignore[no-any-return]
-        try:
-            net = ipaddress.IPv4Network(value)
-        except ValueError as exc:
-            if "has host bits set" in str(exc):
-                self.add(
-                    where, f"{value} has host bits set; write {ipaddress.IPv4Network(value, strict=False)}"
-                )
-            else:
-                self.add(where, f"not an IPv4 prefix: {value!r}")
-            return _INVALID  # type: ignore[no-any-return]
-        # Peering LANs are /24 to /21; a short prefix would pass over real routers as exchange hops.
-        if net.prefixlen < MIN_PREFIX_LENGTH:
-            self.add(where, f"{net} is too broad for an exchange LAN; use /{MIN_PREFIX_LENGTH} or longer")
-            return _INVALID  # type: ignore[no-any-return]
-        return str(net)
+    def _url(self, value: Any, where: str, schemes: tuple[str, ...], message: str) -> str:
+        if isinstance(value, str):
+            parts = urlsplit(value)
+            if parts.scheme in schemes and (parts.netloc or parts.scheme == "file"):
+                return value
+        self.add(where, message)
+        return _INVALID  # type: ignore[no-any-return]
 
     def suffix(self, value: Any, where: str) -> str:
         if isinstance(value, str) and _SUFFIX.match(value):

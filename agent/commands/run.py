@@ -81,29 +81,26 @@ def run(args: argparse.Namespace) -> int:
 
 def _build_state(config: Config) -> State:
     from agent import __version__
-    from agent.pathstate import tag_values
     from agent.state import State
 
-    return State(
-        agent_name=config.agent.name,
-        version=__version__,
-        targets=config.targets,
-        ping_protocols=config.ping_protocols_for,
-        trace_protocol=config.trace.protocol,
-        tags=tag_values(config.upstreams),
-    )
+    return State(version=__version__, **_state_settings(config))
 
 
 def _reconfigure_state(state: State, config: Config) -> None:
+    state.reconfigure(**_state_settings(config))
+
+
+def _state_settings(config: Config) -> dict[str, Any]:
+    """What the state takes from the config, at start-up and on every reload alike."""
     from agent.pathstate import tag_values
 
-    state.reconfigure(
-        agent_name=config.agent.name,
-        targets=config.targets,
-        ping_protocols=config.ping_protocols_for,
-        trace_protocol=config.trace.protocol,
-        tags=tag_values(config.upstreams),
-    )
+    return {
+        "agent_name": config.agent.name,
+        "targets": config.targets,
+        "ping_protocols": config.ping_protocols_for,
+        "trace_protocol": config.trace.protocol,
+        "tags": tag_values(config.upstreams),
+    }
 
 
 def _check_targets(config: Config) -> None:

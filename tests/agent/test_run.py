@@ -43,3 +43,13 @@ def test_the_agent_engine_carries_the_allowlist_and_counts_send_errors(
     on_send_error("EPERM")  # type: ignore[operator]
     on_send_error("ENETUNREACH")  # type: ignore[operator]
     assert state.snapshot().errors["send"] == 2
+
+
+def test_a_reload_reconfigures_the_state_as_start_up_built_it() -> None:
+    import dataclasses
+
+    config = load_config(None)
+    state = run_module._build_state(config)
+    renamed = dataclasses.replace(config, agent=dataclasses.replace(config.agent, name="vp-2"))
+    run_module._reconfigure_state(state, renamed)
+    assert state.snapshot().agent_name == "vp-2"
