@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import sqlite3
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -67,6 +66,8 @@ def _select(target: str | None, names: dict[str, str]) -> tuple[str | None, str 
 
 
 def run(args: argparse.Namespace) -> int:
+    import sqlite3  # here, not at module level: `nkprobe --help` imports every command module
+
     from agent.config import load_config
     from agent.history import HistoryReader, NoHistory, parse_duration
 

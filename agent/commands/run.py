@@ -13,17 +13,17 @@ says so in the log).
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
 import logging
-import signal
 import sys
-import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
+# Light at module level: `nkprobe run --help` imports this module, and asyncio (which pulls in ssl),
+# signal and threading cost tens of milliseconds; they are imported where the agent starts.
 if TYPE_CHECKING:
+    import argparse
+    import threading
+    from collections.abc import Callable
+
     from agent.config import Config
     from agent.history import HistoryWriter
     from agent.model import Classification, Path
@@ -60,6 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import threading
+
     from agent.config import load_config
 
     logging.basicConfig(
@@ -152,6 +154,10 @@ def run_agent(
     (port 0 in `listen` picks a free port). Configuration and privilege faults raise NkprobeError
     before anything is sent.
     """
+    import asyncio
+    import signal
+    import threading
+
     from agent.exporter import build_registry
     from agent.exporter.server import MetricsServer
     from agent.exporter.webconfig import load_web_config
@@ -206,6 +212,10 @@ async def _main(
     early_reload: threading.Event,
     on_ready: Callable[[], None] | None,
 ) -> int:
+    import asyncio
+    import contextlib
+    import signal
+
     from agent.allowlist import Allowlist
     from agent.budget import Budget
     from agent.history import HistoryWriter
@@ -379,6 +389,8 @@ def _history_sink(writer: HistoryWriter, holder: dict[str, Config]) -> HistorySi
 
 async def _poll_history(writer: HistoryWriter, state: State) -> None:
     """Mirror the writer's health into the metrics: a broken disk shows as nkprobe_fault{kind="history"}."""
+    import asyncio
+
     last_error: str | None = None
     while True:
         status = writer.status()
