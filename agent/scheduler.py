@@ -15,7 +15,7 @@
 - The global packet budget (`agent.max_pps`) is enforced where packets leave (agent.net.engine asks
   agent.budget before every send), so pings and traces queue there; nothing here can exceed it. At most
   `rounds_in_flight` periodic rounds run at once (urgent ones do not wait for them), so routine traces
-  do not crowd out a flip's; `nkprobe run` serves latency probes before trace packets (its _PingsFirst).
+  do not crowd out a flip's; the engine serves latency probes before trace packets (agent.net.engine).
 - A failing probe, trace, classification or history write is counted (nkprobe_errors_total{kind}) and
   logged, never fatal: the loop goes on.
 

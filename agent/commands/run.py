@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 # Light at module level: `nkprobe run --help` imports this module, and asyncio (which pulls in ssl),
 # signal and threading cost tens of milliseconds; they are imported where the agent starts.
@@ -304,41 +304,10 @@ async def _main(
     return 0
 
 
-class _PingsFirst:
-    """The engine as the probers see it, with latency probes served before trace packets.
-
-    Traces take tokens with `try_send` whenever one is free, latency probes wait for one in `send`; with
-    a dozen trace flows competing, a waiting probe got a token only now and then and the latency series
-    thinned to one probe in five seconds. Here a trace packet is refused while a latency probe waits (the
-    trace driver retries a moment later), so the probes keep their interval and traces get the rest.
-    """
-
-    def __init__(self, engine: ProbeEngine) -> None:
-        self._engine = engine
-        self.waiting = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._engine, name)
-
-    async def send(self, packet: bytes, dst: str, protocol: str) -> float:
-        self.waiting += 1
-        try:
-            return await self._engine.send(packet, dst, protocol)
-        finally:
-            self.waiting -= 1
-
-    def try_send(self, packet: bytes, dst: str, protocol: str) -> float | None:
-        if self.waiting:
-            return None
-        return self._engine.try_send(packet, dst, protocol)
-
-
-def _probers(real_engine: ProbeEngine, holder: dict[str, Config]) -> tuple[Pinger, Tracer]:
+def _probers(engine: ProbeEngine, holder: dict[str, Config]) -> tuple[Pinger, Tracer]:
     from agent.model import PingResult, Protocol, Target
     from agent.probers import PROBERS, ProbeSpec
     from agent.probers.base import trace_spec
-
-    engine = cast("ProbeEngine", _PingsFirst(real_engine))
 
     async def ping(target: Target, protocol: str) -> PingResult:
         cfg = holder["config"]

@@ -8,6 +8,12 @@ session, which finds the probe by its identity. Sessions `register` their key fo
 
 Receive times come from the kernel (SO_TIMESTAMPNS, see agent.net.clock), mapped onto the monotonic
 clock that stamps sends, so the event loop's own latency does not enter the RTT.
+
+Latency probes before trace packets: traces take tokens with `try_send` whenever one is free, latency
+probes wait for one in `send`. With a dozen trace flows competing, a waiting probe got a token only now
+and then and the latency series thinned to one probe in five seconds; so `try_send` refuses while any
+`send` waits (the trace driver retries a moment later), and probes keep their interval when the budget
+is short while traces get the rest.
 """
 
 from __future__ import annotations
@@ -88,6 +94,7 @@ class ProbeEngine:
         self.replies = ReplyTable()  # the live sessions' reply handlers
         self._ident_bases: dict[Hashable, int] = {}
         self._send_lock = asyncio.Lock()
+        self._waiting = 0  # `send` callers not yet sent: `try_send` yields to them (module docstring)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sent: Counter[str] = Counter()  # packets sent by protocol
         self.send_errors: Counter[str] = Counter()  # by errno name
@@ -161,20 +168,25 @@ class ProbeEngine:
         `dst` (nothing is sent and no token spent)."""
         if self.allow is not None and dst not in self._allowed:
             self._admit(dst)
-        async with self._send_lock:  # FIFO: waiting senders are served in order
-            while True:
-                now = self.now()
-                wait = self.budget.wait(now)
-                if wait <= 0.0:
-                    break
-                await asyncio.sleep(wait)
-            return self._send_now(packet, dst, protocol)
+        self._waiting += 1
+        try:
+            async with self._send_lock:  # FIFO: waiting senders are served in order
+                while True:
+                    now = self.now()
+                    wait = self.budget.wait(now)
+                    if wait <= 0.0:
+                        break
+                    await asyncio.sleep(wait)
+                return self._send_now(packet, dst, protocol)
+        finally:
+            self._waiting -= 1
 
     def try_send(self, packet: bytes, dst: str, protocol: str) -> float | None:
-        """Send now if the budget has a token (the send time), else None and nothing is sent."""
+        """Send now if the budget has a token and no `send` is waiting for one (the send time), else
+        None and nothing is sent: latency probes go first (module docstring)."""
         if self.allow is not None and dst not in self._allowed:
             self._admit(dst)
-        if self.budget.wait(self.now()) > 0.0:
+        if self._waiting or self.budget.wait(self.now()) > 0.0:
             return None
         return self._send_now(packet, dst, protocol)
 

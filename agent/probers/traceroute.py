@@ -81,10 +81,9 @@ async def run_session(engine: ProbeEngine, session: Session) -> Path:
             if deadline is not None:
                 waits.append(deadline - now)
             if starved:
-                # Refused: wait for the budget's next token. ProbeEngine.try_send refuses only when the
-                # budget is empty, but a wrapper may refuse with tokens free (the agent's _PingsFirst in
-                # agent.commands.run keeps them for waiting latency probes); then budget.wait is 0 and a
-                # short pause stands in for "until the wrapper lets us", rather than a spin.
+                # Refused: wait for the budget's next token. ProbeEngine.try_send also refuses with tokens
+                # free while a latency probe waits in `send` (it goes first); then budget.wait is 0 and a
+                # short pause stands in for "until the probe has left", rather than a spin.
                 waits.append(engine.budget.wait(now) or STARVED_SLEEP_S)
             # No deadline and no refusal should not happen while the session runs; wake up once a probe
             # timeout later anyway rather than sleep forever on a session bug.

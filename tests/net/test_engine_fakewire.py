@@ -148,3 +148,25 @@ def test_a_late_reply_of_the_previous_round_is_not_credited_to_the_next(
     hop1 = second.hops[0]
     assert hop1.addresses == (r2,), hop1
     assert hop1.replies[0].kind is ReplyKind.TIME_EXCEEDED and hop1.replies[0].rtt_s > 0.15
+
+
+def test_a_waiting_latency_probe_goes_before_trace_packets() -> None:
+    """try_send (traces) refuses while a send (a latency probe) waits for a token, even once one is
+    free, so a short budget does not starve the probes; with nobody waiting it sends again."""
+    clock = [0.0]
+
+    async def main() -> None:
+        engine, wire = fake_engine(pps=1, now=lambda: clock[0])
+        assert engine.try_send(b"trace-1", "198.18.1.1", "icmp") is not None  # the one token
+        ping = asyncio.create_task(engine.send(b"ping", "198.18.1.1", "icmp"))
+        await asyncio.sleep(0)  # the probe now waits (about 1 s of real time) for the next token
+        clock[0] = 1.0  # the token is back, but the probe has not been woken yet
+        assert engine.budget.wait(clock[0]) == 0.0
+        assert engine.try_send(b"trace-2", "198.18.1.1", "icmp") is None
+        ping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await ping
+        assert engine.try_send(b"trace-3", "198.18.1.1", "icmp") is not None
+        assert [p for p, _ in wire.sent] == [b"trace-1", b"trace-3"]
+
+    asyncio.run(main())
