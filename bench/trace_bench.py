@@ -351,12 +351,12 @@ def report(lab: LabInfo, res: Results, rounds: int, rss_kb: int) -> str:
         f"- Load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}, {os.cpu_count()} CPUs: "
         "wall and CPU times are inflated by the other work on the machine (CPU time per probe varied "
         "between otherwise identical runs; 8 traces at a time, like an agent with 8 targets).",
-        "- Whole-run time of `nkprobe trace` is mostly Python start-up and imports (about 0.25 s with "
-        "bytecode cached, `python -X importtime`: asyncio, agent.config, the CLI importing every "
-        "command module to build its parser); the trace itself is the in-process time below it. "
-        "traceroute sends 16 probes at once and 3 per hop; nkprobe 16 TTLs at once and 1 per hop "
-        "(a retry only for silent hops), so on these short paths part of its packets go past the "
-        "destination; scamper probes hop by hop (fewest packets, slowest on the silent hop).",
+        "- Whole-run time of `nkprobe trace` is mostly Python start-up and imports (the CLI imports only "
+        "the command it runs; asyncio and agent.config remain); the trace itself is the in-process time "
+        "below it. traceroute sends 16 probes at once and 3 per hop; nkprobe at most `[trace] lookahead` "
+        "TTLs past the last hop that answered and 1 per hop (a retry only for silent hops); scamper "
+        "probes hop by hop (fewest packets, slowest on the silent hop). The sustained CPU run uses a "
+        "plain ProbeSpec (16 TTLs in flight), so it measures the engine, not the lookahead.",
         "",
     ]
     return "\n".join(lines)
