@@ -79,13 +79,16 @@ def _download(url: str, out: IO[bytes], opener: Opener, timeout_s: float, clock:
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise UpdateError(f"{url}: {reason}") from None
+    # read1 returns what has arrived instead of blocking until CHUNK bytes: the overall deadline is
+    # checked while a slow server drips, and the temp file grows as the data comes.
+    read = getattr(response, "read1", None) or response.read
     try:
         total = 0
         while True:
             if clock() > deadline:
                 raise UpdateError(f"{url}: took longer than {timeout_s:g} s")
             try:
-                chunk = response.read(CHUNK)
+                chunk = read(CHUNK)
             except (OSError, ValueError, http.client.HTTPException) as exc:  # timeouts, resets, cut-offs
                 raise UpdateError(f"{url}: download broke off after {total} bytes ({exc!r})") from None
             if not chunk:
@@ -94,6 +97,7 @@ def _download(url: str, out: IO[bytes], opener: Opener, timeout_s: float, clock:
             if total > MAX_BYTES:
                 raise UpdateError(f"{url}: larger than {MAX_BYTES >> 20} MB")
             out.write(chunk)
+            out.flush()
         headers = response.headers
     finally:
         response.close()

@@ -148,12 +148,12 @@ def test_packet_rate_at_the_vantage_interface_never_exceeds_max_pps(lab: LabInfo
     target = lab.prefixes["198.19.178.0/24"].echo_host
     with Capture(_vantage_ifname(lab), netns=lab.vantage_ns) as cap:
         proc = subprocess.run(
-            trace_cmd(lab, target, "--protocol", "icmp", "--flows", "4", config=config),
+            trace_cmd(lab, target, "--protocol", "icmp", "--flows", "8", config=config),
             capture_output=True, text=True, timeout=90,
         )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     sent = [f.time_ns for f in cap.frames if f.outgoing and f.src == lab.vantage_address and f.dst == target]
-    # 4 flows need far more than one second's budget, so the cap is really exercised...
+    # 8 flows need far more than one second's budget, so the cap is really exercised...
     assert len(sent) > 2 * max_pps
     # ... and no one-second window at the interface holds more than max_pps of them.
     assert max_in_window(sent) <= max_pps
