@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -43,18 +45,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", metavar="FILE", help="lab scenario TOML (default: built-in)")
 
 
+def _program() -> str:
+    """`nkprobe` if that is what PATH finds for this installation, else this installation's full path."""
+    here = shutil.which("nkprobe")
+    beside = Path(sys.executable).with_name("nkprobe")
+    if beside.exists() and (here is None or Path(here).resolve() != beside.resolve()):
+        return str(beside)
+    return "nkprobe"
+
+
 def hints(lab: LabInfo, listen: str | None) -> list[str]:
     """What to try while the demo runs (all of it inside the lab, never toward real addresses)."""
     vp = lab.vantage_ns
+    # The command as it can be typed here: a venv's nkprobe (./quickstart.sh) is often not on PATH.
+    me = _program()
     flip_host = lab.prefixes["198.19.179.0/24"].echo_host
     ttk_host = lab.prefixes["198.19.177.0/24"].echo_host
     out = [
         f"  ip netns exec {vp} traceroute -n -I {flip_host}",
         f"  ip netns exec {vp} traceroute -n -I {ttk_host}          # the '*' is the silent TTK router",
-        f"  ip netns exec {vp} nkprobe trace {flip_host} --config {lab.config_file}",
+        f"  ip netns exec {vp} {me} trace {flip_host} --config {lab.config_file}",
         f"  ip netns exec {vp} ping -c 5 {lab.prefixes['198.19.176.0/24'].echo_host}",
-        f"  nkprobe lab --prefix {lab.prefix} flip transtelecom     # and back: flip china_unicom",
-        f"  nkprobe lab --prefix {lab.prefix} status",
+        f"  {me} lab --prefix {lab.prefix} flip transtelecom     # and back: flip china_unicom",
+        f"  {me} lab --prefix {lab.prefix} status",
     ]
     if listen:
         out.append(f"  curl -s http://{listen}/metrics | grep nkprobe_path_upstream")
