@@ -137,20 +137,10 @@ def _make_links(names: dict[str, str], scenario: Scenario, backend: str) -> None
         ns_a, ns_b = names[lk.a], names[lk.b]
         via_wire = backend == "wire" and lk.name in scenario.links
         if via_wire:
-            with _netlink(ns_a) as ipr:
-                ipr.link(
-                    "add",
-                    ifname=lk.a_ifname,
-                    kind="veth",
-                    peer={"ifname": _wire_if(lk.name, "a"), "net_ns_fd": wire},
-                )
-            with _netlink(ns_b) as ipr:
-                ipr.link(
-                    "add",
-                    ifname=lk.b_ifname,
-                    kind="veth",
-                    peer={"ifname": _wire_if(lk.name, "b"), "net_ns_fd": wire},
-                )
+            for side, ns, ifname in (("a", ns_a, lk.a_ifname), ("b", ns_b, lk.b_ifname)):
+                with _netlink(ns) as ipr:
+                    peer = {"ifname": _wire_if(lk.name, side), "net_ns_fd": wire}
+                    ipr.link("add", ifname=ifname, kind="veth", peer=peer)
             with _netlink(wire) as ipr:
                 for side in ("a", "b"):
                     (idx,) = ipr.link_lookup(ifname=_wire_if(lk.name, side))

@@ -83,6 +83,21 @@ def ping_rtts(lab: LabInfo, target: str, count: int = 20) -> list[float]:
     return [float(m) for m in re.findall(r"time=([0-9.]+) ms", proc.stdout)]
 
 
+def median_rtt(lab: LabInfo, target: str, rounds: int = 3) -> float:
+    """The lowest median of up to `rounds` rounds of 20 echoes.
+
+    This VM's host now and then deschedules it for milliseconds (sleep(5 ms) overshoots by up to 3.6 ms
+    here when idle), which only ever adds delay: a round whose median it spoiled is measured again. A
+    link whose delay is really off stays off in every round, so this cannot hide a wrong delay.
+    """
+    medians = []
+    for _ in range(rounds):
+        rtts = ping_rtts(lab, target)
+        assert len(rtts) == 20, rtts
+        medians.append(statistics.median(rtts))
+    return min(medians)
+
+
 def http_get(lab: LabInfo, address: str) -> bytes:
     with nsutil.inside(lab.vantage_ns):
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # lives in the vantage namespace
@@ -151,9 +166,7 @@ def test_split_prefix_is_hashed_per_flow_and_each_flow_returns_the_way_it_came(l
 @pytest.mark.parametrize(("slash24", "upstream"), [("198.19.176.0/24", CHINA), ("198.19.177.0/24", TTK)])
 def test_ping_rtt_matches_the_scenario(lab: LabInfo, slash24: str, upstream: str) -> None:
     info = lab.prefixes[slash24]
-    rtts = ping_rtts(lab, info.echo_host)
-    assert len(rtts) == 20
-    assert statistics.median(rtts) == pytest.approx(info.rtt_ms[upstream], abs=1.0)
+    assert median_rtt(lab, info.echo_host) == pytest.approx(info.rtt_ms[upstream], abs=1.0)
 
 
 def test_flip_moves_the_rtt_too(lab: LabInfo) -> None:
@@ -161,10 +174,10 @@ def test_flip_moves_the_rtt_too(lab: LabInfo) -> None:
     try:
         proc = nkprobe("lab", "--prefix", lab.prefix, "flip", TTK)
         assert proc.returncode == 0 and "now via transtelecom" in proc.stdout, proc.stderr
-        assert statistics.median(ping_rtts(lab, info.echo_host)) == pytest.approx(info.rtt_ms[TTK], abs=1.0)
+        assert median_rtt(lab, info.echo_host) == pytest.approx(info.rtt_ms[TTK], abs=1.0)
     finally:
         flip(lab, CHINA)
-    assert statistics.median(ping_rtts(lab, info.echo_host)) == pytest.approx(info.rtt_ms[CHINA], abs=1.0)
+    assert median_rtt(lab, info.echo_host) == pytest.approx(info.rtt_ms[CHINA], abs=1.0)
 
 
 def test_quiet_host_ignores_echo_but_serves_tcp(lab: LabInfo) -> None:
