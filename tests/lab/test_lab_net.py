@@ -83,8 +83,8 @@ def ping_rtts(lab: LabInfo, target: str, count: int = 20) -> list[float]:
     return [float(m) for m in re.findall(r"time=([0-9.]+) ms", proc.stdout)]
 
 
-def median_rtt(lab: LabInfo, target: str, rounds: int = 3) -> float:
-    """The lowest median of up to `rounds` rounds of 20 echoes.
+def median_rtt(lab: LabInfo, target: str, rounds: int = 5) -> float:
+    """The lowest median of `rounds` rounds of 20 echoes.
 
     This VM's host now and then deschedules it for milliseconds (sleep(5 ms) overshoots by up to 3.6 ms
     here when idle), which only ever adds delay: a round whose median it spoiled is measured again. A
@@ -302,9 +302,10 @@ def test_jitter_and_loss_reach_the_wire(lab: LabInfo) -> None:
         build.down(prefix)
     # Each direction loses 30%: about 49% of the echoes come back (binomial, 200 tries: 35%..63% is over
     # 5 sigma). RTTs are 2 x (2 +/- 1) ms, give or take the wire's wake-up correction; on a loaded
-    # 2-core CI machine a few echoes also wait for the scheduler, so the bound is on the 95th percentile.
+    # 2-core CI machine some echoes also wait for the scheduler (p95 8 ms seen with other work running),
+    # so the upper bounds only catch a runaway delay; the lower bound and the spread show the jitter.
     assert 70 <= len(rtts) <= 126, len(rtts)
     p95 = sorted(rtts)[int(len(rtts) * 0.95)]
-    assert min(rtts) >= 1.5 and p95 <= 6.5 and max(rtts) <= 20.0, rtts
+    assert min(rtts) >= 1.5 and p95 <= 10.0 and max(rtts) <= 25.0, rtts
     assert max(rtts) - min(rtts) > 0.5  # jitter is there
     assert dropped["a>b"]["dropped"] > 20 and dropped["b>a"]["dropped"] > 10
