@@ -8,6 +8,7 @@ namespace) and its path tags arrive at the central server; without them that tes
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import re
@@ -59,13 +60,17 @@ class Central:
     grafana_password: str
     agent_user: str
     agent_password: str
+    # How the fixture started it, so a test can cut it and bring it back on the same port and storage.
+    args: tuple[str, ...] = ()
+    proc: subprocess.Popen[bytes] | None = None
 
     @property
     def write_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/v1/write"
 
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    def query(self, promql: str, at: float | None = None) -> list[dict[str, Any]]:
+        params = {"query": promql} if at is None else {"query": promql, "time": f"{at:.3f}"}
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode(params)
         request = urllib.request.Request(url)
         token = base64.b64encode(f"grafana:{self.grafana_password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
@@ -138,28 +143,33 @@ def central(tmp_path: Path, procs: Processes) -> Central:
     assert match, add.stdout
     port = _free_port()
     config = (copy / "prometheus.yml").read_text()
-    config = config.replace("/etc/prometheus/secrets/", f"{copy}/secrets/").replace(
-        "localhost:9090", f"127.0.0.1:{port}"
+    config = (
+        config.replace("/etc/prometheus/secrets/", f"{copy}/secrets/")
+        .replace("localhost:9090", f"127.0.0.1:{port}")
+        # Rules every 2 s instead of every minute, so the tests see recorded series within seconds.
+        .replace("evaluation_interval: 1m", "evaluation_interval: 2s")
     )
+    for rules in (copy / "rules").glob("*.yml"):
+        rules.write_text(re.sub(r"(?m)^(\s*interval: )1m$", r"\g<1>2s", rules.read_text()))
     (copy / "prometheus.yml").write_text(config)
     log = tmp_path / "central.log"
-    proc = procs.start(
-        [
-            prometheus,
-            f"--config.file={copy / 'prometheus.yml'}",
-            f"--web.config.file={copy / 'secrets' / 'web.yml'}",
-            "--web.enable-remote-write-receiver",
-            f"--storage.tsdb.path={tmp_path / 'central-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        log,
+    args = (
+        prometheus,
+        f"--config.file={copy / 'prometheus.yml'}",
+        f"--web.config.file={copy / 'secrets' / 'web.yml'}",
+        "--web.enable-remote-write-receiver",
+        f"--storage.tsdb.path={tmp_path / 'central-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
     )
+    proc = procs.start(list(args), log)
     _wait_http(f"http://127.0.0.1:{port}/-/ready", proc, log)
     return Central(
         port=port,
         grafana_password=(copy / "secrets" / "grafana_password").read_text(),
         agent_user=match.group(1),
         agent_password=match.group(2),
+        args=args,
+        proc=proc,
     )
 
 
@@ -279,15 +289,8 @@ def _run_registered() -> bool:
     )
 
 
-@pytest.mark.lab
-def test_real_agent_in_lab_reaches_central(
-    tmp_path: Path, procs: Processes, central: Central, request: pytest.FixtureRequest
-) -> None:
-    """The real `nkprobe run`, probing the lab from its vantage namespace, through the forwarder, under
-    memory-deny-write-execute as in its unit."""
-    if not _run_registered():
-        pytest.skip("`nkprobe run` is not registered in agent/cli.py yet")
-    lab = request.getfixturevalue("lab")  # skips without root / namespaces
+def _start_real_agent(tmp_path: Path, procs: Processes, lab: Any) -> int:
+    """`nkprobe run` on the lab's own config, in its vantage namespace, under MDWE; its /metrics port."""
     agent_port = _free_port()
     log = tmp_path / "agent.log"
     config = tmp_path / "agent.toml"
@@ -305,6 +308,19 @@ def test_real_agent_in_lab_reaches_central(
         cwd=REPO,
     )  # fmt: skip
     _wait_http(f"http://127.0.0.1:{agent_port}/metrics", proc, log)
+    return agent_port
+
+
+@pytest.mark.lab
+def test_real_agent_in_lab_reaches_central(
+    tmp_path: Path, procs: Processes, central: Central, request: pytest.FixtureRequest
+) -> None:
+    """The real `nkprobe run`, probing the lab from its vantage namespace, through the forwarder, under
+    memory-deny-write-execute as in its unit."""
+    if not _run_registered():
+        pytest.skip("`nkprobe run` is not registered in agent/cli.py yet")
+    lab = request.getfixturevalue("lab")  # skips without root / namespaces
+    agent_port = _start_real_agent(tmp_path, procs, lab)
     _start_forwarder("prometheus", tmp_path, procs, central, agent_port)
     # 198.19.177.0/24 is always behind the TransTeleCom-like chain in the lab.
     got = central.wait_for(
@@ -313,3 +329,145 @@ def test_real_agent_in_lab_reaches_central(
         timeout=120.0,  # the agent's start, two agreeing trace rounds (hysteresis), one scrape
     )
     assert got[0]["metric"]["instance"] == "e2e-pi"
+
+
+# Expressions that cannot return data after a lab run of a minute, each with why, evaluated as the part
+# that can. Keys are test_deploy_promql's names (file:line or dashboard:panel) plus the expression's start.
+PROMQL_STAND_INS = {
+    # Alert: compares with 1 h ago (offset 1h), which a fresh receiver does not have; its series:
+    "nkprobe.alerts.rules.yml:10": "prefix_upstream:nkprobe_path_upstream:consensus == 1",
+    # The following alerts must NOT fire in a healthy lab; each is evaluated as its measured quantity.
+    "nkprobe.alerts.rules.yml:30": "target:nkprobe_target_up:avg and on (target, prefix)"
+    " target:nkprobe_target_up:agents",
+    "nkprobe.alerts.rules.yml:47": "max by (agent) (max_over_time(nkprobe_agent_info[1d]))",
+    "nkprobe.alerts.rules.yml:63": "count by (upstream)"
+    " (prefix_upstream:nkprobe_path_upstream:consensus == 1)",
+    "nkprobe.alerts.rules.yml:81": "time() - min by (agent) (nkprobe_asn_table_snapshot_timestamp_seconds)",
+}
+# The lab has two upstreams only (china_unicom, transtelecom): no path is ever tagged "other", so the
+# overview's RTT heatmap for "other" is legitimately empty there. It must still evaluate without error.
+PROMQL_MAY_BE_EMPTY = ('upstream="other"} == 1',)
+FLIPPED_PREFIX = "198.19.179.0/24"  # follows `nkprobe lab flip`
+
+
+def _fill_template(expr: str, target: str) -> str:
+    """Grafana's variables as a user viewing this run would have them; $__rate_interval etc. as
+    test_deploy_promql sets them (2m covers the whole run)."""
+    from test_deploy_promql import _grafana_to_promql
+
+    expr = _grafana_to_promql(expr)
+    return expr.replace("$agent", "e2e-pi").replace("$prefix", FLIPPED_PREFIX).replace("$target", target)
+
+
+@pytest.mark.lab
+def test_every_dashboard_and_rule_expression_has_data_after_a_lab_flip(
+    tmp_path: Path, procs: Processes, central: Central, request: pytest.FixtureRequest
+) -> None:
+    """Issue 6: the real agent probes the lab, `nkprobe lab flip transtelecom` moves 198.19.179.0/24 to
+    the other chain, and then every PromQL expression of the central rules and the dashboards (as
+    test_deploy_promql extracts them, template variables filled) returns data from the central receiver.
+    Alerts that need hours of history or must not fire are evaluated as PROMQL_STAND_INS says."""
+    from test_deploy_promql import _all_exprs
+
+    from tests.lab.agent_harness import lab_flip
+
+    if not _run_registered():
+        pytest.skip("`nkprobe run` is not registered in agent/cli.py yet")
+    lab = request.getfixturevalue("lab")  # skips without root / namespaces
+    exprs = _all_exprs()
+    assert len(exprs) > 20
+    lab_flip(lab, "china_unicom")  # the lab's starting state, whatever an earlier test left
+    try:
+        agent_port = _start_real_agent(tmp_path, procs, lab)
+        _start_forwarder("prometheus", tmp_path, procs, central, agent_port)
+        path = 'nkprobe_path_upstream{agent="e2e-pi", %s, upstream="%s"} == 1'
+        before = central.wait_for(
+            path % (f'prefix="{FLIPPED_PREFIX}"', "china_unicom"), lambda r: len(r) >= 1, timeout=90.0
+        )
+        target = before[0]["metric"]["target"]
+        lab_flip(lab, "transtelecom")
+        # This very target confirmed on the other chain (both targets of the prefix need not be yet).
+        central.wait_for(path % (f'target="{target}"', "transtelecom"), lambda r: len(r) >= 1, timeout=60.0)
+    finally:
+        lab_flip(lab, "china_unicom")
+    pending: dict[str, str] = {}
+    for name, expr in exprs:
+        stand_in = PROMQL_STAND_INS.get(name)
+        pending[f"{name}: {expr[:60]}"] = _fill_template(stand_in or expr, target)
+    stale = set(PROMQL_STAND_INS) - {name for name, _ in exprs}
+    assert not stale, f"PROMQL_STAND_INS names expressions that moved (rules file edited?): {stale}"
+    # Recording rules run every 2 s, rate() needs two samples: a few seconds more for the last ones.
+    deadline = time.monotonic() + 30.0
+    empty: dict[str, str] = {}
+    while True:
+        empty = {}
+        for name, promql in pending.items():
+            if not central.query(promql) and not any(m in promql for m in PROMQL_MAY_BE_EMPTY):
+                empty[name] = promql
+        if not empty or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    assert not empty, "no data for:\n" + "\n".join(f"{n}\n    {q}" for n, q in empty.items())
+
+
+SCRAPE_INTERVAL_S = 1.0  # what _forwarder_files sets
+OUTAGE_S = 20.0  # issue 6 says "a minute"; 20 s (20 scrapes) exercises the same buffer and replay in CI time
+
+
+def _sample_times(central: Central, promql: str, start: float, end: float) -> list[float]:
+    """Timestamps of the raw samples of `promql` (one series) in (start, end], as stored."""
+    result = central.query(f"{promql}[{int(end - start) + 1}s]", at=end)
+    if len(result) != 1:
+        return []
+    return [float(t) for t, _ in result[0]["values"] if start < float(t) <= end]
+
+
+def _gaps(times: list[float]) -> list[tuple[float, float]]:
+    """Consecutive samples further apart than a missed scrape's worth (jitter allowed, one scrape not).
+
+    >>> _gaps([1.0, 2.0, 3.1, 5.9])
+    [(3.1, 5.9)]
+    """
+    return [(a, b) for a, b in itertools.pairwise(times) if b - a > 1.8 * SCRAPE_INTERVAL_S]
+
+
+def test_vmagent_buffers_to_disk_across_central_outage(
+    tmp_path: Path, procs: Processes, central: Central
+) -> None:
+    """Issue 6: cut the central receiver (stop its Prometheus) for OUTAGE_S while vmagent keeps scraping
+    every SCRAPE_INTERVAL_S, bring it back on the same port and storage: vmagent must have buffered the
+    scrapes under -remoteWrite.tmpDataPath and replayed them, so the series has a sample for every scrape
+    across the outage. The replayed samples are newer than anything the series had before the cut and
+    well within the head block; the central config's out_of_order_time_window (2d) would take older ones."""
+    need_tool("vmagent")
+    assert central.proc is not None
+    agent_port = _start_fake_agent(tmp_path, procs)
+    _start_forwarder("vmagent", tmp_path, procs, central, agent_port)
+    series = 'nkprobe_agent_info{agent="e2e-pi"}'
+    central.wait_for(series, lambda r: len(r) == 1)
+    time.sleep(3 * SCRAPE_INTERVAL_S)  # a few samples delivered before the cut
+    cut = time.time()
+    central.proc.terminate()
+    central.proc.wait(timeout=15)
+    time.sleep(OUTAGE_S)
+    back = time.time()
+    log = tmp_path / "central-restarted.log"
+    proc = procs.start(list(central.args), log)
+    _wait_http(f"http://127.0.0.1:{central.port}/-/ready", proc, log)
+    start, end = cut - 3 * SCRAPE_INTERVAL_S, back + 3 * SCRAPE_INTERVAL_S
+    # vmagent retries with a doubling back-off (1 s, 2 s, ... capped at 1 min): after a 20 s cut the next
+    # attempt comes within ~15 s of the return.
+    deadline = time.monotonic() + ARRIVAL_TIMEOUT_S
+    times: list[float] = []
+    while time.monotonic() < deadline:
+        if time.time() > end:
+            times = _sample_times(central, series, start, end)
+            if times and not _gaps(times) and times[-1] > end - 1.8 * SCRAPE_INTERVAL_S:
+                break
+        time.sleep(0.5)
+    assert times, "no samples around the outage reached the central server"
+    assert times[0] < cut, f"nothing from before the cut ({cut:.1f}): first sample {times[0]:.1f}"
+    assert times[-1] > back, f"nothing from after the return ({back:.1f}): last sample {times[-1]:.1f}"
+    assert not _gaps(times), f"samples lost across the outage {cut:.1f}..{back:.1f}: gaps {_gaps(times)}"
+    expected = (end - start) / SCRAPE_INTERVAL_S
+    assert len(times) >= 0.9 * expected, f"{len(times)} samples for {expected:.0f} scrapes"
