@@ -157,6 +157,7 @@ def open_socket_set() -> SocketSet:
 
 
 _TS64 = struct.Struct("=qq")
+TIMESTAMP_KINDS = frozenset({SO_TIMESTAMPNS_OLD, SO_TIMESTAMPNS_NEW})  # cmsg types of SOL_SOCKET
 
 
 def parse_timestamp(ancdata: list[tuple[int, int, bytes]]) -> int | None:
@@ -166,7 +167,7 @@ def parse_timestamp(ancdata: list[tuple[int, int, bytes]]) -> int | None:
         if (
             level == socket.SOL_SOCKET
             and len(data) == 16
-            and kind in (SO_TIMESTAMPNS_OLD, SO_TIMESTAMPNS_NEW)
+            and kind in TIMESTAMP_KINDS
         ):
             sec, nsec = _TS64.unpack(data)
             return int(sec * 1_000_000_000 + nsec)

@@ -280,7 +280,7 @@ class Session:
         )  # fmt: skip
         if self._queue:
             self._drop_queued(probe.ttl)  # an answered hop needs no retry
-        end = self._end_kind(reply)
+        end = self._end_kind(reply) if reply.kind is not ReplyKind.TIME_EXCEEDED else ""
         if end and (self._end_ttl is None or probe.ttl < self._end_ttl):
             self._end_ttl, self._end_reason = probe.ttl, end
             if self._end_at is None:
