@@ -63,6 +63,8 @@ _TCP = struct.Struct("!HHIIBBHHH")
 # The IPv4 header, the UDP or ICMP header and the two identity words, in one pack per probe.
 _IP_UDP_IDENT = struct.Struct("!BBHHHBBH4s4sHHHHHH")
 _IP_ICMP_IDENT = struct.Struct("!BBHHHBBH4s4sBBHHHH")
+# The IPv4 header, the TCP header and its MSS option (kind 2, length 4, value).
+_IP_TCP = struct.Struct("!BBHHHBBH4s4sHHIIBBHHHBBH")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,11 @@ class ProbeBuilder:
             self._pad = b""
             self.checksum = 0  # varies with the sequence number; TCP's checksum is not hashed
             self._head = ()
+            # The one's-complement sum of everything the TCP checksum covers but the sequence number
+            # (RFC 9293 section 3.1: pseudo-header, header, options); each probe adds its two words.
+            header = _TCP.pack(flow.sport, flow.dport, 0, 0, (TCP_HEADER_LEN // 4) << 4, 0x02,
+                               TCP_WINDOW, 0, 0)  # fmt: skip
+            self._tcp_partial = ones_sum(self._pseudo + header + struct.pack("!BBH", 2, 4, TCP_MSS))
 
     def build(self, ttl: int, ident: int) -> bytes:
         """The whole IPv4 packet of the probe with this TTL and identity (1..65535)."""
@@ -188,15 +195,14 @@ class ProbeBuilder:
             packet = self._pack(0x45, self.flow.tos, self._size, ident, 0, ttl, self._proto, ~total & 0xFFFF,
                                 self._src, self._dst, *self._head, ident, ~ident & 0xFFFF)  # fmt: skip
             return packet + self._pad
-        ip = _IP.pack(0x45, self.flow.tos, self._size, ident, 0, ttl, self._proto, ~total & 0xFFFF,
-                      self._src, self._dst)  # fmt: skip
         flow = self.flow
         seq = tcp_seq(ident)
-        options = struct.pack("!BBH", 2, 4, TCP_MSS)
-        header = _TCP.pack(flow.sport, flow.dport, seq, 0, (TCP_HEADER_LEN // 4) << 4, 0x02,
-                           TCP_WINDOW, 0, 0)  # fmt: skip
-        csum = inet_checksum(self._pseudo + header + options)
-        return ip + header[:16] + struct.pack("!H", csum) + header[18:] + options
+        csum = self._tcp_partial + (seq >> 16) + (seq & 0xFFFF)
+        csum = (csum & 0xFFFF) + (csum >> 16)
+        csum = (csum & 0xFFFF) + (csum >> 16)
+        return _IP_TCP.pack(0x45, flow.tos, self._size, ident, 0, ttl, self._proto, ~total & 0xFFFF,
+                            self._src, self._dst, flow.sport, flow.dport, seq, 0, (TCP_HEADER_LEN // 4) << 4,
+                            0x02, TCP_WINDOW, ~csum & 0xFFFF, 0, 2, 4, TCP_MSS)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=256)

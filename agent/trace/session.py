@@ -354,9 +354,15 @@ class Session:
         return ""
 
     def _enqueue(self, ttl: int, attempt: int) -> None:
-        hop = self._hops.setdefault(ttl, _HopState())
+        hop = self._hops.get(ttl)
+        if hop is None:
+            hop = self._hops[ttl] = _HopState()
         hop.attempts_planned = max(hop.attempts_planned, attempt + 1)
-        bisect.insort(self._queue, (ttl, attempt))
+        item = (ttl, attempt)
+        if not self._queue or self._queue[-1] < item:
+            self._queue.append(item)  # the usual case: a new TTL, above everything queued
+        else:
+            bisect.insort(self._queue, item)
 
     def _drop_queued(self, ttl: int) -> None:
         kept = [item for item in self._queue if item[0] != ttl]
@@ -433,7 +439,12 @@ class Session:
         if self._done:
             return
         if self._end_ttl is not None and self._end_at is not None:
-            waiting = any(s.probe.ttl < self._end_ttl for s in self._flying.values())
+            end_ttl = self._end_ttl
+            waiting = False
+            for state in self._flying.values():
+                if state.probe.ttl < end_ttl:
+                    waiting = True
+                    break
             if not waiting or now >= self._end_at + self._grace():
                 self._finish(self._end_reason, now)
             return
