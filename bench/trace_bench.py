@@ -2,7 +2,12 @@
 
 Run as root (it builds, or reuses, a lab; every probe runs inside the lab's vantage namespace):
 
-    /opt/nkvenv/bin/python bench/trace_bench.py [--prefix nkp-b-] [--rounds 3] [--traces 1000] [--write]
+    .venv/bin/python bench/trace_bench.py [--prefix nkp-b-] [--rounds 3] [--traces 1000] [--write]
+        [--compare-python OTHER-VENV/bin/python]
+
+Run it with a venv of Debian's /usr/bin/python3 (Raspberry Pi OS's interpreter, and the one
+deploy/raspberry-pi/install.sh uses); `--compare-python` repeats the sustained CPU runs under another
+interpreter, for instance a source build without profile-guided optimisation, which is slower.
 
 What it measures, per upstream (China-Unicom-like path with no silent hop, TransTeleCom-like path with
 one) and per protocol (ICMP, UDP, TCP):
@@ -157,6 +162,7 @@ class Results:
     rtt_compare: str = ""
     cpu_us_per_probe: float = 0.0
     sustained: str = ""
+    other_pythons: list[str] = field(default_factory=list)  # "--compare-python" lines
 
 
 def vantage_dev(lab: LabInfo) -> str:
@@ -345,7 +351,9 @@ def report(lab: LabInfo, res: Results, rounds: int, rss_kb: int) -> str:
         + res.rtt_compare
         + ": the offset from the configured delay is the lab's, not ours.",
         f"- CPU per probe, sustained: {res.cpu_us_per_probe:.0f} us ({res.sustained}); target <= 100 us: "
-        f"{'met' if res.cpu_us_per_probe <= 100 else 'NOT met'}.",
+        f"{'met' if res.cpu_us_per_probe <= 100 else 'NOT met'}. Interpreter: {sys.executable} (Python "
+        f"{platform.python_version()}).",
+        *(f"- The same sustained run under {line}" for line in res.other_pythons),
         f"- Peak RSS of `nkprobe trace` (max over runs): {rss_kb / 1024:.1f} MB; target <= 60 MB: "
         f"{'met' if rss_kb <= 60 * 1024 else 'NOT met'}.",
         f"- Load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}, {os.cpu_count()} CPUs: "
@@ -369,8 +377,35 @@ def write_section(text: str) -> None:
         new = old.rstrip("\n") + "\n\n" + text
     else:
         end = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + (old[end + 1 :] if end >= 0 else "")
+        new = old[:start] + text.rstrip("\n") + ("\n\n" + old[end + 1 :] if end >= 0 else "")
     RESULTS.write_text(new.rstrip("\n") + "\n")
+
+
+def sustained_runs(lab: LabInfo, traces: int, runs: int = 3) -> list[tuple[float, str]]:
+    """`runs` sustained runs (the machine is shared: CPU time per probe varies between runs), sorted."""
+    out = []
+    for _ in range(runs):
+        one = Results()
+        asyncio.run(sustained(lab, one, traces))
+        out.append((one.cpu_us_per_probe, one.sustained))
+    return sorted(out)
+
+
+def other_python(python: str, prefix: str, traces: int) -> str:
+    """The sustained runs under another interpreter (with this package importable), as a report line."""
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); from bench import trace_bench as tb; "
+        "from agent.lab import info; import platform; "
+        "runs = tb.sustained_runs(info.load(sys.argv[2]), int(sys.argv[3])); "
+        "print(json.dumps([platform.python_version(), [r[0] for r in runs], runs[1][1]]))"
+    )
+    done = subprocess.run([python, "-c", code, str(ROOT), prefix, str(traces)], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    version, cpu, text = json.loads(done.stdout)
+    return (
+        f"{python} (Python {version}): {cpu[1]:.0f} us a probe ({text}; the three runs: "
+        f"{', '.join(f'{c:.0f}' for c in cpu)} us a probe)."
+    )
 
 
 def main() -> int:
@@ -381,6 +416,11 @@ def main() -> int:
     ap.add_argument(
         "--write", action="store_true", help="update the Probe engine section of bench/RESULTS.md"
     )
+    ap.add_argument(
+        "--compare-python", action="append", default=[], metavar="PYTHON",
+        help="also run the sustained CPU measurement under this interpreter (agent importable), e.g. "
+        "another venv's bin/python; repeatable",
+    )  # fmt: skip
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("trace_bench: needs root (lab namespaces, raw sockets)", file=sys.stderr)
@@ -412,16 +452,11 @@ def main() -> int:
                             rss = max(rss, peak_rss_kb(lab, cmd))
         asyncio.run(in_process(lab, res, args.rounds))
         asyncio.run(rtt_vs_wire(lab, dev, res))
-        # Three sustained runs (the machine is shared: CPU time per probe varies between runs); the
-        # median one is reported.
-        runs = []
-        for _ in range(3):
-            one = Results()
-            asyncio.run(sustained(lab, one, args.traces))
-            runs.append((one.cpu_us_per_probe, one.sustained))
-        runs.sort()
+        # The median of three sustained runs is reported.
+        runs = sustained_runs(lab, args.traces)
         res.cpu_us_per_probe, res.sustained = runs[1]
         res.sustained += f"; the three runs: {', '.join(f'{r[0]:.0f}' for r in runs)} us a probe"
+        res.other_pythons = [other_python(python, args.prefix, args.traces) for python in args.compare_python]
         text = report(lab, res, args.rounds, rss)
         print(text)
         if args.write:
