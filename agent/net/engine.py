@@ -23,7 +23,6 @@ import errno
 import logging
 import random
 import socket
-import struct
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable
@@ -32,14 +31,7 @@ from agent.allowlist import Allowlist
 from agent.budget import Budget
 from agent.net import clock
 from agent.net.netns import call_in_netns
-from agent.net.sockets import (
-    CMSG_SPACE,
-    RECV_BUFSIZE,
-    TIMESTAMP_KINDS,
-    SocketSet,
-    parse_timestamp,
-    source_address,
-)
+from agent.net.sockets import CMSG_SPACE, RECV_BUFSIZE, SocketSet, parse_timestamp, source_address
 from agent.trace.registry import ReplyHandler, ReplyTable
 
 SendHook = Callable[[str], None]
@@ -49,7 +41,6 @@ SendErrorHook = Callable[[str], None]
 """Called with the errno name ("ENETUNREACH", "EPERM"...) of every probe the kernel refused (metrics)."""
 
 log = logging.getLogger("nkprobe.net")
-_TIMESPEC64 = struct.Struct("=qq")
 SEND_ERROR_LOG_INTERVAL_S = 60.0  # at most one warning a minute: a missing route refuses every probe
 
 
@@ -262,15 +253,7 @@ class ProbeEngine:
                 now = self.now()
                 offset = clock.offset_ns()
             self.received += 1
-            # parse_timestamp's usual case inlined: one 64-bit timespec (this runs once per packet)
-            stamp: int | None = None
-            if len(ancdata) == 1:
-                level, kind, cdata = ancdata[0]
-                if len(cdata) == 16 and kind in TIMESTAMP_KINDS and level == socket.SOL_SOCKET:
-                    sec, nsec = _TIMESPEC64.unpack(cdata)
-                    stamp = sec * 1_000_000_000 + nsec
-            if stamp is None:
-                stamp = parse_timestamp(ancdata)
+            stamp = parse_timestamp(ancdata)
             rx = (stamp - offset) * 1e-9 if stamp is not None else now  # clock.to_monotonic, inlined
             if rx >= now:  # arrived after this batch's clock read (or has no stamp): read the clock again
                 now = self.now()

@@ -164,11 +164,7 @@ def parse_timestamp(ancdata: list[tuple[int, int, bytes]]) -> int | None:
     """The kernel receive time (CLOCK_REALTIME, ns) from recvmsg's ancillary data, if present."""
     if len(ancdata) == 1:  # the usual case, once per packet: one 64-bit timespec
         level, kind, data = ancdata[0]
-        if (
-            level == socket.SOL_SOCKET
-            and len(data) == 16
-            and kind in TIMESTAMP_KINDS
-        ):
+        if level == socket.SOL_SOCKET and len(data) == 16 and kind in TIMESTAMP_KINDS:
             sec, nsec = _TS64.unpack(data)
             return int(sec * 1_000_000_000 + nsec)
     for level, kind, data in ancdata:

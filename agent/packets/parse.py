@@ -87,7 +87,9 @@ def match_key(reply: ParsedReply) -> MatchKey:
 def parse(data: bytes) -> ParsedReply | None:
     """Parse one received IPv4 packet; None unless it is a well-formed reply to a probe like ours."""
     try:
-        ip = _ip_header(data)
+        # Neither a later fragment (no transport header) nor a first one (a reply to our probes is small
+        # enough never to be fragmented).
+        ip = _ip_header(data, _MORE_FRAGMENTS | _FRAGMENT_OFFSET)
         if ip is None:
             return None
         ihl, total, ttl, proto = ip
@@ -105,16 +107,18 @@ def parse(data: bytes) -> ParsedReply | None:
         return None
 
 
-def _ip_header(data: bytes) -> tuple[int, int, int, int] | None:
-    """(header length, total length, TTL, protocol) of an unfragmented IPv4 header, else None.
+_MORE_FRAGMENTS = 0x2000
+_FRAGMENT_OFFSET = 0x1FFF
 
-    Unfragmented: not a later fragment (no transport header) and no more fragments to follow (a reply to
-    our small probes is never fragmented; a quoted probe never was)."""
+
+def _ip_header(data: bytes, refused_frag_bits: int) -> tuple[int, int, int, int] | None:
+    """(header length, total length, TTL, protocol) of an IPv4 header, else None; None too if any of
+    `refused_frag_bits` (of the flags and fragment offset word) is set."""
     if len(data) < 20:
         return None
     ver_ihl, total, frag, ttl, proto = _IPV4.unpack_from(data)
     ihl = (ver_ihl & 0x0F) * 4
-    if ver_ihl >> 4 != 4 or ihl < 20 or len(data) < ihl or frag & 0x3FFF:
+    if ver_ihl >> 4 != 4 or ihl < 20 or len(data) < ihl or frag & refused_frag_bits:
         return None
     return ihl, total, ttl, proto
 
@@ -156,7 +160,10 @@ def _parse_quote(
     code: int,
     mpls: tuple[MplsLabel, ...],
 ) -> ParsedReply | None:
-    ip = _ip_header(quote)
+    # The quoted probe may be a first fragment: our probes do not set DF, so a big one that met a smaller
+    # MTU was split, and routers beyond answer its first fragment (MF set, offset 0). A later fragment
+    # has no transport header to match by.
+    ip = _ip_header(quote, _FRAGMENT_OFFSET)
     if ip is None:
         return None
     ihl, _, quoted_ttl, qproto = ip

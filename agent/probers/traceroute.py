@@ -65,17 +65,25 @@ class _Driver:
         self._timer_at = math.inf  # when the armed timer fires, on the engine's clock
 
     def on_reply(self, reply: ParsedReply, rx_time: float, read_at: float) -> None:
+        """The engine's handler for this session's replies (inside its receive callback: never raises)."""
+        if self.result.done():
+            return  # finished, or cancelled and not yet unregistered
         session = self.session
-        if not session.on_reply(reply, rx_time, read_at=read_at):
+        try:
+            if not session.on_reply(reply, rx_time, read_at=read_at):
+                return
+            if not (session.done or session.wants_to_send):
+                # Nothing to send, but an answer from the destination starts the grace: its end may come
+                # before the armed timer (a router's time exceeded changes nothing here).
+                deadline = session.next_deadline()
+                if deadline is not None and deadline < self._timer_at:
+                    self._arm(deadline)
+                return
+        except Exception as exc:  # handed to the awaiting coroutine, raised there
+            self.cancel_timer()
+            self.result.set_exception(exc)
             return
-        if session.done or session.wants_to_send:
-            self.step()
-            return
-        # Nothing to send, but an answer from the destination starts the grace: its end may come before
-        # the armed timer (a router's time exceeded changes nothing here).
-        deadline = session.next_deadline()
-        if deadline is not None and deadline < self._timer_at:
-            self._arm(deadline)
+        self.step()
 
     def step(self) -> None:
         """Expire, send what the session wants and the budget allows, then finish or arm the timer."""
@@ -90,8 +98,7 @@ class _Driver:
     def _step(self) -> None:
         engine, session = self.engine, self.session
         now = engine.now()
-        session.on_timer(now)
-        starved = False
+        starved = False  # (next_probes expires what has timed out by `now`, as on_timer does)
         if not session.done:
             for probe in session.next_probes(now):
                 sent_at = engine.try_send(probe.data, probe.dst, self.protocol)

@@ -30,7 +30,7 @@ from typing import NamedTuple
 from agent.model import Hop, Path, Protocol, Reply, ReplyKind
 from agent.packets.build import FlowSpec, builder_for
 from agent.packets.parse import ParsedReply
-from agent.trace.flow import flow_spec
+from agent.trace.flow import flow_spec, ident_sequence
 
 REACHED_KINDS = frozenset({ReplyKind.ECHO_REPLY, ReplyKind.TCP_SYNACK, ReplyKind.TCP_RST})
 # From the target itself, port unreachable (the normal end of a UDP trace) and protocol unreachable
@@ -90,6 +90,12 @@ class Probe(NamedTuple):
     dst: str
     protocol: Protocol
     data: bytes
+
+    def __repr__(self) -> str:  # without the packet's bytes, like the dataclass it was (field repr=False)
+        return (
+            f"Probe(ttl={self.ttl}, attempt={self.attempt}, ident={self.ident}, dst={self.dst!r}, "
+            f"protocol={self.protocol!s}, {len(self.data)} bytes)"
+        )
 
 
 @dataclass(slots=True)
@@ -201,7 +207,8 @@ class Session:
         )
 
     def next_probes(self, now: float) -> list[Probe]:
-        """The probes to send now, lowest TTL first; report each one sent with `sent`."""
+        """The probes to send now, lowest TTL first; report each one sent with `sent`. Expires what has
+        timed out by `now` first, as `on_timer` does (so retries that became due are among them)."""
         self._expire(now)
         if self._done or self._stopping():
             return []
@@ -379,8 +386,7 @@ class Session:
     def _plan(self, ttl: int, attempt: int) -> Probe:
         probe = self._planned.get((ttl, attempt))
         if probe is None:
-            # agent.trace.flow.ident_sequence(self._ident_base, self._ident_count), inlined (per probe)
-            ident = (self._ident_base + self._ident_count) % 0xFFFF + 1
+            ident = ident_sequence(self._ident_base, self._ident_count)
             self._ident_count += 1
             probe = Probe(
                 ttl, attempt, ident, self.flow.dst, self.flow.protocol, self._builder.build(ttl, ident)

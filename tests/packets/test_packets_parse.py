@@ -151,3 +151,19 @@ def test_refusals() -> None:
 def test_trailing_link_padding_is_ignored() -> None:
     reply = parse(synth.echo_reply(probe(Protocol.ICMP)) + bytes(6))
     assert reply is not None and reply.size == 60
+
+
+@pytest.mark.parametrize("protocol", [Protocol.UDP, Protocol.ICMP])
+def test_an_answer_quoting_the_first_fragment_of_a_big_probe_is_kept(protocol: Protocol) -> None:
+    # Our probes do not set DF: a 1500-byte probe meeting a 1400-byte MTU is split, and routers beyond
+    # that link answer its first fragment, which they quote with MF set and offset 0. A quoted later
+    # fragment (no transport header) is still refused.
+    big = ProbeBuilder(flow_spec(protocol, DST, 3, src=SRC, size=1500)).build(7, 0x2345)
+    first = bytearray(big[:1396])
+    first[2:4] = (1396).to_bytes(2, "big")
+    first[6] = 0x20  # more fragments, offset 0
+    reply = parse(synth.icmp_error(bytes(first), ROUTER, quote=None))
+    assert reply is not None and match_key(reply) == expected_key(protocol)
+    later = bytearray(first)
+    later[6:8] = (0x2000 | 172).to_bytes(2, "big")  # the fragment at byte 1376
+    assert parse(synth.icmp_error(bytes(later), ROUTER, quote=None)) is None
