@@ -225,8 +225,7 @@ async def _main(
     from agent.scheduler import Scheduler
 
     loop = asyncio.get_running_loop()
-    # The destination prefixes as of start-up: a reload that widens them takes a restart (the engine's
-    # allowlist is the last line of the hard rule and does not move under a running process).
+    # The engine's own allowlist, the last line of the hard rule: a reload replaces it (_reload).
     engine = open_engine(
         Budget(config.agent.max_pps),
         netns,
@@ -381,6 +380,7 @@ async def _reload(
     scheduler: Scheduler,
     engine: ProbeEngine,
 ) -> None:
+    from agent.allowlist import Allowlist
     from agent.config import load_config
     from agent.errors import NkprobeError
 
@@ -401,6 +401,11 @@ async def _reload(
         if before != after:
             log.warning("%s changed; that takes a restart (kept %r)", what, before)
     holder["config"] = new
+    if new.destination.prefixes != old.destination.prefixes:
+        # Before the scheduler moves to the new targets: a narrower list stops probes to what it no
+        # longer covers at once, and a wider one is in place before the targets it admits are probed.
+        engine.set_allowlist(Allowlist(new.destination.prefixes))
+        log.info("destination.prefixes now %s", ", ".join(new.destination.prefixes))
     if new.agent.max_pps != old.agent.max_pps:
         # In place: the sends of the last second still count against the new cap (a fresh Budget would
         # let up to old + new caps leave within one second of the reload).

@@ -134,6 +134,12 @@ class ProbeEngine:
     def in_use(self, session_key: Hashable) -> bool:
         return self.replies.in_use(session_key)
 
+    def set_allowlist(self, allow: Allowlist) -> None:
+        """Probe only inside `allow` from now on (a config reload): a narrower list refuses the very next
+        packet to an address it no longer covers, even one a running trace planned before the reload."""
+        self.allow = allow
+        self._allowed.clear()
+
     def ident_base(self, session_key: Hashable) -> int:
         """Where the next session on `session_key` starts its probe identities: after the identities of
         the previous one (`idents_used`), so that its late replies cannot match the new session's probes

@@ -53,3 +53,41 @@ def test_a_reload_reconfigures_the_state_as_start_up_built_it() -> None:
     renamed = dataclasses.replace(config, agent=dataclasses.replace(config.agent, name="vp-2"))
     run_module._reconfigure_state(state, renamed)
     assert state.snapshot().agent_name == "vp-2"
+
+
+def test_a_reload_moves_the_engines_allowlist_before_the_targets(tmp_path: object) -> None:
+    # Narrowing [destination] prefixes on SIGHUP stops probes outside them at once, and widening admits
+    # the new targets without a restart; the scheduler is reconfigured after the engine has the new list.
+    from pathlib import Path
+
+    from agent.allowlist import Allowlist
+    from agent.errors import NotAllowedError
+    from tests.net.fakewire import fake_engine
+
+    config_file = Path(str(tmp_path)) / "nkprobe.toml"
+    config_file.write_text(
+        '[destination]\nprefixes = ["198.19.177.0/24"]\n\n[[targets]]\naddress = "198.19.177.10"\n'
+    )
+    config = load_config(None)
+    state = run_module._build_state(config)
+    engine, _ = fake_engine(allow=Allowlist(config.destination.prefixes))
+    seen_at_reconfigure: list[bool] = []
+
+    class Scheduler:
+        async def reconfigure(self, new: object) -> None:
+            seen_at_reconfigure.append(engine.allow is not None and engine.allow.allows("198.19.177.10"))
+
+    async def main() -> None:
+        assert engine.try_send(b"x" * 28, "175.45.176.71", "icmp") is not None
+        await run_module._reload(
+            path=str(config_file), holder={"config": config}, state=state,
+            classifier=run_module._Classifier(config, state), scheduler=Scheduler(),  # type: ignore[arg-type]
+            engine=engine,
+        )  # fmt: skip
+        assert engine.try_send(b"x" * 28, "198.19.177.10", "icmp") is not None
+        with pytest.raises(NotAllowedError):
+            engine.try_send(b"x" * 28, "175.45.176.71", "icmp")  # admitted before, refused now
+
+    asyncio.run(main())
+    assert seen_at_reconfigure == [True]
+    assert state.snapshot().agent_name == load_config(str(config_file)).agent.name
