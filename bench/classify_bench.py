@@ -6,7 +6,7 @@
 2. Generate an iptoasn.com-style file of 500,000 ranges and load it in a fresh process. Targets: under
    10 s and under 200 MB peak RSS (resource.getrusage of that process).
 
-Run: /opt/nkvenv/bin/python bench/classify_bench.py [--write bench/RESULTS.md]
+Run: .venv/bin/python bench/classify_bench.py [--write bench/RESULTS.md]
 Offline, no privileges, no network.
 """
 
@@ -299,7 +299,7 @@ def main() -> int:
 NOTES = (
     "The end-to-end pipeline is the one `nkprobe classify` runs: its reader, then only the responding "
     "addresses of each result (agent.ripe.addresses_from_ripe: the same checks and errors as from_ripe, "
-    "no frozen Reply per answer), then classify_addresses, with the cyclic garbage collector paused "
+    "no Reply object per answer), then classify_addresses, with the cyclic garbage collector paused "
     "(agent.ripe.gc_paused: json.loads builds ~50 containers per result and the collector rescanned "
     "them, about half the reading time). A test checks that both ways give the same tags and evidence. "
     "Before (2026-11-26 20:37, traces of 10.6 hops and 3 lines per hop): reading into Path objects "
