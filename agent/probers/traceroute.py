@@ -79,9 +79,8 @@ class _Driver:
                 if deadline is not None and deadline < self._timer_at:
                     self._arm(deadline)
                 return
-        except Exception as exc:  # handed to the awaiting coroutine, raised there
-            self.cancel_timer()
-            self.result.set_exception(exc)
+        except Exception as exc:
+            self._fail(exc)
             return
         self.step()
 
@@ -91,9 +90,13 @@ class _Driver:
             return  # finished, or the awaiting task was cancelled
         try:
             self._step()
-        except Exception as exc:  # handed to the awaiting coroutine, raised there
-            self.cancel_timer()
-            self.result.set_exception(exc)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        """End the trace with `exc`, raised in the awaiting coroutine (never into the engine's loop)."""
+        self.cancel_timer()
+        self.result.set_exception(exc)
 
     def _step(self) -> None:
         engine, session = self.engine, self.session
