@@ -84,7 +84,15 @@ def test_scenario_file_is_read(tmp_path: Path) -> None:
             "[lab]\nflip_start = 'kptc'\n",
             "lab.flip_start: must be one of china_unicom, transtelecom, not 'kptc'",
         ),
-        ("[lab]\nstart = 1\n", "lab.start: unknown key (known: flip_start)"),
+        (
+            "[lab]\nstart = 1\n",
+            "lab.start: unknown key (known: flip_start, nat, nat_random, cgnat, rate_limit, "
+            "icmp_ratelimit_ms, icmp_msgs_per_sec)",
+        ),
+        ("[lab]\nnat = 1\n", "lab.nat: must be true or false, not 1"),
+        ("[lab]\nnat_random = true\n", "lab.nat_random: needs nat = true"),
+        ("[lab]\nicmp_ratelimit_ms = -1\n", "lab.icmp_ratelimit_ms: must be 0..60000, not -1"),
+        ("[lab]\nicmp_msgs_per_sec = 'x'\n", "lab.icmp_msgs_per_sec: must be an integer, not 'x'"),
         ("[link.isp-cu1]\ndelay_ms = 1\n", "link: unknown section (known: lab, links)"),
     ],
 )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from agent.lab.info import LabInfo
+    from agent.lab.scenario import Scenario
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
     up = sub.add_parser("up", help="build the lab (exit 2 if it is already up)")
     up.add_argument("--scenario", metavar="FILE", help="TOML file with per-link delays (default: built-in)")
+    add_home_network_arguments(up)
     down = sub.add_parser("down", help="remove the lab's namespaces, links and helper processes")
     down.add_argument(
         "--all",
@@ -39,15 +41,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     status.add_argument("--json", action="store_true", help="print lab.json plus live state as JSON")
 
 
+def add_home_network_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--nat`, `--cgnat`, `--rate-limit`, `--home`: a real volunteer's network (scenario [lab] keys)."""
+    group = parser.add_argument_group("a real home network (also [lab] keys of the scenario)")
+    group.add_argument("--nat", action="store_true", help="the home router masquerades the vantage host")
+    group.add_argument(
+        "--nat-random", action="store_true", help="... with random source ports and ICMP identifiers"
+    )
+    group.add_argument(
+        "--cgnat", action="store_true", help="carrier-grade NAT at the ISP (home router in 100.64.0.0/10)"
+    )
+    group.add_argument(
+        "--rate-limit", action="store_true", help="routers and hosts rate-limit ICMP errors (kernel defaults)"
+    )
+    group.add_argument("--home", action="store_true", help="all of --nat, --cgnat and --rate-limit")
+
+
+def with_home_network(sc: Scenario, args: argparse.Namespace) -> Scenario:
+    """The scenario with the command line's home-network flags turned on (a flag never turns one off)."""
+    import dataclasses
+
+    from agent.errors import UsageError
+
+    home = bool(getattr(args, "home", False))
+    opts = sc.options
+    nat_random = opts.nat_random or bool(getattr(args, "nat_random", False))
+    nat = opts.nat or home or bool(getattr(args, "nat", False))
+    if nat_random and not nat:
+        raise UsageError("--nat-random needs --nat (or nat = true in the scenario's [lab] table)")
+    opts = dataclasses.replace(
+        opts,
+        nat=nat,
+        nat_random=nat_random,
+        cgnat=opts.cgnat or home or bool(getattr(args, "cgnat", False)),
+        rate_limit=opts.rate_limit or home or bool(getattr(args, "rate_limit", False)),
+    )
+    return dataclasses.replace(sc, options=opts)
+
+
 def run(args: argparse.Namespace) -> int:
     from agent.lab import build, info, scenario
 
     prefix = info.resolve_prefix(args.prefix)
     if args.lab_command == "up":
         build.require_root()
-        sc = scenario.load(args.scenario)
+        sc = with_home_network(scenario.load(args.scenario), args)
         lab = build.up(prefix, sc)
-        print(f"lab {prefix!r} is up ({lab.delay_backend} delay links)")
+        print(f"lab {prefix!r} is up ({lab.delay_backend} delay links{_options_note(lab)})")
         _print_summary(lab)
         return 0
     if args.lab_command == "down" and args.all:
@@ -69,8 +109,23 @@ def run(args: argparse.Namespace) -> int:
     return _status(prefix, args.json)
 
 
+def _options_note(lab: LabInfo) -> str:
+    opts = lab.options
+    parts = [
+        "NAT" + (" (random ports)" if opts.nat_random else "") if opts.nat else "",
+        "CGNAT" if opts.cgnat else "",
+        f"ICMP rate limit {opts.icmp_ratelimit_ms} ms a peer, {opts.icmp_msgs_per_sec}/s"
+        if opts.rate_limit
+        else "",
+    ]
+    shown = [p for p in parts if p]
+    return (", " + ", ".join(shown)) if shown else ""
+
+
 def _print_summary(lab: LabInfo) -> None:
     print(f"  vantage namespace: {lab.vantage_ns} ({lab.vantage_address})")
+    if lab.public_address != lab.vantage_address:
+        print(f"  seen beyond NAT:   {lab.public_address}")
     print(f"  agent config:      {lab.config_file}")
     print(f"  IP-to-AS file:     {lab.asn_file}")
     print(f"  lab description:   {lab.lab_json}")

@@ -25,7 +25,17 @@ from agent.errors import LabError, PrivilegeError
 from agent.lab import nsutil, topology
 from agent.lab.info import LabInfo, LinkInfo, PrefixInfo, load, state_dir
 from agent.lab.scenario import Scenario
-from agent.lab.topology import CHINA, HOSTS, LINKS, MULTIPATH_ROUTERS, ROLES, ROUTERS, TTK, VANTAGE, WIRE
+from agent.lab.topology import (
+    CHINA,
+    HOSTS,
+    MULTIPATH_ROUTERS,
+    ROLES,
+    ROUTERS,
+    TTK,
+    VANTAGE,
+    WIRE,
+    Options,
+)
 
 BACKEND_ENV = "NKPROBE_LAB_DELAY"  # auto (default), wire or netem
 HELPERS = ("wire", "listener")
@@ -86,15 +96,25 @@ def _backend(wire_ns: str) -> str:
     return "netem" if available else "wire"
 
 
-def _sysctls(role: str) -> None:
+def _sysctls(role: str, opts: Options) -> None:
     """Run inside the namespace, before any interface exists (new interfaces copy conf/default)."""
     # No IPv6 on lab links: no router solicitations or DAD frames through the delay links.
     nsutil.sysctl("net/ipv6/conf/all/disable_ipv6", 1, missing_ok=True)
     nsutil.sysctl("net/ipv6/conf/default/disable_ipv6", 1, missing_ok=True)
-    # Traceroute answers must never be rate limited (icmp_ratelimit/ratemask are per namespace, and the
-    # default 1 per second per peer after a burst of 6 shows as '*' in repeated test traces).
-    nsutil.sysctl("net/ipv4/icmp_ratelimit", 0)
-    nsutil.sysctl("net/ipv4/icmp_ratemask", 0)
+    if opts.rate_limit and role != WIRE:
+        # Like real routers and hosts: the kernel's per-peer token bucket (icmp_ratelimit ms a token,
+        # burst 6) and its per-namespace cap (icmp_msgs_per_sec, burst icmp_msgs_burst), on the types
+        # in the default ratemask (time exceeded, unreachables: never echo replies). Both are per
+        # namespace (net->ipv4.sysctl_icmp_*), so each lab router limits on its own.
+        nsutil.sysctl("net/ipv4/icmp_ratelimit", opts.icmp_ratelimit_ms)
+        nsutil.sysctl("net/ipv4/icmp_ratemask", topology.KERNEL_ICMP_RATEMASK)
+        nsutil.sysctl("net/ipv4/icmp_msgs_per_sec", opts.icmp_msgs_per_sec)
+        nsutil.sysctl("net/ipv4/icmp_msgs_burst", topology.KERNEL_ICMP_MSGS_BURST)
+    else:
+        # Traceroute answers must never be rate limited (icmp_ratelimit/ratemask are per namespace, and
+        # the default 1 per second per peer after a burst of 6 shows as '*' in repeated test traces).
+        nsutil.sysctl("net/ipv4/icmp_ratelimit", 0)
+        nsutil.sysctl("net/ipv4/icmp_ratemask", 0)
     if role in ROUTERS:
         nsutil.sysctl("net/ipv4/ip_forward", 1)
         nsutil.sysctl("net/ipv4/conf/all/rp_filter", 0)
@@ -133,7 +153,7 @@ def _wire_if(link_name: str, side: str) -> str:
 
 def _make_links(names: dict[str, str], scenario: Scenario, backend: str) -> None:
     wire = names[WIRE]
-    for lk in LINKS:
+    for lk in topology.links(scenario.options):
         ns_a, ns_b = names[lk.a], names[lk.b]
         via_wire = backend == "wire" and lk.name in scenario.links
         if via_wire:
@@ -154,25 +174,27 @@ def _make_links(names: dict[str, str], scenario: Scenario, backend: str) -> None
 
 
 def _configure_namespace(role: str, ns: str, scenario: Scenario, backend: str, flip: str) -> None:
+    opts = scenario.options
+    lab_links = topology.links(opts)
     delayed_here = {
         (lk.a_ifname if lk.a == role else lk.b_ifname): lk
-        for lk in LINKS
+        for lk in lab_links
         if role in (lk.a, lk.b) and lk.name in scenario.links
     }
     with _netlink(ns) as ipr:
         (lo,) = ipr.link_lookup(ifname="lo")
         ipr.link("set", index=lo, state="up")
-        for lk in LINKS:
+        for lk in lab_links:
             if role not in (lk.a, lk.b):
                 continue
             side = "a" if lk.a == role else "b"
             ifname = lk.a_ifname if side == "a" else lk.b_ifname
             (idx,) = ipr.link_lookup(ifname=ifname)
             ipr.link("set", index=idx, address=lk.mac(side))
-        for ifname, addr, plen in topology.addresses(role):
+        for ifname, addr, plen in topology.addresses(role, opts):
             (idx,) = ipr.link_lookup(ifname=ifname)
             ipr.addr("add", index=idx, address=addr, prefixlen=plen)
-        for lk in LINKS:
+        for lk in lab_links:
             if role not in (lk.a, lk.b):
                 continue
             side = "a" if lk.a == role else "b"
@@ -182,7 +204,7 @@ def _configure_namespace(role: str, ns: str, scenario: Scenario, backend: str, f
             # Static neighbours: no ARP through the delay links, no first-packet resolution delay.
             peer_addr, peer_mac = (lk.b_addr, lk.mac("b")) if side == "a" else (lk.a_addr, lk.mac("a"))
             ipr.neigh("add", dst=peer_addr, lladdr=peer_mac, ifindex=idx, state=0x80)  # NUD_PERMANENT
-        for route in topology.routes(role, flip):
+        for route in topology.routes(role, flip, opts):
             ipr.route("add", **_route_args(route))
         for dst in topology.blackhole_routes(role):
             ipr.route("add", **_dst(dst), table=topology.TABLE_BLACKHOLE, type="blackhole")
@@ -213,6 +235,65 @@ def _configure_namespace(role: str, ns: str, scenario: Scenario, backend: str, f
         with nsutil.inside(ns):
             for ifname in delayed_here:
                 nsutil.disable_offloads(ifname)
+    ruleset = nat_ruleset(role, opts)
+    if ruleset:
+        _nft(ns, ruleset)
+
+
+NFT_TABLE = "nkprobe_lab"
+
+
+def nat_ruleset(role: str, opts: Options) -> str:
+    """The nftables ruleset of one namespace for `opts` ("" for none): the home router's masquerade, the
+    ISP's CGNAT. Conntrack maps every reply, and every ICMP error quoting a translated probe (RELATED,
+    nf_nat_icmp_reply_translation rewrites the quoted header too), back to the vantage.
+
+    >>> print(nat_ruleset("home", Options(nat=True)))
+    table ip nkprobe_lab {
+      chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "isp" masquerade
+      }
+    }
+    >>> "snat to 198.18.1.254" in nat_ruleset("isp", Options(cgnat=True))
+    True
+    >>> nat_ruleset("cu1", Options(nat=True, cgnat=True))
+    ''
+    """
+    if role == "home" and opts.nat:
+        # A home router (OpenWrt's fw4 does the same): masquerade what leaves the WAN. Ports and ICMP
+        # identifiers are kept unless they clash; "random" makes the NAT pick new ones per flow.
+        rule = 'oifname "isp" masquerade' + (" random" if opts.nat_random else "")
+    elif role == "isp" and opts.cgnat:
+        # Carrier-grade NAT (RFC 6888): customers' 100.64.0.0/10 sources leave as one public address.
+        rule = f'iifname "home" ip saddr 100.64.0.0/10 snat to {topology.CGNAT_PUBLIC}'
+        if not opts.nat:  # without a home NAT the vantage's own address reaches the ISP
+            rule = f'iifname "home" oifname != "home" snat to {topology.CGNAT_PUBLIC}'
+    else:
+        return ""
+    return "\n".join(
+        (
+            f"table ip {NFT_TABLE} {{",
+            "  chain postrouting {",
+            "    type nat hook postrouting priority srcnat; policy accept;",
+            f"    {rule}",
+            "  }",
+            "}",
+        )
+    )
+
+
+def _nft(ns: str, ruleset: str) -> None:
+    """Load `ruleset` with nft(8) inside namespace `ns`."""
+    nft = shutil.which("nft") or next(
+        (p for p in ("/usr/sbin/nft", "/sbin/nft") if Path(p).exists()), None
+    )
+    if nft is None:
+        raise LabError("the lab's NAT needs nftables: apt-get install nftables (or drop --nat/--cgnat)")
+    with nsutil.inside(ns):  # the child inherits this thread's namespace
+        proc = subprocess.run([nft, "-f", "-"], input=ruleset, capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        raise LabError(f"nft in {ns} failed: {proc.stderr.strip() or proc.returncode}; see `nft -f` input")
 
 
 def _pid_dir(state: Path) -> Path:
@@ -250,6 +331,7 @@ def _spawn(state: Path, helper: str, args: list[str], ready: Path) -> int:
 
 def _lab_info(prefix: str, names: dict[str, str], scenario: Scenario, backend: str, flip: str) -> LabInfo:
     state = state_dir(prefix)
+    opts = scenario.options
     prefixes = {}
     for p24 in topology.PREFIX_ROLE:
         ups = topology.upstreams_of(p24)
@@ -259,14 +341,14 @@ def _lab_info(prefix: str, names: dict[str, str], scenario: Scenario, backend: s
             upstreams=ups,
             echo_host=topology.host_address(p24, topology.ECHO_HOST),
             quiet_host=topology.host_address(p24, topology.QUIET_HOST),
-            hops={up: topology.expected_hops(p24, up) for up in ups},
+            hops={up: topology.expected_hops(p24, up, opts=opts) for up in ups},
             rtt_ms={
                 up: round(2 * sum(scenario.one_way_ms(lk.name) for lk in topology.path_links(p24, up)), 6)
                 for up in ups
             },
         )
     links = {}
-    for lk in LINKS:
+    for lk in topology.links(opts):
         params = scenario.links.get(lk.name)
         links[lk.name] = LinkInfo(
             name=lk.name,
@@ -294,6 +376,7 @@ def _lab_info(prefix: str, names: dict[str, str], scenario: Scenario, backend: s
         prefixes=prefixes,
         links=links,
         scenario=scenario.source,
+        options=opts,
     )
 
 
@@ -375,7 +458,7 @@ def _up(prefix: str, names: dict[str, str], state: Path, scenario: Scenario) -> 
     for role, ns in names.items():
         netns.create(ns)
         with nsutil.inside(ns):
-            _sysctls(role)
+            _sysctls(role, scenario.options)
     backend = _backend(names[WIRE]) if scenario.links else "wire"
     flip = scenario.flip_start
     _make_links(names, scenario, backend)

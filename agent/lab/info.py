@@ -19,7 +19,7 @@ import ipaddress
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,12 @@ class LabInfo:
     prefixes: dict[str, PrefixInfo]
     links: dict[str, LinkInfo]
     scenario: str  # where the delays came from
+    options: topology.Options = topology.PLAIN  # NAT, CGNAT, ICMP rate limits
+
+    @property
+    def public_address(self) -> str:
+        """The vantage's address as the lab beyond its NATs sees it (its own address without NAT)."""
+        return self.options.public_address
 
     def prefix_of(self, address: str) -> PrefixInfo:
         addr = ipaddress.ip_address(address)
@@ -145,6 +151,8 @@ class LabInfo:
             "delay_backend": self.delay_backend,
             "flip": self.flip,
             "scenario": self.scenario,
+            "options": asdict(self.options),
+            "public_address": self.public_address,
             "prefixes": {
                 p.prefix: {
                     "role": p.role,
@@ -199,6 +207,7 @@ class LabInfo:
                 for name, p in data["prefixes"].items()
             },
             links={name: LinkInfo(name=name, **lk) for name, lk in data["links"].items()},
+            options=topology.Options(**data.get("options", {})),
         )
 
 

@@ -14,10 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ConfigError
-from agent.lab.topology import LINK_NAMES, UPSTREAMS
+from agent.lab.topology import LINK_NAMES, PLAIN, UPSTREAMS, Options
 
 DEFAULT_SCENARIO = "default.toml"
 _LINK_KEYS = ("delay_ms", "jitter_ms", "loss_pct")
+# [lab] keys besides flip_start: the Options of a real home network (all off by default).
+_BOOL_OPTIONS = ("nat", "nat_random", "cgnat", "rate_limit")
+_INT_OPTIONS = {"icmp_ratelimit_ms": (0, 60_000), "icmp_msgs_per_sec": (1, 1_000_000)}
+_LAB_KEYS = ("flip_start", *_BOOL_OPTIONS, *_INT_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class Scenario:
     links: dict[str, LinkParams] = field(default_factory=dict)  # only links that carry a delay link
     flip_start: str = "china_unicom"
     source: str = "<built-in>"
+    options: Options = PLAIN  # NAT, CGNAT, ICMP rate limits ([lab] keys, or `lab up --nat ...`)
 
     def one_way_ms(self, link_name: str) -> float:
         params = self.links.get(link_name)
@@ -67,16 +72,33 @@ def parse(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
             problems.append(f"{key}: unknown section (known: lab, links)")
     lab = data.get("lab", {})
     flip_start = "china_unicom"
+    flags: dict[str, bool] = {}
+    numbers: dict[str, int] = {}
     if not isinstance(lab, dict):
         problems.append("lab: must be a table")
     else:
         for key, value in lab.items():
-            if key != "flip_start":
-                problems.append(f"lab.{key}: unknown key (known: flip_start)")
+            if key not in _LAB_KEYS:
+                problems.append(f"lab.{key}: unknown key (known: {', '.join(_LAB_KEYS)})")
+            elif key in _BOOL_OPTIONS:
+                if isinstance(value, bool):
+                    flags[key] = value
+                else:
+                    problems.append(f"lab.{key}: must be true or false, not {value!r}")
+            elif key in _INT_OPTIONS:
+                low, high = _INT_OPTIONS[key]
+                if isinstance(value, bool) or not isinstance(value, int):
+                    problems.append(f"lab.{key}: must be an integer, not {value!r}")
+                elif not low <= value <= high:
+                    problems.append(f"lab.{key}: must be {low}..{high}, not {value}")
+                else:
+                    numbers[key] = value
             elif value not in UPSTREAMS:
                 problems.append(f"lab.flip_start: must be one of {', '.join(UPSTREAMS)}, not {value!r}")
             else:
                 flip_start = value
+        if flags.get("nat_random") and not flags.get("nat"):
+            problems.append("lab.nat_random: needs nat = true")
     links: dict[str, LinkParams] = {}
     raw_links = data.get("links", {})
     if not isinstance(raw_links, dict):
@@ -104,7 +126,15 @@ def parse(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
             f"{source}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
             tuple(problems),
         )
-    return Scenario(links=links, flip_start=flip_start, source=source)
+    options = Options(
+        nat=flags.get("nat", False),
+        nat_random=flags.get("nat_random", False),
+        cgnat=flags.get("cgnat", False),
+        rate_limit=flags.get("rate_limit", False),
+        icmp_ratelimit_ms=numbers.get("icmp_ratelimit_ms", PLAIN.icmp_ratelimit_ms),
+        icmp_msgs_per_sec=numbers.get("icmp_msgs_per_sec", PLAIN.icmp_msgs_per_sec),
+    )
+    return Scenario(links=links, flip_start=flip_start, source=source, options=options)
 
 
 def loads(text: str, source: str = "<scenario>") -> Scenario:

@@ -16,6 +16,13 @@ as it usually does on the real Internet.
     198.18.85.0/24    20485    TransTeleCom-like chain (isp-ttk1, ttk1-ttk2, ttk2-ttk3)
     198.19.176.0/22   131279   the destination: four /24s, hosts .10 and .20 in each
     198.19.180.0/24   131279   the destination's border router (cu2-border, ttk3-border, border-dNNN)
+    100.64.1.0/30     -        home-isp link instead of 198.18.1.0/30 with the CGNAT option (RFC 6598
+                               shared address space, in no AS table: as a real CGNAT hop shows)
+
+Options (`Options`, all off by default): masquerading NAT at the home router, a carrier-grade NAT at the
+ISP (the home router's WAN side in 100.64.0.0/10, translated to CGNAT_PUBLIC), and ICMP rate limits on
+routers and hosts at the kernel's defaults. They change the home-isp addresses and the routes to the home
+network here; build.py adds the nftables rules and sysctls.
 """
 
 from __future__ import annotations
@@ -64,6 +71,49 @@ AS_BLOCKS: Final = (
     ("198.19.176.0/22", DESTINATION_ASN, "destination"),
     ("198.19.180.0/24", DESTINATION_ASN, "destination border"),
 )
+
+
+# The CGNAT's public address: the ISP translates every flow from its customers (100.64.0.0/10) to it, an
+# address of its own AS block, as real CGNAT pools are (RFC 6598 section 7, RFC 6888).
+CGNAT_PUBLIC: Final = "198.18.1.254"
+CGNAT_BLOCK: Final = "100.64.1.0/30"  # the home-isp link with CGNAT on: home .1, ISP .2
+# Linux's defaults (Documentation/networking/ip-sysctl.rst): per peer one ICMP error per 1000 ms after a
+# burst of 6 (XRLIM_BURST_FACTOR), at most 1000 a second in all after a burst of 50; ratemask 0x1818
+# limits dest unreachable, source quench, time exceeded and parameter problem, never echo replies.
+KERNEL_ICMP_RATELIMIT_MS: Final = 1000
+KERNEL_ICMP_MSGS_PER_SEC: Final = 1000
+KERNEL_ICMP_MSGS_BURST: Final = 50
+KERNEL_ICMP_RATEMASK: Final = 0x1818
+
+
+@dataclass(frozen=True)
+class Options:
+    """What makes the lab look like a real volunteer's network; the default is the plain routed lab."""
+
+    nat: bool = False  # the home router masquerades the vantage network behind its WAN address
+    nat_random: bool = False  # ... and picks random source ports / ICMP identifiers (nft "random")
+    cgnat: bool = False  # the ISP puts the home router in 100.64.0.0/10 and translates it to CGNAT_PUBLIC
+    rate_limit: bool = False  # routers and hosts rate-limit their ICMP errors like real ones
+    icmp_ratelimit_ms: int = KERNEL_ICMP_RATELIMIT_MS  # per peer: one error per this many ms (burst 6)
+    icmp_msgs_per_sec: int = KERNEL_ICMP_MSGS_PER_SEC  # per namespace, all peers together
+
+    @property
+    def any(self) -> bool:
+        return self.nat or self.cgnat or self.rate_limit
+
+    @property
+    def public_address(self) -> str:
+        """Where the lab's far side sees the vantage's probes come from.
+
+        >>> Options().public_address, Options(nat=True).public_address, Options(cgnat=True).public_address
+        ('198.18.0.1', '198.18.1.1', '198.18.1.254')
+        """
+        if self.cgnat:
+            return CGNAT_PUBLIC
+        return link("home-isp").a_addr if self.nat else link("vp-home").a_addr
+
+
+PLAIN: Final = Options()
 
 
 @dataclass(frozen=True)
@@ -130,7 +180,23 @@ LINK_NAMES: Final = tuple(link.name for link in LINKS)
 _BY_NAME: Final = {link.name: link for link in LINKS}
 
 
-def link(name: str) -> Link:
+def links(opts: Options = PLAIN) -> tuple[Link, ...]:
+    """The links with `opts`: with CGNAT the home-isp link is numbered from 100.64.0.0/10.
+
+    >>> [lk.a_addr for lk in links(Options(cgnat=True)) if lk.name == "home-isp"]
+    ['100.64.1.1']
+    """
+    if not opts.cgnat:
+        return LINKS
+    home_isp = _BY_NAME["home-isp"]
+    a_addr, b_addr = _p2p(CGNAT_BLOCK, 0)
+    changed = Link(home_isp.name, home_isp.a, home_isp.b, a_addr, b_addr, home_isp.index)
+    return tuple(changed if lk.name == home_isp.name else lk for lk in LINKS)
+
+
+def link(name: str, opts: Options = PLAIN) -> Link:
+    if opts.cgnat and name == "home-isp":
+        return links(opts)[_BY_NAME[name].index]
     return _BY_NAME[name]
 
 
@@ -166,19 +232,25 @@ def path_roles(slash24: str, upstream: str) -> tuple[str, ...]:
     return (VANTAGE, "home", "isp", *CHAIN[upstream], "border", host)
 
 
-def path_links(slash24: str, upstream: str) -> tuple[Link, ...]:
+def path_links(slash24: str, upstream: str, opts: Options = PLAIN) -> tuple[Link, ...]:
     roles = path_roles(slash24, upstream)
-    return tuple(_BY_NAME[f"{a}-{b}"] for a, b in itertools.pairwise(roles))
+    return tuple(link(f"{a}-{b}", opts) for a, b in itertools.pairwise(roles))
 
 
-def expected_hops(slash24: str, upstream: str, host: int = ECHO_HOST) -> tuple[str | None, ...]:
+def expected_hops(
+    slash24: str, upstream: str, host: int = ECHO_HOST, opts: Options = PLAIN
+) -> tuple[str | None, ...]:
     """What `traceroute -n` from the vantage point shows: each router's inbound address, None if silent.
+    NAT changes nothing here (routers beyond it answer the translated address, the NAT maps the error
+    back); CGNAT shows the ISP's 100.64 address at hop 2.
 
     >>> expected_hops("198.19.177.0/24", "transtelecom")
     ('198.18.0.2', '198.18.1.2', '198.18.85.2', None, '198.18.85.10', '198.19.180.6', '198.19.177.10')
+    >>> expected_hops("198.19.176.0/24", "china_unicom", opts=Options(nat=True, cgnat=True))[:2]
+    ('198.18.0.2', '100.64.1.2')
     """
     hops: list[str | None] = []
-    for hop_link in path_links(slash24, upstream)[:-1]:
+    for hop_link in path_links(slash24, upstream, opts)[:-1]:
         hops.append(None if hop_link.b in SILENT_ROUTERS else hop_link.b_addr)
     hops.append(host_address(slash24, host))
     return tuple(hops)
@@ -240,17 +312,19 @@ def gateways_for(router: str, slash24: str, flip: str) -> tuple[str, ...]:
     return tuple(hop(up) for up in ups)
 
 
-def routes(role: str, flip: str) -> tuple[Route, ...]:
+def routes(role: str, flip: str, opts: Options = PLAIN) -> tuple[Route, ...]:
     """Static routes of one namespace. The chains are symmetric: forward and return follow the same
-    routers, because the ISP picks the chain by destination and the border by source (policy rules)."""
+    routers, because the ISP picks the chain by destination and the border by source (policy rules).
+    Behind a home NAT the ISP has no route to the home network: only translated traffic can come back."""
     dest21 = "198.19.176.0/21"  # the /22 plus the border block
     if role == VANTAGE:
         return (Route("default", (link("vp-home").b_addr,)),)
     if role == "home":
-        return (Route("default", (link("home-isp").b_addr,)),)
+        return (Route("default", (link("home-isp", opts).b_addr,)),)
     if role == "isp":
+        home = [] if opts.nat else [Route("198.18.0.0/24", (link("home-isp", opts).a_addr,))]
         out = [
-            Route("198.18.0.0/24", (link("home-isp").a_addr,)),
+            *home,
             Route("198.18.48.0/24", (_fwd(CHINA),)),
             Route("198.18.85.0/24", (_fwd(TTK),)),
             Route("198.19.180.0/24", (_fwd(CHINA),)),
@@ -306,10 +380,10 @@ def rules(role: str) -> tuple[Rule, ...]:
     return ()
 
 
-def addresses(role: str) -> tuple[tuple[str, str, int], ...]:
+def addresses(role: str, opts: Options = PLAIN) -> tuple[tuple[str, str, int], ...]:
     """(interface, address, prefix length) of one namespace."""
     out: list[tuple[str, str, int]] = []
-    for lk in LINKS:
+    for lk in links(opts):
         if lk.a == role:
             out.append((lk.a_ifname, lk.a_addr, 30))
         if lk.b == role:
@@ -317,6 +391,8 @@ def addresses(role: str) -> tuple[tuple[str, str, int], ...]:
     if role in HOSTS:
         slash24 = f"198.19.{role[1:]}.0/24"
         out += [("border", host_address(slash24, h), 32) for h in (ECHO_HOST, QUIET_HOST)]
+    if role == "isp" and opts.cgnat:
+        out.append(("lo", CGNAT_PUBLIC, 32))  # the translated flows' address, reached via any interface
     return tuple(out)
 
 
