@@ -12,7 +12,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 2
 fi
 
-packages=(iproute2 python3 python3-venv python3-pip procps util-linux libcap2-bin iputils-ping)
+packages=(iproute2 python3 python3-venv python3-pip procps util-linux libcap2-bin iputils-ping nftables)
 if [ "$what" = test ]; then
   # Reference tools the tests cross-check against, and Debian's real Prometheus and promtool.
   packages+=(traceroute mtr-tiny scamper prometheus shellcheck systemd victoria-metrics)
