@@ -132,6 +132,13 @@ class ClassifySection:
 
 
 @dataclass(frozen=True)
+class BgpSection:
+    # RIPEstat looking-glass / asn-neighbours responses saved as JSON (agent/bgp): the control-plane
+    # cross-check nkprobe_path_upstream_in_bgp. Read at start and on every reload; () = no cross-check.
+    snapshot: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class TargetOptions:
     """Per-target overrides from a `[[targets]]` table; None means "use the section's value"."""
 
@@ -154,6 +161,7 @@ class Config:
     names: NamesSection = field(default_factory=NamesSection)
     borders: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_BORDERS))
     classify: ClassifySection = field(default_factory=ClassifySection)
+    bgp: BgpSection = field(default_factory=BgpSection)
     target_options: dict[str, TargetOptions] = field(default_factory=dict)  # by target address
     warnings: tuple[str, ...] = ()  # legal but probably unintended (e.g. ping alone exceeds max_pps)
 
@@ -556,6 +564,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
         "names",
         "borders",
         "classify",
+        "bgp",
     ),
     "agent": tuple(f.name for f in fields(AgentSection)),
     "ping": tuple(f.name for f in fields(PingSection)),
@@ -565,6 +574,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
     "history": tuple(f.name for f in fields(HistorySection)),
     "names": tuple(f.name for f in fields(NamesSection)),
     "classify": tuple(f.name for f in fields(ClassifySection)),
+    "bgp": tuple(f.name for f in fields(BgpSection)),
     "targets": ("address", "name", "protocol", "port", "ping_protocols"),
 }
 
@@ -726,6 +736,11 @@ def _build(data: Mapping[str, Any], base_dir: str, source: str | None) -> tuple[
                         f"{net} overlaps destination.prefixes ({dest}); an exchange LAN lies outside it",
                     )
 
+    # [bgp]
+    t = r.table(data, "bgp", "")
+    r.unknown(t, _KNOWN["bgp"], "bgp")
+    bgp_snapshot = r.items(t, "snapshot", "bgp", BgpSection().snapshot, r.text)
+
     # [[targets]]
     targets, options = _targets(r, data, prefixes)
 
@@ -781,6 +796,7 @@ def _build(data: Mapping[str, Any], base_dir: str, source: str | None) -> tuple[
         names=names,
         borders=borders,
         classify=ClassifySection(exchange_prefixes=exchange_prefixes),
+        bgp=BgpSection(snapshot=tuple(_resolve(base_dir, f) for f in bgp_snapshot)),
         target_options=options,
         warnings=tuple(warnings),
     )

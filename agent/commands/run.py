@@ -122,9 +122,15 @@ class _Classifier:
 
     def load(self, config: Config, state: State) -> None:
         from agent.asn import load_table
+        from agent.bgp import load_check
         from agent.classify import Settings
 
         table = load_table(config.asn.files, update_dir=config.asn_update_dir)
+        # [bgp] snapshot, read with the AS tables: a reload that cannot read it is refused as a whole.
+        bgp = load_check(
+            config.bgp.snapshot, config.destination.asn, config.destination.prefixes, config.upstreams
+        )
+        self.bgp = bgp
         self.lookup = table.lookup
         self.settings = Settings.from_config(config)
         state.set_asn_info(config.asn.files, len(table), table.snapshot_time)
@@ -175,7 +181,7 @@ def run_agent(
     classifier = _Classifier(config, state)
     server = MetricsServer(
         listen or config.agent.listen,
-        build_registry(state),
+        build_registry(state, bgp=lambda: classifier.bgp),
         version=state.snapshot().version,
         agent_name=lambda: state.snapshot().agent_name,
         web=web,

@@ -19,6 +19,7 @@ from prometheus_client.core import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from agent.bgp.view import BgpCheck
 from agent.state import Histogram, Snapshot, nan_if_none
 
 TARGET_LABELS = ["target", "prefix"]
@@ -32,8 +33,11 @@ def _buckets(h: Histogram) -> list[tuple[str, float]]:
 class SnapshotCollector(Collector):
     """Yields the metric families of one snapshot; `snapshot` is called once per scrape."""
 
-    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+    def __init__(
+        self, snapshot: Callable[[], Snapshot], bgp: Callable[[], BgpCheck | None] = lambda: None
+    ) -> None:
         self._snapshot = snapshot
+        self._bgp = bgp  # the [bgp] snapshot cross-check in use (swapped on reload), None without one
 
     def describe(self) -> list[Metric]:
         # Without describe(), registering calls collect() to learn the names; that is harmless here
@@ -45,6 +49,7 @@ class SnapshotCollector(Collector):
         yield from _agent_metrics(s)
         yield from _latency_metrics(s)
         yield from _path_metrics(s)
+        yield from _bgp_metrics(s, self._bgp())
         yield from _health_metrics(s)
 
 
@@ -169,6 +174,28 @@ def _path_metrics(s: Snapshot) -> Iterator[Metric]:
     for proto, h in s.trace_duration.items():
         duration.add_metric([proto], buckets=_buckets(h), sum_value=h.total)
     yield duration
+
+
+def _bgp_metrics(s: Snapshot, bgp: BgpCheck | None) -> Iterator[Metric]:
+    """The control-plane cross-check (agent/bgp): does BGP show the traced upstream next to the
+    destination AS for the target's /24? NaN while it cannot say (no [bgp] snapshot, no BGP data for the
+    /24, or the tag is unknown), so the series exists from the first scrape."""
+    agrees = GaugeMetricFamily(
+        "nkprobe_path_upstream_in_bgp",
+        "1 if the BGP snapshot shows the traced upstream as a neighbour of the destination AS for the "
+        "target's /24, 0 if it does not, NaN when either side cannot tell.",
+        labels=TARGET_LABELS,
+    )
+    for t in s.targets:
+        verdict = bgp.in_bgp(t.target.prefix, t.tag) if bgp else None
+        agrees.add_metric([t.target.address, t.target.prefix], nan_if_none(verdict))
+    yield agrees
+    when = GaugeMetricFamily(
+        "nkprobe_bgp_snapshot_timestamp_seconds",
+        "Unix time of the BGP snapshot in use (the oldest file); 0 when none is configured or dated.",
+    )
+    when.add_metric([], (bgp.view.time or 0.0) if bgp else 0.0)
+    yield when
 
 
 def _health_metrics(s: Snapshot) -> Iterator[Metric]:
