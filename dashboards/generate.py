@@ -785,6 +785,7 @@ def fleet() -> dict[str, Any]:
         12,
         8,
     )
+    fleet_agreement(lay)
     return dashboard(
         uid="nkprobe-fleet",
         title="nkprobe: fleet",
@@ -792,6 +793,103 @@ def fleet() -> dict[str, Any]:
         layout=lay,
         variables=[],
         annotations=[],
+    )
+
+
+# An agent is "silent" after this long without a sample (the NkprobeAgentNotReporting alert waits 15 min).
+SILENT_MINUTES = 10
+# Per agent and /24, the upstreams its targets there are tagged with (1), unknown tags left out: one
+# vote per agent, however many targets it has in the /24. Shared by the fleet-agreement panels and
+# checked against simulated fleets in tests/fleet.
+AGENT_VOTES = 'max by (agent, prefix, upstream) (nkprobe_path_upstream{upstream!="unknown"}) == 1'
+# Share of the voting agents that see each upstream for a /24.
+AGENT_SHARE = (
+    f"count by (prefix, upstream) ({AGENT_VOTES})"
+    f" / on (prefix) group_left () count by (prefix) (max by (agent, prefix) ({AGENT_VOTES}))"
+)
+FLEET_QUERIES = {
+    "share": AGENT_SHARE,
+    # An agent's vote where more than half of the agents agree on another upstream for the /24.
+    "disagreeing": (
+        f"({AGENT_VOTES}) unless on (prefix, upstream) ({AGENT_SHARE} > 0.5)"
+        f" and on (prefix) (max by (prefix) ({AGENT_SHARE}) > 0.5)"
+    ),
+    # A (prefix, upstream) that one agent alone sees.
+    "lone": (f"({AGENT_VOTES}) and on (prefix, upstream) (count by (prefix, upstream) ({AGENT_VOTES}) == 1)"),
+    "silent": (
+        "max by (agent) (present_over_time(nkprobe_agent_info[1d])) unless max by (agent) "
+        f"(present_over_time(nkprobe_agent_info[{SILENT_MINUTES}m]))"
+    ),
+    # Targets whose traced upstream BGP does not show next to the destination AS (agent/bgp).
+    "absent_from_bgp": (
+        "(nkprobe_path_upstream_in_bgp == 0) * on (agent, target, prefix) group_left (upstream)"
+        " (nkprobe_path_upstream == 1)"
+    ),
+}
+
+
+def fleet_agreement(lay: Layout) -> None:
+    """Fleet-scale panels: the /24s' upstream shares across agents, who disagrees, who is silent."""
+    lay.row("Fleet agreement")
+    lay.add(
+        table(
+            "Upstream share per /24 (agents)",
+            "Share of the agents with a known tag for each /24 that see each upstream there (an agent "
+            "whose targets in the /24 differ counts for each).",
+            [_target(FLEET_QUERIES["share"], instant=True, table=True)],
+            [
+                {
+                    "id": "groupingToMatrix",
+                    "options": {"columnField": "upstream", "rowField": "prefix", "valueField": "Value"},
+                }
+            ],
+            unit="percentunit",
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        table(
+            f"Agents silent for more than {SILENT_MINUTES} minutes",
+            f"Agents seen during the last day with no sample for {SILENT_MINUTES} minutes or more.",
+            [_target(FLEET_QUERIES["silent"], instant=True, table=True)],
+            [{"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True}}}],
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        table(
+            "Agents disagreeing with the majority",
+            "Agents whose tag for a /24 is not the upstream more than half of the agents see there "
+            "(a /24 without a majority, like one split per flow, lists nobody).",
+            [_target(FLEET_QUERIES["disagreeing"], instant=True, table=True)],
+            [{"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True}}}],
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        table(
+            "Paths seen by one vantage only",
+            "A /24 and upstream that a single agent sees: a local detour, a misclassification, or the "
+            "first sign of a change.",
+            [_target(FLEET_QUERIES["lone"], instant=True, table=True)],
+            [{"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True}}}],
+        ),
+        12,
+        8,
+    )
+    lay.add(
+        table(
+            "Traced upstream absent from BGP",
+            "Targets whose traced upstream is not a neighbour of the destination AS for the /24 in the "
+            "agent's BGP snapshot ([bgp] snapshot; nkprobe bgp shows it).",
+            [_target(FLEET_QUERIES["absent_from_bgp"], instant=True, table=True)],
+            [{"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True}}}],
+        ),
+        24,
+        8,
     )
 
 

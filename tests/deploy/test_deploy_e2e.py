@@ -343,6 +343,15 @@ PROMQL_STAND_INS = {
     "nkprobe.alerts.rules.yml:63": "count by (upstream)"
     " (prefix_upstream:nkprobe_path_upstream:consensus == 1)",
     "nkprobe.alerts.rules.yml:81": "time() - min by (agent) (nkprobe_asn_table_snapshot_timestamp_seconds)",
+    # The lab agent has no [bgp] snapshot: the cross-check is NaN, never 0 (the alert and its panel stay
+    # empty); the series itself must arrive.
+    "nkprobe.alerts.rules.yml:98": "nkprobe_path_upstream_in_bgp",
+    "nkprobe-fleet.json:Traced upstream absent from BGP": "nkprobe_path_upstream_in_bgp",
+    # One agent is never silent while it runs, nor in disagreement with itself: their inputs instead.
+    "nkprobe-fleet.json:Agents silent for more than 10 minutes": "present_over_time(nkprobe_agent_info[1d])",
+    "nkprobe-fleet.json:Agents disagreeing with the majority": (
+        'nkprobe_path_upstream{upstream!="unknown"} == 1'
+    ),
 }
 # The lab has two upstreams only (china_unicom, transtelecom): no path is ever tagged "other", so the
 # overview's RTT heatmap for "other" is legitimately empty there. It must still evaluate without error.
