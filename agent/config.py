@@ -87,13 +87,20 @@ class TraceSection:
     port: int = 80
     flows: int = 4
     max_hops: int = 32
-    timeout_s: float = 2.0
-    grace_s: float = 0.5
+    timeout_s: float = 2.0  # the wait for a probe while no later hop has answered
+    # The silent-hop rule (agent.trace.session, README "How it measures"): a silent probe is given up
+    # after near_factor x the RTT of the nearest later hop that answered, within [silent_min_s,
+    # silent_max_s], like traceroute(8)'s -w MAX,HERE,NEAR (NEAR 10 there).
+    near_factor: float = 3.0
+    silent_min_s: float = 0.05
+    silent_max_s: float = 1.0
+    grace_s: float = 2.0  # the longest wait for silent hops once the destination answered
     retries: int = 1
     gap_limit: int = 5
-    # New TTLs at most this far past the highest one answered (TTL 1..lookahead to start): a short path
-    # does not pay for a whole window of probes past its destination. Default gap_limit + 3.
-    lookahead: int = 8
+    # New TTLs at most this far past the highest one answered (TTL 1..lookahead to start), and deeper
+    # ones only once the deepest out is overdue (agent.trace.session pacing): a short path does not pay
+    # for a window of probes past its destination. Default gap_limit.
+    lookahead: int = 5
     hysteresis: int = 2  # an upstream change is declared after this many consecutive agreeing traces
 
 
@@ -623,12 +630,15 @@ def _build(data: Mapping[str, Any], base_dir: str, source: str | None) -> tuple[
         "max_hops": r.integer(t, "max_hops", "trace", d_trace.max_hops, ge=1, le=255),
         "timeout_s": r.number(t, "timeout_s", "trace", d_trace.timeout_s, gt=0, le=60),
         "grace_s": r.number(t, "grace_s", "trace", d_trace.grace_s, ge=0, le=60),
+        "near_factor": r.number(t, "near_factor", "trace", d_trace.near_factor, gt=0, le=100),
+        "silent_min_s": r.number(t, "silent_min_s", "trace", d_trace.silent_min_s, gt=0, le=60),
+        "silent_max_s": r.number(t, "silent_max_s", "trace", d_trace.silent_max_s, gt=0, le=60),
         "retries": r.integer(t, "retries", "trace", d_trace.retries, ge=0, le=10),
         "gap_limit": r.integer(t, "gap_limit", "trace", d_trace.gap_limit, ge=1, le=255),
         "hysteresis": r.integer(t, "hysteresis", "trace", d_trace.hysteresis, ge=1, le=100),
     }
     gap_default = trace["gap_limit"] if trace["gap_limit"] is not _INVALID else d_trace.gap_limit
-    trace["lookahead"] = r.integer(t, "lookahead", "trace", gap_default + 3, ge=1, le=255)
+    trace["lookahead"] = r.integer(t, "lookahead", "trace", gap_default, ge=1, le=255)
 
     # [asn]
     t = r.table(data, "asn", "")
@@ -749,6 +759,9 @@ def _build(data: Mapping[str, Any], base_dir: str, source: str | None) -> tuple[
     hops = trace["max_hops"]
     if gap is not _INVALID and hops is not _INVALID and gap > hops:
         r.add("trace.gap_limit", f"must be <= trace.max_hops ({hops})")
+    low, high = trace["silent_min_s"], trace["silent_max_s"]
+    if low is not _INVALID and high is not _INVALID and low > high:
+        r.add("trace.silent_min_s", f"must be <= trace.silent_max_s ({_fmt(high)})")
     ahead = trace["lookahead"]
     if gap is not _INVALID and ahead is not _INVALID and ahead < gap:
         # agent.trace.session: a silent stretch of gap_limit hops must be probed for the gap rule to stop

@@ -32,8 +32,10 @@ class ProbeSpec:
     max_hops: int = 32
     flows: int = 1
     first_flow: int = 0  # RIPE Atlas paris_id of the first flow
-    grace_s: float = 0.5  # the longest wait for silent hops once the destination answered
-    grace_rtt_factor: float = 3.0  # ... shortened to this many times the trace's slowest RTT (0: off)
+    grace_s: float = 2.0  # the longest wait for silent hops once the destination answered
+    near_factor: float = 3.0  # the silent-hop rule (agent.trace.session): near_factor x the nearest
+    silent_min_s: float = 0.05  # later answer's RTT, within [silent_min_s, silent_max_s]
+    silent_max_s: float = 1.0
     retries: int = 1
     gap_limit: int = 5
     lookahead: int | None = None  # TraceParams.lookahead: new TTLs at most this far past the last answer
@@ -69,6 +71,9 @@ def trace_spec(
         flows=flows,
         first_flow=first_flow,
         grace_s=t.grace_s,
+        near_factor=t.near_factor,
+        silent_min_s=t.silent_min_s,
+        silent_max_s=t.silent_max_s,
         retries=t.retries,
         gap_limit=t.gap_limit,
         lookahead=t.lookahead,

@@ -16,14 +16,24 @@ moves the bytes. The protocol of the conversation:
 Stop rules: the destination answered (echo reply, SYN-ACK, RST, or port/protocol unreachable from the
 target), an ICMP unreachable with any other code (!N !H !P !X ...), a run of `gap_limit` silent hops
 beyond the last hop that answered, or `max_hops`. Once the destination (or an unreachable) has answered
-at TTL d, nothing new is sent and earlier silent probes get at most `grace_s` more; hops beyond d are
-dropped from the result. A probe without a reply after `timeout_s` is retried `retries` times.
+at TTL d, no new TTL is opened, silent TTLs below d still get their retries, and the trace ends when each
+of them has answered or been given up, or `grace_s` after d answered, whichever is first; hops beyond d
+are dropped from the result.
+
+How long a silent probe is waited for (`silent_wait`), traceroute(8)'s "-w MAX,HERE,NEAR" rule: a probe
+at TTL t is given up `near_factor` x the RTT of the nearest later TTL that answered after it was sent,
+bounded by `silent_min_s` and `silent_max_s` (traceroute's NEAR, default 10 there). That later hop is
+about as far away as the silent one on a real path (the RTT grows along it), so its RTT is the best
+evidence of how long an answer from t could take; a router that has not answered in a few of those
+round trips rarely does, and the retry catches one that is merely slow (its late answer to the first
+probe still counts while the retry is out). With no later answer yet, the wait is `timeout_s`.
 """
 
 from __future__ import annotations
 
 import bisect
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -48,13 +58,14 @@ class TraceParams:
     port: int | None = None  # UDP/TCP destination port; None: agent.trace.flow.DEFAULT_PORT
     src: str | None = None  # required for UDP and TCP (pseudo-header checksum); resolve it by route lookup
     max_hops: int = 32
-    timeout_s: float = 2.0
-    grace_s: float = 0.5
-    # Adaptive grace (0: off): silent probes below the destination get min(grace_s, max(grace_min_s,
-    # grace_rtt_factor x the slowest RTT of this trace)), like traceroute(8)'s "-w MAX,HERE,NEAR" waits
-    # scaled by the RTTs seen. A router that has not answered in 3 round trips rarely answers at all.
-    grace_rtt_factor: float = 0.0
-    grace_min_s: float = 0.05
+    timeout_s: float = 2.0  # the wait for a probe while no later TTL has answered
+    # The silent-hop rule (module docstring): wait near_factor x the nearest later answer's RTT, within
+    # [silent_min_s, silent_max_s]. The floor covers near routers whose ICMP is slow-pathed (a few ms to
+    # tens of ms against a sub-millisecond RTT); the cap bounds the wait on the longest real paths.
+    near_factor: float = 3.0
+    silent_min_s: float = 0.05
+    silent_max_s: float = 1.0
+    grace_s: float = 2.0  # the longest wait for silent hops once the destination answered
     retries: int = 1
     gap_limit: int = 5
     window: int = 16  # most probes in flight at once
@@ -62,6 +73,9 @@ class TraceParams:
     # wasted beyond the destination (each costs packet budget, and a UDP target's port unreachables are
     # rate-limited by its kernel, icmp_ratelimit, so a burst past it can hide the real answer).
     lookahead: int | None = None
+    # Deeper TTLs wait until the deepest one out is overdue: pace x the RTT of the deepest answer
+    # (Session._paced_until). 0: no pacing.
+    pace: float = 1.5
     packet_size: int = 0  # total IPv4 length; 0: agent.packets.build.DEFAULT_SIZE
 
     def __post_init__(self) -> None:
@@ -70,10 +84,12 @@ class TraceParams:
             problems.append(f"max_hops must be 1..255, got {self.max_hops}")
         if self.timeout_s <= 0 or self.grace_s < 0:
             problems.append("timeout_s must be > 0 and grace_s >= 0")
+        if self.near_factor <= 0 or not 0 < self.silent_min_s <= self.silent_max_s:
+            problems.append("near_factor must be > 0 and 0 < silent_min_s <= silent_max_s")
         if self.retries < 0 or self.gap_limit < 1 or self.window < 1:
             problems.append("retries must be >= 0, gap_limit and window >= 1")
-        if self.lookahead is not None and self.lookahead < self.gap_limit:
-            problems.append(f"lookahead must be >= gap_limit ({self.gap_limit}) or the gap rule cannot fire")
+        if self.lookahead is not None and self.lookahead < 1:
+            problems.append("lookahead must be >= 1")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -163,17 +179,19 @@ class Session:
         self._hops: dict[int, _HopState] = {}
         self._next_ttl = 1
         self._max_answered = 0  # highest TTL with a reply
-        # Sent, neither answered nor timed out, in the order sent: with send times that never go back
-        # (a monotonic clock) the first entry is the next to time out, so expiry stops at the first
-        # probe still in time and the next deadline is the first entry's; `_sends_ordered` turns false,
-        # and both scan everything, if a driver ever reports an earlier time than the last.
+        # TTLs that answered, sorted, and the RTT of each one's first answer: the evidence of the
+        # silent-hop rule (silent_wait). A few dozen entries at most.
+        self._answered: list[int] = []
+        self._first_rtt: dict[int, float] = {}
+        # Sent, neither answered nor timed out (at most `window` entries: scanned whole, since each
+        # probe's deadline depends on its TTL).
         self._flying: dict[int, _ProbeState] = {}
-        self._sends_ordered = True
-        self._last_sent_at = float("-inf")
+        self._now = -math.inf  # the latest time the driver passed in (wants_to_send has no argument)
+        self._frontier_sent_at: float | None = None  # when the deepest TTL opened so far left
+        self._stretch_base = 0  # the deepest TTL opened when everything out had gone silent
         self._end_ttl: int | None = None
         self._end_reason = ""
         self._end_at: float | None = None
-        self._max_rtt = 0.0
         self._done = False
         self._stop_reason = ""
         self._first_sent: float | None = None
@@ -199,24 +217,24 @@ class Session:
     @property
     def wants_to_send(self) -> bool:
         """True if `next_probes` would return something now (the window has room and work remains)."""
-        return (
-            not self._done
-            and not self._stopping()
-            and len(self._flying) < self.params.window
-            and (bool(self._queue) or self._may_open_ttl())
-        )
+        if self._done or len(self._flying) >= self.params.window or self._gap():
+            return False
+        return bool(self._queue) or (self._end_ttl is None and self._may_open_ttl(self._now))
 
     def next_probes(self, now: float) -> list[Probe]:
         """The probes to send now, lowest TTL first; report each one sent with `sent`. Expires what has
         timed out by `now` first, as `on_timer` does (so retries that became due are among them)."""
+        self._now = max(self._now, now)
         self._expire(now)
-        if self._done or self._stopping():
-            return []
         room = self.params.window - len(self._flying)
-        while len(self._queue) < room and self._may_open_ttl():
-            self._enqueue(self._next_ttl, 0)
-            self._next_ttl += 1
-        return [self._plan(ttl, attempt) for ttl, attempt in self._queue[: max(room, 0)]]
+        if self._done or room <= 0 or self._gap():
+            return []
+        if self._end_ttl is None:  # once the end is known only retries below it go (queue pruned)
+            while len(self._queue) < room and self._may_open_ttl(now):
+                self._enqueue(self._next_ttl, 0)
+                self._next_ttl += 1
+                self._frontier_sent_at = None
+        return [self._plan(ttl, attempt) for ttl, attempt in self._queue[:room]]
 
     def sent(self, probe: Probe, now: float) -> None:
         """Record that `probe` left at `now` (the driver's real send time)."""
@@ -224,9 +242,9 @@ class Session:
         if state is None or state.probe is not probe or state.sent_at is not None:
             return  # not ours, or reported twice
         state.sent_at = now
-        if now < self._last_sent_at:
-            self._sends_ordered = False
-        self._last_sent_at = now
+        self._now = max(self._now, now)
+        if probe.attempt == 0 and probe.ttl == self._next_ttl - 1:
+            self._frontier_sent_at = now
         item = (probe.ttl, probe.attempt)
         queue = self._queue
         if queue and queue[0] == item:
@@ -260,6 +278,7 @@ class Session:
         if state.answered:
             self.stats.duplicates += 1
             return True
+        self._now = max(self._now, now)
         # No _expire(now) here: a reply that races its own timeout (the driver's timer has not run yet)
         # counts as on time; expiring first could end the session under the reply's feet.
         if reply.quoted_checksum is not None and reply.quoted_checksum != self._builder.checksum:
@@ -276,9 +295,12 @@ class Session:
             del self._flying[probe.ident]
         self.stats.replies += 1
         hop.final_silent = False
-        self._max_answered = max(self._max_answered, probe.ttl)
+        ttl = probe.ttl
+        self._max_answered = max(self._max_answered, ttl)
         rtt = now - state.sent_at
-        self._max_rtt = max(self._max_rtt, rtt)
+        if ttl not in self._first_rtt:
+            self._first_rtt[ttl] = rtt if rtt > 0.0 else 0.0
+            bisect.insort(self._answered, ttl)
         hop.replies.append(
             Reply(
                 reply.src, rtt if rtt > 0.0 else 0.0, reply.kind, reply.reply_ttl, reply.icmp_type,
@@ -288,10 +310,14 @@ class Session:
         if self._queue:
             self._drop_queued(probe.ttl)  # an answered hop needs no retry
         end = self._end_kind(reply) if reply.kind is not ReplyKind.TIME_EXCEEDED else ""
-        if end and (self._end_ttl is None or probe.ttl < self._end_ttl):
-            self._end_ttl, self._end_reason = probe.ttl, end
+        if end and (self._end_ttl is None or ttl < self._end_ttl):
+            self._end_ttl, self._end_reason = ttl, end
             if self._end_at is None:
                 self._end_at = now
+            for item in self._queue:  # nothing at or beyond the end is worth sending now
+                if item[0] >= ttl:
+                    self._forget_plan(item)
+            self._queue = [item for item in self._queue if item[0] < ttl]
         self._last_event = now
         self._check_done(now)
         return True
@@ -301,18 +327,46 @@ class Session:
         if self._done:
             return None
         deadline = None
-        if self._flying:
-            if self._sends_ordered:
-                first = next(iter(self._flying.values())).sent_at
-            else:
-                first = min(s.sent_at for s in self._flying.values() if s.sent_at is not None)
-            if first is not None:
-                deadline = first + self.params.timeout_s
+        for state in self._flying.values():
+            at = self._deadline(state)
+            if deadline is None or at < deadline:
+                deadline = at
         if self._end_at is not None:
-            end = self._end_at + self._grace()
+            end = self._end_at + self.params.grace_s
             if deadline is None or end < deadline:
                 deadline = end
+        elif len(self._flying) < self.params.window and self._may_open_ttl():
+            paced = self._paced_until()  # would open a TTL but for the pacing: wake when it may
+            if paced is not None and paced > self._now and (deadline is None or paced < deadline):
+                deadline = paced
         return deadline
+
+    def silent_wait(self, ttl: int) -> float:
+        """How long a probe at `ttl` is waited for (the module docstring's silent-hop rule).
+
+        >>> s = Session(TraceParams("192.0.2.1", Protocol.ICMP, timeout_s=2.0))
+        >>> s.silent_wait(4)  # nothing later has answered: the plain timeout
+        2.0
+        >>> s._answered, s._first_rtt = [5], {5: 0.118}
+        >>> round(s.silent_wait(4), 3)  # 3 x the RTT of hop 5
+        0.354
+        >>> s._answered, s._first_rtt = [5], {5: 0.0002}
+        >>> s.silent_wait(4)  # a near hop: the floor
+        0.05
+        """
+        params = self.params
+        answered = self._answered
+        if ttl in self._first_rtt:
+            return 0.0  # answered already (a retry still out): nothing left to wait for
+        index = bisect.bisect_right(answered, ttl)
+        if index == len(answered):
+            return params.timeout_s
+        wait = params.near_factor * self._first_rtt[answered[index]]
+        return min(params.silent_max_s, max(params.silent_min_s, wait))
+
+    def _deadline(self, state: _ProbeState) -> float:
+        assert state.sent_at is not None
+        return state.sent_at + self.silent_wait(state.probe.ttl)
 
     def on_timer(self, now: float) -> None:
         """Expire timed-out probes (queueing retries) and apply the stop rules."""
@@ -344,12 +398,6 @@ class Session:
         )
 
     # -- internals -----------------------------------------------------------------------------------
-
-    def _grace(self) -> float:
-        factor = self.params.grace_rtt_factor
-        if factor <= 0:
-            return self.params.grace_s
-        return min(self.params.grace_s, max(self.params.grace_min_s, factor * self._max_rtt))
 
     def _end_kind(self, reply: ParsedReply) -> str:
         if reply.kind in REACHED_KINDS:
@@ -398,22 +446,18 @@ class Session:
     def _expire(self, now: float) -> None:
         if self._done:
             return
-        timeout = self.params.timeout_s
         expired = []
         for state in self._flying.values():
-            if state.sent_at is None or now < state.sent_at + timeout:
-                if self._sends_ordered:
-                    break  # every later entry was sent later still
-                continue
-            expired.append(state)
-        for state in expired:
-            assert state.sent_at is not None
+            deadline = self._deadline(state)
+            if now >= deadline:
+                expired.append((state, deadline))
+        for state, deadline in expired:
             state.timed_out = True
             del self._flying[state.probe.ident]
             ttl, attempt = state.probe.ttl, state.probe.attempt
             hop = self._hops[ttl]
             hop.in_flight -= 1
-            self._last_event = max(self._last_event or now, state.sent_at + timeout)
+            self._last_event = max(self._last_event or now, deadline)
             if hop.replies:
                 continue
             if attempt < self.params.retries and hop.attempts_planned <= attempt + 1:
@@ -422,11 +466,30 @@ class Session:
                 hop.final_silent = True
         self._check_done(now)
 
-    def _may_open_ttl(self) -> bool:
+    def _paced_until(self) -> float | None:
+        """While the deepest TTL sent may still be answered by the destination itself, when opening
+        deeper TTLs is worth it: `pace` x the RTT of the deepest hop that answered after it left. Its
+        answer is due at about that RTT; a deeper probe sent before then is wasted if it is the
+        destination (on a short path every probe past the destination is; today's lab paths: 2x the
+        hop count without pacing). None: no reason to wait."""
+        sent_at = self._frontier_sent_at
+        if sent_at is None or self._max_answered >= self._next_ttl - 1:
+            return None
+        return sent_at + self.params.pace * self._first_rtt.get(self._max_answered, 0.0)
+
+    def _may_open_ttl(self, now: float = math.inf) -> bool:
         lookahead = self.params.lookahead
         if self._next_ttl > self.params.max_hops:
             return False
-        return lookahead is None or self._next_ttl <= self._max_answered + lookahead
+        if lookahead is not None:
+            # A silent stretch longer than the lookahead: once everything out has been given up, the
+            # lookahead counts from the deepest TTL opened (the gap rule needs gap_limit silent TTLs).
+            if not self._flying and not self._queue:
+                self._stretch_base = self._next_ttl - 1
+            if self._next_ttl > max(self._max_answered, self._stretch_base) + lookahead:
+                return False
+        paced = self._paced_until()
+        return paced is None or now >= paced
 
     def _gap(self) -> bool:
         """A run of `gap_limit` hops beyond the last answering hop has gone silent after every retry."""
@@ -438,20 +501,20 @@ class Session:
                 return False  # usually at once: the hop after the last answer is rarely given up yet
         return True
 
-    def _stopping(self) -> bool:
-        return self._end_ttl is not None or self._gap()
-
     def _check_done(self, now: float) -> None:
         if self._done:
             return
         if self._end_ttl is not None and self._end_at is not None:
-            end_ttl = self._end_ttl
-            waiting = False
+            # The queue holds only retries below the end now; a probe of a TTL that answered meanwhile
+            # is not worth waiting for.
+            end_ttl, answered = self._end_ttl, self._first_rtt
+            waiting = bool(self._queue)
             for state in self._flying.values():
-                if state.probe.ttl < end_ttl:
+                ttl = state.probe.ttl
+                if ttl < end_ttl and ttl not in answered:
                     waiting = True
                     break
-            if not waiting or now >= self._end_at + self._grace():
+            if not waiting or now >= self._end_at + self.params.grace_s:
                 self._finish(self._end_reason, now)
             return
         if self._flying:

@@ -36,14 +36,14 @@ def test_tcp_traces_use_the_target_port_else_the_section_port() -> None:
 def test_the_trace_section_is_carried_over() -> None:
     spec = trace_spec(config("icmp"), A, flows=3, first_flow=6)
     assert (spec.max_hops, spec.gap_limit, spec.retries, spec.flows, spec.first_flow) == (20, 4, 2, 3, 6)
-    assert spec.lookahead == 8  # TraceSection's default; never None: a flow must not send 16 TTLs at once
+    assert spec.lookahead == 5  # TraceSection's default; never None: a flow must not send 16 TTLs at once
     assert trace_spec(config("icmp"), A, flows=1, max_hops=9).max_hops == 9
 
 
-def test_lookahead_defaults_to_gap_limit_plus_3(tmp_path: Path) -> None:
+def test_lookahead_defaults_to_gap_limit(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text("[trace]\ngap_limit = 7\n")
-    assert load_config(str(path)).trace.lookahead == 10
-    path.write_text("[trace]\ngap_limit = 7\nlookahead = 7\n")
     assert load_config(str(path)).trace.lookahead == 7
-    assert load_config(None).trace.lookahead == Config().trace.lookahead == 8
+    path.write_text("[trace]\ngap_limit = 7\nlookahead = 9\n")
+    assert load_config(str(path)).trace.lookahead == 9
+    assert load_config(None).trace.lookahead == Config().trace.lookahead == 5

@@ -138,9 +138,10 @@ def test_a_late_reply_of_the_previous_round_is_not_credited_to_the_next(
 
     async def main() -> tuple[Path, Path]:
         engine, _ = fake_engine(answer)
-        spec = ProbeSpec(DST, Protocol.ICMP, timeout_s=1.0, max_hops=2, grace_s=0.0, grace_rtt_factor=0)
+        spec = ProbeSpec(DST, Protocol.ICMP, timeout_s=1.0, max_hops=2, grace_s=0.0)
         (first,) = await trace_probe(engine, spec)
-        (second,) = await trace_probe(engine, replace(spec, grace_s=0.5))
+        # Round 2 waits for its silent TTL 1 (the silent-hop floor at 0.5 s) long enough to hear R2.
+        (second,) = await trace_probe(engine, replace(spec, grace_s=2.0, silent_min_s=0.5))
         return first, second
 
     first, second = asyncio.run(main())

@@ -73,24 +73,45 @@ def test_retries_then_silent() -> None:
     assert path.reached and len(path.hops) == 5
 
 
-def test_grace_bounds_the_wait_for_earlier_silent_hops() -> None:
+def test_silent_hop_is_waited_for_a_factor_of_the_nearest_later_answer() -> None:
+    # traceroute(8)'s NEAR rule: hop 3 answers at 30 ms, so silent hop 2 gets 3 x 30 ms per probe.
     net = SimNetwork([R[0], None, R[2]], TARGET)
-    session = Session(params(timeout_s=2.0, grace_s=0.5, retries=3))
+    session = Session(params(timeout_s=2.0, retries=1, near_factor=3.0))
     path = run(session, net)
     assert path.reached and path.hops[1].silent
-    assert path.hops[1].probes_sent == 1  # no retry once the destination answered
-    assert path.duration_s == pytest.approx(0.040 + 0.5)  # destination at 40 ms, then the grace
+    assert path.hops[1].probes_sent == 2  # retried once, after the destination had answered
+    assert path.duration_s == pytest.approx(2 * 3 * 0.030)
     assert session.done and session.next_deadline() is None
 
 
-def test_slow_hop_answering_within_grace_is_kept_and_later_ones_dropped() -> None:
-    net = SimNetwork(R[:3], TARGET, delay={1: 0.3, 2: 0.9})
-    session = Session(params(grace_s=0.5))
+def test_silent_hop_wait_has_a_floor_and_a_cap_and_grace_bounds_the_whole() -> None:
+    near = run(Session(params(silent_min_s=0.2)), SimNetwork([None, R[1]], TARGET))
+    assert near.hops[0].silent and near.duration_s == pytest.approx(2 * 0.2)  # 3 x 20 ms < the floor
+    slow = dict.fromkeys(range(3, 17), 0.5)
+    far = SimNetwork([R[0], None, R[2]], TARGET, delay=slow)
+    capped = run(Session(params(silent_max_s=0.6)), far)
+    assert capped.duration_s == pytest.approx(2 * 0.6)  # 3 x 0.5 s > the cap
+    graced = run(Session(params(grace_s=0.3)), SimNetwork([R[0], None, R[2]], TARGET, delay=slow))
+    assert graced.reached and graced.duration_s == pytest.approx(0.5 + 0.3)  # destination, then grace_s
+
+
+def test_without_a_later_answer_the_wait_is_the_timeout() -> None:
+    session = Session(params(timeout_s=1.5))
+    assert session.silent_wait(3) == 1.5
+
+
+def test_a_hop_slower_than_the_rule_is_caught_by_the_retry() -> None:
+    # Hop 2 answers after 2 x hop 3's RTT (60 ms vs 30 ms). With a factor of 1.5 its first probe is
+    # given up at 45 ms; the retry goes out, and the first probe's late answer is recorded meanwhile.
+    net = SimNetwork(R[:3], TARGET, delay={2: 0.060})
+    session = Session(params(near_factor=1.5, silent_min_s=0.01))
     path = run(session, net)
-    assert path.hops[0].replies[0].rtt_s == pytest.approx(0.3)
-    assert path.hops[1].silent  # its 0.9 s answer came after destination (40 ms) + grace (0.5 s)
-    assert session.stats.after_done == 0  # the driver stopped listening when the session ended
-    assert path.duration_s == pytest.approx(0.54)
+    hop = path.hops[1]
+    assert not hop.silent and hop.probes_sent == 2 and hop.replies[0].rtt_s == pytest.approx(0.060)
+    assert session.stats.late == 1
+    # Slower than the first wait plus the retry's (2 x 45 ms): given up, reported silent.
+    slow = run(Session(params(near_factor=1.5, silent_min_s=0.01)), SimNetwork(R[:3], TARGET, delay={2: 0.2}))
+    assert slow.hops[1].silent and slow.duration_s == pytest.approx(0.090)
 
 
 def test_no_wait_when_nothing_earlier_is_pending() -> None:
@@ -116,13 +137,14 @@ def test_silent_run_followed_by_an_answer_is_not_a_gap() -> None:
 
 
 def test_gap_waits_for_higher_ttls_in_flight() -> None:
-    # TTLs 2-3 time out at 1.0 (a gap of 2) while TTL 4 (sent at 0.01) is still on its way; its answer
-    # at 1.005 shows the path goes on, and sending resumes.
+    # TTLs 2-3 time out at 1.0 (a gap of 2) while TTL 4 is still on its way (sent at 0.015: once TTL 3,
+    # the deepest out, was overdue by the pacing, 1.5 x hop 1's 10 ms); its answer at 1.01 shows the
+    # path goes on, and sending resumes.
     net = SimNetwork([R[0], None, None, R[3]], TARGET, delay={4: 0.995})
     session = Session(params(gap_limit=2, window=3, retries=0, timeout_s=1.0))
     path = run(session, net)
     assert path.reached and path.hops[3].replies[0].rtt_s == pytest.approx(0.995)
-    assert len(path.hops) == 5 and path.duration_s == pytest.approx(1.005 + 0.05)
+    assert len(path.hops) == 5 and path.duration_s == pytest.approx(1.01 + 0.05)
 
 
 def test_max_hops() -> None:
@@ -159,7 +181,8 @@ def test_duplicated_replies_are_counted_not_recorded() -> None:
 
 
 def test_late_reply_after_timeout_is_recorded_with_its_true_rtt() -> None:
-    net = SimNetwork(R[:3], TARGET, dest_answers=False, delay={2: 2.5})
+    # Nothing after hop 2 answers, so its wait is the plain timeout; its answer comes during the retry.
+    net = SimNetwork([R[0], R[1], None], TARGET, dest_answers=False, delay={2: 2.5})
     session = Session(params(max_hops=3, retries=1, timeout_s=2.0))
     path = run(session, net)
     hop = path.hops[1]
@@ -245,7 +268,9 @@ def test_next_probes_is_stable_until_sent_and_respects_the_window() -> None:
     assert session.next_deadline() == pytest.approx(2.0)
     reply = parse(synth.icmp_error(first[2].data, R[2]))
     assert reply is not None and session.on_reply(reply, 0.03)
-    assert [p.ttl for p in session.next_probes(0.03)] == [5]
+    # TTL 4, the deepest out, may be the destination: TTL 5 waits until it is overdue (1.5 x 30 ms).
+    assert session.next_probes(0.03) == [] and session.next_deadline() == pytest.approx(0.045)
+    assert [p.ttl for p in session.next_probes(0.045)] == [5]
 
 
 def test_paris_invariants_hold_on_every_probe_sent() -> None:
@@ -336,8 +361,12 @@ def test_lookahead_still_lets_the_gap_rule_fire() -> None:
     net = SimNetwork([R[0]] + [None] * 20, TARGET, dest_answers=False)
     path = run(Session(params(max_hops=20, gap_limit=3, lookahead=3, retries=0, timeout_s=1.0)), net)
     assert path.stop_reason == "gap" and len(path.hops) == 4 and max(p[8] for p in net.sent) == 4
+    # A lookahead shorter than the gap: the silent stretch is probed on once everything out gave up.
+    net = SimNetwork([R[0]] + [None] * 20, TARGET, dest_answers=False)
+    path = run(Session(params(max_hops=20, gap_limit=4, lookahead=2, retries=0, timeout_s=1.0)), net)
+    assert path.stop_reason == "gap" and len(path.hops) == 5 and path.duration_s == pytest.approx(2.015)
     with pytest.raises(ValueError, match="lookahead"):
-        params(gap_limit=4, lookahead=3)
+        params(lookahead=0)
 
 
 def test_reply_racing_its_own_timeout_is_kept() -> None:

@@ -1,0 +1,407 @@
+"""A volunteer's real network in the lab: NAT at home, carrier-grade NAT at the ISP, rate-limited ICMP.
+
+Two labs of this module's own (`lab up` options, agent/lab/topology.py `Options`): "nat" (the home router
+masquerades the vantage host) and "home" (NAT + CGNAT + the kernel's default ICMP rate limits on every
+router and host). Everything is checked on the wire with AF_PACKET captures (agent.net.capture) at the
+vantage interface and beyond each NAT: the Paris flow identifier stays one per trace beyond the NATs,
+each flow stays a flow of its own, every reply that reaches the vantage is matched to its probe, and a
+rate-limited router shows as a hop that answered some probes, not as a silent one. All probes start inside
+the labs' vantage namespaces; nothing is sent anywhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import time
+import tomllib
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from agent.lab.info import LabInfo
+from agent.lab.topology import CGNAT_PUBLIC, CHINA, TTK, Options, link
+from agent.net.capture import Capture, Frame, max_in_window
+from agent.packets.parse import parse
+from tests.conftest import lab_skip_reason
+
+pytestmark = pytest.mark.lab
+
+PROTOCOLS = ("icmp", "udp", "tcp")
+PROTO_NUMBER = {"icmp": socket.IPPROTO_ICMP, "udp": socket.IPPROTO_UDP, "tcp": socket.IPPROTO_TCP}
+KINDS = {
+    "nat": Options(nat=True),
+    "home": Options(nat=True, cgnat=True, rate_limit=True),
+}
+# Prefixes of their own (the session lab of tests/conftest.py takes nkp-t-...), claimed the same way: a
+# flock on /run/nkprobe-lab/<prefix>.test-lock held for the module's lifetime.
+PREFIXES = {
+    "nat": ("nkp-tn-", "nkp-tna-", "nkp-tnb-", "nkp-tnc-"),
+    "home": ("nkp-th-", "nkp-tha-", "nkp-thb-", "nkp-thc-"),
+}
+LOCK_DIR = "/run/nkprobe-lab"
+
+
+def _claim(prefixes: tuple[str, ...]) -> tuple[str, int]:
+    os.makedirs(LOCK_DIR, exist_ok=True)
+    for prefix in prefixes:
+        fd = os.open(f"{LOCK_DIR}/{prefix.rstrip('-')}.test-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return prefix, fd
+    pytest.fail(f"all lab prefixes {prefixes} are in use by other test sessions; wait for one")
+
+
+@pytest.fixture(scope="module")
+def labs() -> Iterator[dict[str, LabInfo]]:
+    """Both labs, built with the default scenario plus their options."""
+    from agent.lab import build, scenario
+
+    reason = lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+
+    built: dict[str, LabInfo] = {}
+    locks: list[int] = []
+    try:
+        for kind, opts in KINDS.items():
+            prefix, fd = _claim(PREFIXES[kind])
+            locks.append(fd)
+            build.down(prefix)
+            built[kind] = build.up(prefix, dataclasses.replace(scenario.load(), options=opts))
+        yield built
+    finally:
+        for info in built.values():
+            build.down(info.prefix)
+        for fd in locks:
+            os.close(fd)
+
+
+# --- helpers ------------------------------------------------------------------------------------------
+
+
+def nkprobe(lab: LabInfo, *args: str) -> list[str]:
+    """nkprobe inside the lab's vantage namespace (never elsewhere)."""
+    return ["ip", "netns", "exec", lab.vantage_ns, sys.executable, "-m", "agent", *args]
+
+
+def trace_cmd(lab: LabInfo, target: str, *extra: str) -> list[str]:
+    return nkprobe(lab, "trace", target, "--config", str(lab.config_file), "--json", "--no-dns", *extra)
+
+
+def hop_list(result: dict[str, Any]) -> tuple[str | None, ...]:
+    hops = []
+    for hop in result["result"]:
+        addresses = [r["from"] for r in hop["result"] if "from" in r]
+        hops.append(addresses[0] if addresses else None)
+    return tuple(hops)
+
+
+def vantage_if(lab: LabInfo) -> str:
+    return link("vp-home").b  # the vantage's interface is named after its neighbour
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    """One probe as a capture saw it."""
+
+    flow: tuple[Any, ...]  # what a per-flow balancer hashes: addresses, protocol, first transport bytes
+    ports: tuple[int, int]  # UDP/TCP ports, (ICMP identifier, 0): what a reply's quote is matched by
+    ident: int  # the IP ID (every probe of ours carries its identity there, agent.packets.build)
+    ttl: int
+
+
+def probes(frames: list[Frame], target: str, proto: str) -> list[Probe]:
+    """Outgoing probes toward `target` of one protocol (ICMP: echo requests only)."""
+    out = []
+    for f in frames:
+        d = f.data
+        if not f.outgoing or f.dst != target or d[9] != PROTO_NUMBER[proto]:
+            continue
+        ihl = (d[0] & 0x0F) * 4
+        if proto == "icmp" and d[ihl] != 8:
+            continue
+        # ICMP: type, code, checksum and identifier (balancers hash the checksum where the ports would
+        # be); UDP/TCP: the ports.
+        l4 = d[ihl : ihl + (8 if proto == "icmp" else 4)]
+        if proto == "icmp":
+            l4 = l4[:6]
+        a, b = struct.unpack_from("!HH", d, ihl + (4 if proto == "icmp" else 0))
+        ports = (a, 0) if proto == "icmp" else (a, b)
+        flow = (f.src, f.dst, d[9], l4.hex())
+        out.append(Probe(flow, ports, struct.unpack_from("!H", d, 4)[0], d[8]))
+    return out
+
+
+def replies_by_ttl(frames: list[Frame], sent: list[Probe], target: str, proto: str) -> Counter[int]:
+    """Incoming answers to `sent` (by identity) at the vantage interface, counted by the probe's TTL."""
+    ttl_of = {(p.ports, p.ident): p.ttl for p in sent}
+    out: Counter[int] = Counter()
+    for f in frames:
+        r = None if f.outgoing else parse(f.data)
+        if r is None or r.dst != target or r.protocol.value != proto:
+            continue
+        ttl = ttl_of.get(((r.sport, r.dport), r.ident))
+        if ttl is not None:
+            out[ttl] += 1
+    return out
+
+
+@contextlib.contextmanager
+def captures(points: dict[str, tuple[str, str]]) -> Iterator[dict[str, Capture]]:
+    """Several captures at once: name -> (namespace, interface)."""
+    with contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(Capture(ifname, netns=ns)) for name, (ns, ifname) in points.items()}
+
+
+def beyond_nat_points(lab: LabInfo, upstream: str) -> dict[str, tuple[str, str]]:
+    """Where to watch a trace beyond each NAT: the home router's WAN side, and with CGNAT the ISP's
+    interface toward the upstream's chain."""
+    points = {"vantage": (lab.vantage_ns, vantage_if(lab)), "home-wan": (f"{lab.prefix}home", "isp")}
+    if lab.options.cgnat:
+        first = {CHINA: "cu1", TTK: "ttk1"}[upstream]
+        points["isp-out"] = (f"{lab.prefix}isp", first)
+    return points
+
+
+def translated_source(lab: LabInfo, point: str) -> tuple[str, int]:
+    """The source address probes carry at a capture point, and the lowest TTL that gets there."""
+    if point == "vantage":
+        return lab.vantage_address, 1
+    if point == "home-wan":
+        return link("home-isp", lab.options).a_addr, 2
+    return CGNAT_PUBLIC, 3
+
+
+# --- traces through one NAT, and through NAT plus CGNAT -------------------------------------------------
+
+TRACED = {"nat": {CHINA: "198.19.176.10", TTK: "198.19.177.10"}, "home": {CHINA: "198.19.176.10"}}
+
+
+@pytest.fixture(scope="module")
+def nat_traces(
+    labs: dict[str, LabInfo],
+) -> dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, list[Frame]]]]:
+    """Per (lab kind, upstream, protocol): the trace JSON and the frames at each capture point.
+
+    The traces of one lab run one after another (each sees the others' frames; they are told apart by
+    destination and protocol), the "home" lab's after its routers' rate-limit buckets had time to fill."""
+    out = {}
+    for kind, targets in TRACED.items():
+        lab = labs[kind]
+        for upstream, target in targets.items():
+            for proto in PROTOCOLS:
+                if lab.options.rate_limit:
+                    time.sleep(1.0)  # one token a second per peer: the next trace finds every hop's back
+                with captures(beyond_nat_points(lab, upstream)) as caps:
+                    proc = subprocess.run(
+                        trace_cmd(lab, target, "--protocol", proto),
+                        capture_output=True,
+                        text=True,
+                        timeout=60,
+                    )
+                    time.sleep(0.05)  # the last answers reach every capture
+                assert proc.returncode == 0, proc.stderr
+                out[(kind, upstream, proto)] = (
+                    json.loads(proc.stdout),
+                    {n: c.frames for n, c in caps.items()},
+                )
+    return out
+
+
+TRACE_CASES = [(k, up, p) for k, ups in TRACED.items() for up in ups for p in PROTOCOLS]
+
+
+@pytest.mark.parametrize(("kind", "upstream", "proto"), TRACE_CASES)
+def test_trace_through_nat_keeps_hops_flow_and_matches_every_reply(
+    labs: dict[str, LabInfo], nat_traces: dict[Any, Any], kind: str, upstream: str, proto: str
+) -> None:
+    lab = labs[kind]
+    result, frames = nat_traces[(kind, upstream, proto)]
+    target = result["dst_addr"]
+    # The hop list is the lab's (CGNAT: the ISP answers from its 100.64 address at hop 2).
+    assert hop_list(result) == lab.expected_hops(target, upstream)
+    assert result["nkprobe"]["upstream"] == upstream
+    assert result["src_addr"] == lab.vantage_address
+
+    at_vantage = probes(frames["vantage"], target, proto)
+    assert at_vantage
+    (ours,) = {p.flow for p in at_vantage}  # one Paris flow identifier from the vantage
+    for point in frames:
+        if point == "vantage":
+            continue
+        beyond = probes(frames[point], target, proto)
+        source, min_ttl = translated_source(lab, point)
+        # Every probe that got this far crossed the NAT(s), all with one flow identifier: the translated
+        # source address and our own ports / ICMP identifier and checksum (a NAT keeps them unless they
+        # clash), so per-flow balancers beyond the NAT keep the trace on one path.
+        assert len(beyond) == sum(1 for p in at_vantage if p.ttl >= min_ttl), point
+        assert {p.flow for p in beyond} == {(source, *ours[1:])}, point
+    # Each reply that came back through the NAT(s) was matched to its probe: per TTL, as many answers in
+    # the trace as answers at the vantage interface, and one entry per probe sent.
+    wire = replies_by_ttl(frames["vantage"], at_vantage, target, proto)
+    sent = Counter(p.ttl for p in at_vantage)
+    for hop in result["result"]:
+        ttl = hop["hop"]
+        answered = sum(1 for r in hop["result"] if "from" in r)
+        assert answered == wire[ttl], (ttl, hop, wire)
+        assert len(hop["result"]) == max(sent[ttl], 1), (ttl, hop, sent)
+
+
+def test_sixteen_flows_through_nat_stay_sixteen_flows_beyond_it(labs: dict[str, LabInfo]) -> None:
+    lab = labs["nat"]
+    target = lab.prefixes["198.19.178.0/24"].echo_host  # the per-flow split /24
+    with captures({"home-wan": (f"{lab.prefix}home", "isp")}) as caps:
+        proc = subprocess.run(
+            trace_cmd(lab, target, "--protocol", "udp", "--flows", "16"), capture_output=True, text=True,
+            timeout=90,
+        )  # fmt: skip
+        time.sleep(0.05)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    beyond = probes(caps["home-wan"].frames, target, "udp")
+    flows = Counter(p.flow for p in beyond)
+    # Sixteen flow identifiers beyond the NAT, each with the translated address: the NAT kept them apart.
+    assert len(flows) == 16, flows
+    assert {f[0] for f in flows} == {link("home-isp").a_addr}
+    # ... and the per-flow balancer still sends each flow one way and the flows both ways.
+    chains = {up: lab.expected_hops(target, up) for up in (CHINA, TTK)}
+    seen = set()
+    for r in results:
+        matching = [up for up, hops in chains.items() if hop_list(r) == hops]
+        assert len(matching) == 1, hop_list(r)
+        assert r["nkprobe"]["upstream"] == matching[0]
+        seen.add(matching[0])
+    assert seen == {CHINA, TTK}
+
+
+# --- ICMP rate limits ---------------------------------------------------------------------------------
+
+
+def _wire_per_ttl(frames: list[Frame], target: str, proto: str) -> dict[tuple[Any, ...], list[Probe]]:
+    by_flow: dict[tuple[Any, ...], list[Probe]] = {}
+    for p in probes(frames, target, proto):
+        by_flow.setdefault(p.flow, []).append(p)
+    return by_flow
+
+
+def test_rate_limited_hops_show_what_they_answered_within_the_budget_and_keep_the_tag(
+    labs: dict[str, LabInfo],
+) -> None:
+    lab = labs["home"]
+    target = lab.prefixes["198.19.176.0/24"].echo_host
+    config = tomllib.loads(lab.config_file.read_text())
+    max_pps, retries, lookahead = config["agent"]["max_pps"], 1, 5  # the lab config; [trace] defaults
+    with captures({"vantage": (lab.vantage_ns, vantage_if(lab))}) as caps:
+        # Eight flows at once: every router gets eight probes per TTL in well under a second, more than
+        # the kernel's burst of 6 per peer (all of them come from the one CGNAT address).
+        proc = subprocess.run(
+            trace_cmd(lab, target, "--protocol", "icmp", "--flows", "8"), capture_output=True, text=True,
+            timeout=90,
+        )  # fmt: skip
+        time.sleep(0.05)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    frames = caps["vantage"].frames
+    expected = lab.expected_hops(target, CHINA)
+    by_flow = _wire_per_ttl(frames, target, "icmp")
+    assert len(by_flow) == 8
+    limited = 0
+    for r in results:
+        # The tag stands: a rate-limited probe is a '*' beside the answers its hop gave, not a new path.
+        assert r["nkprobe"]["upstream"] == CHINA, r["nkprobe"]
+        assert len(r["result"]) == len(expected) and r["result"][-1]["result"][0]["from"] == target
+        sent = [p for p in by_flow.values() if p and p[0].ports[0] == _icmp_id(r)]
+        (flow_probes,) = sent
+        per_ttl = Counter(p.ttl for p in flow_probes)
+        wire = replies_by_ttl(frames, flow_probes, target, "icmp")
+        for hop, want in zip(r["result"], expected, strict=True):
+            answers = [x["from"] for x in hop["result"] if "from" in x]
+            assert set(answers) <= {want}, hop  # whatever answered is the hop the lab has there
+            assert len(answers) == wire[hop["hop"]]  # every answer that arrived is shown ...
+            assert len(hop["result"]) == max(per_ttl[hop["hop"]], 1)  # ... and every probe sent
+            if want is not None:
+                limited += len(hop["result"]) - len(answers)
+        # Retries stay within the trace's own budget: at most (hops + lookahead) TTLs, 1 + retries each.
+        assert len(flow_probes) <= (len(expected) + lookahead) * (1 + retries)
+    assert limited >= 1, "no probe was rate limited: the lab's routers did not limit their ICMP"
+    # ... and within the agent's packet budget at the interface.
+    sent_at = [f.time_ns for f in frames if f.outgoing and f.dst == target]
+    assert max_in_window(sent_at) <= max_pps
+
+
+def _icmp_id(result: dict[str, Any]) -> int:
+    from agent.model import Protocol
+    from agent.trace.flow import flow_spec
+
+    return flow_spec(Protocol.ICMP, result["dst_addr"], result["paris_id"]).sport
+
+
+def _nft(ns: str, ruleset: str) -> None:
+    subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=ruleset, text=True, check=True)
+
+
+def _nft_output(ns: str, *args: str) -> str:
+    cmd = ["ip", "netns", "exec", ns, "nft", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+
+def test_ping_tells_loss_at_the_target_from_rate_limited_hops(labs: dict[str, LabInfo]) -> None:
+    lab = labs["home"]
+    lossy, clean = "198.19.176.10", "198.19.177.10"
+    # Real loss at the target: its own kernel drops every second echo request, and counts them.
+    host_ns = f"{lab.prefix}d176"
+    _nft(
+        host_ns,
+        "table ip loss {\n chain input {\n  type filter hook input priority 0; policy accept;\n"
+        "  icmp type echo-request numgen inc mod 2 == 0 counter drop\n }\n}\n",
+    )
+    try:
+        # While a multi-flow trace makes the routers on the way rate-limit their time exceeded ...
+        trace = subprocess.Popen(
+            trace_cmd(lab, clean, "--protocol", "icmp", "--flows", "8"), stdout=subprocess.PIPE, text=True
+        )
+        ping_args = ("--json", "--count", "20", "--interval", "0.05", "--timeout", "1")
+        pings = {}
+        for t in (clean, lossy):
+            cmd = nkprobe(lab, "ping", t, "--config", str(lab.config_file), *ping_args)
+            pings[t] = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        stdout, _ = trace.communicate(timeout=90)
+        listing = _nft_output(host_ns, "list", "table", "ip", "loss")
+    finally:
+        subprocess.run(["ip", "netns", "exec", host_ns, "nft", "delete", "table", "ip", "loss"], check=False)
+    assert trace.returncode == 0
+    traced = json.loads(stdout)
+    silent = lab.expected_hops(clean, TTK).index(None)  # the lab's silent router: not a rate limit
+    stars = sum(
+        1
+        for r in traced
+        for i, h in enumerate(r["result"][:-1])
+        if i != silent
+        for x in h["result"]
+        if "x" in x
+    )
+    assert stars >= 1, "the trace met no rate limit"
+    # ... ping sees no loss at a target whose hops were rate limiting (echo replies are never limited) ...
+    for t, proc in pings.items():
+        assert proc.returncode == 0, (t, proc.stderr)
+    ok = json.loads(pings[clean].stdout)
+    assert (ok["sent"], ok["rcvd"]) == (20, 20)
+    # ... and exactly the loss the target itself caused.
+    lost = json.loads(pings[lossy].stdout)
+    found = re.search(r"counter packets (\d+)", listing)
+    assert found is not None, listing
+    assert lost["sent"] == 20 and lost["rcvd"] == 20 - int(found.group(1)) == 10
