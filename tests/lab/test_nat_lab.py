@@ -18,6 +18,7 @@ import json
 import os
 import re
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import time
 import tomllib
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -405,3 +407,58 @@ def test_ping_tells_loss_at_the_target_from_rate_limited_hops(labs: dict[str, La
     found = re.search(r"counter packets (\d+)", listing)
     assert found is not None, listing
     assert lost["sent"] == 20 and lost["rcvd"] == 20 - int(found.group(1)) == 10
+
+
+# --- the agent behind NAT, CGNAT and rate limits -------------------------------------------------------
+
+
+def test_agent_behind_nat_cgnat_and_rate_limits_counts_each_flip_once_and_tells_target_loss(
+    labs: dict[str, LabInfo], tmp_path: Path
+) -> None:
+    from .agent_harness import Agent, agent_config, history, lab_flip, wait_for
+    from .test_agent_lab import FLIP_PREFIX, FLIP_TARGETS, changes, tag_of, wait_tags
+
+    lab = labs["home"]
+    echo, quiet = "198.19.176.10", "198.19.176.20"
+    # The contract's ping interval and a trace interval the test never reaches (as bench/flip_bench.py):
+    # what finds a flip is the latency probes' triggers, through every NAT and rate limit.
+    config = agent_config(
+        lab, tmp_path, state_dir=tmp_path / "state", targets=(echo, quiet, *FLIP_TARGETS),
+        ping_interval_s=1.0, trace_interval_s=60.0,
+    )  # fmt: skip
+    lab_flip(lab, CHINA)
+    agent = Agent(lab, config, tmp_path / "agent.log").start()
+    try:
+        wait_tags(agent, CHINA, 60)
+        wait_for(lambda: tag_of(agent, echo) == CHINA, 30, f"{echo} not tagged; log: {agent.log()}")
+        before = {t: changes(agent, t) for t in FLIP_TARGETS}
+        took = []
+        for n, upstream in enumerate((TTK, CHINA), start=1):
+            lab_flip(lab, upstream)
+            took.append(wait_tags(agent, upstream, 30))
+            for t in FLIP_TARGETS:
+                wait_for(lambda t=t, n=n: changes(agent, t) == before[t] + n, 15, f"{t}: changes_total")
+        print(f"flip to metric: {', '.join(f'{s:.1f} s' for s in took)}")
+        # Each flip is one change, seen within the flip-to-metric target (median <= 10 s).
+        assert all(changes(agent, t) == before[t] + 2 for t in FLIP_TARGETS)
+        assert statistics.median(took) <= 10.0 and max(took) < 20.0, took
+        assert agent.value("nkprobe_path_changes_total", target=echo, prefix="198.19.176.0/24") == 0.0
+        rows = [r for r in history(config) if r["prefix"] == FLIP_PREFIX]
+        for t in FLIP_TARGETS:
+            assert [(r["old"], r["new"]) for r in rows if r["target"] == t] == [(CHINA, TTK), (TTK, CHINA)]
+        # The loss metric is the target's own: the echo host answers every echo although the routers on
+        # its path rate-limit their errors; the quiet host answers none (it sends no ICMP) but every SYN.
+        samples = agent.scrape()
+
+        def count(name: str, target: str, proto: str) -> float:
+            labels = {"target": target, "prefix": "198.19.176.0/24", "protocol": proto}
+            return samples[(f"nkprobe_probes_{name}_total", frozenset(labels.items()))]
+
+        assert count("sent", echo, "icmp") >= 10
+        assert count("answered", echo, "icmp") >= count("sent", echo, "icmp") - 1  # one may be in flight
+        assert count("sent", quiet, "icmp") >= 10 and count("answered", quiet, "icmp") == 0
+        assert count("answered", quiet, "tcp") >= count("sent", quiet, "tcp") - 1
+    finally:
+        code = agent.stop()
+        lab_flip(lab, CHINA)
+    assert code == 0, agent.log()
