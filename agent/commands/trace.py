@@ -9,10 +9,18 @@ result: exit 0 either way.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from agent.asn.table import AsnTable
+    from agent.classify import Settings
+    from agent.config import Config
     from agent.model import Classification, Path, Reply
 
 PROTOCOLS = ("icmp", "udp", "tcp")
@@ -41,17 +49,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
-    from agent.asn import load_table
-    from agent.classify import Settings, classify
+    # Start-up is most of a short trace's wall time (bench/RESULTS.md, "Probe engine"), so only what the
+    # probing needs is imported before the first packet: config, the engine and the prober. The tagging
+    # side (AS table, classifier, RIPE output: a third of the imports) loads in a thread meanwhile; the
+    # event loop sleeps in epoll most of a trace, so the two overlap, and receive times come from the
+    # kernel (SO_TIMESTAMPNS), so the thread cannot move an RTT.
     from agent.commands._probing import config_and_target, run_with_engine
     from agent.errors import UsageError
     from agent.model import Protocol
     from agent.net.engine import ProbeEngine
     from agent.probers import traceroute
     from agent.probers.base import trace_spec
-    from agent.ripe import to_ripe
 
     if not 1 <= args.flows <= 64:
         raise UsageError("--flows takes 1..64")
@@ -64,33 +72,119 @@ def run(args: argparse.Namespace) -> int:
     spec = trace_spec(
         config, target, flows=args.flows, protocol=protocol, port=args.port, max_hops=args.max_hops
     )
-    # The AS table loads (from local files only) while nothing else is going on: before the sockets open.
-    table = load_table(files=[*config.asn.files, *args.asn_file])
-    settings = Settings.from_config(config)
-
-    lookup_names = config.names.reverse_dns and not args.no_dns
+    files = [*config.asn.files, *args.asn_file]
+    for name in files:  # a missing file is a usage error before any packet, not after the trace
+        if not os.access(name, os.R_OK):
+            raise UsageError(f"cannot read IP-to-AS file {name}: check the path (--asn-file, asn.files)")
+    tagging = _Background(lambda: _Tagging.load(config, files))
+    resolver = ResolverCheck(target) if config.names.reverse_dns and not args.no_dns else None
 
     async def body(engine: ProbeEngine) -> tuple[tuple[Path, ...], dict[str, str]]:
         paths = await traceroute.probe(engine, spec)
         names: dict[str, str] = {}
-        if lookup_names:
+        if resolver is not None and resolver.answers():
             addresses = {a for p in paths for h in p.hops for a in h.addresses}
             names = await reverse_names(addresses, config.names.timeout_s)
         return paths, names
 
     paths, names = run_with_engine(config, body)
+    tag = tagging.result()
     addresses = {a for p in paths for h in p.hops for a in h.addresses}
-    asns = {a: table.asn(a) for a in addresses}
-    tags = [classify(p, table.lookup, settings, names) for p in paths]
+    asns = {a: tag.table.asn(a) for a in addresses}
+    tags = [tag.classify(p, tag.table.lookup, tag.settings, names) for p in paths]
     if args.json:
-        objs = [to_ripe(p, c, names, asns) for p, c in zip(paths, tags, strict=True)]
+        import json
+
+        objs = [tag.to_ripe(p, c, names, asns) for p, c in zip(paths, tags, strict=True)]
         print(json.dumps(objs if args.flows > 1 else objs[0]))
         return 0
-    for i, (path, tag) in enumerate(zip(paths, tags, strict=True)):
+    for i, (path, c) in enumerate(zip(paths, tags, strict=True)):
         if i:
             print()
-        print(render(path, tag, names, asns))
+        print(render(path, c, names, asns))
     return 0
+
+
+class _Tagging:
+    """What tags a path, loaded off the probing path (module imports and the AS table)."""
+
+    def __init__(self, table: AsnTable, settings: Settings) -> None:
+        from agent.classify import classify
+        from agent.ripe import to_ripe
+
+        self.table, self.settings = table, settings
+        self.classify, self.to_ripe = classify, to_ripe
+
+    @classmethod
+    def load(cls, config: Config, files: list[str]) -> _Tagging:
+        from agent.asn import load_table
+        from agent.classify import Settings
+
+        return cls(load_table(files=files), Settings.from_config(config))
+
+
+class _Background:
+    """`fn()` in a daemon thread from now; `result()` joins it and returns or raises what it did."""
+
+    def __init__(self, fn: Callable[[], _Tagging]) -> None:
+        self._fn = fn
+        self._value: _Tagging | None = None
+        self._error: BaseException | None = None
+        # A reply read while the thread holds the GIL waits for it at most this long (default 5 ms):
+        # the next probes of a trace leave sooner.
+        self._switch = sys.getswitchinterval()
+        sys.setswitchinterval(0.0005)
+        self._thread = threading.Thread(target=self._run, name="nkprobe-tagging", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn()
+        except BaseException as exc:  # handed to result(), in the main thread
+            self._error = exc
+
+    def result(self) -> _Tagging:
+        self._thread.join()
+        sys.setswitchinterval(self._switch)
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+
+class ResolverCheck:
+    """Whether the system resolver answers at all, asked once at start-up, during the trace.
+
+    One reverse lookup of the target runs in a daemon thread from the start. A name, or a definite "no
+    such name" (h_errno HOST_NOT_FOUND / NO_DATA, RFC 1035 NXDOMAIN), means the resolver answers, and
+    the hops' names are looked up in parallel within [names] timeout_s. A failure (TRY_AGAIN: no
+    server reachable, as in the lab) or no answer by the end of the trace (but at least `grace_s`
+    after the start) means it does not, and no time is spent waiting for names nobody will give."""
+
+    ANSWERED_ERRNOS = frozenset({1, 4})  # netdb.h HOST_NOT_FOUND, NO_DATA
+
+    def __init__(
+        self, address: str, grace_s: float = 0.1, resolve: Callable[[str], object] | None = None
+    ) -> None:
+        self._deadline = time.monotonic() + grace_s
+        self._resolve = resolve or socket.gethostbyaddr
+        self._done = threading.Event()
+        self._answered = False
+        threading.Thread(target=self._run, args=(address,), name="nkprobe-resolver", daemon=True).start()
+
+    def _run(self, address: str) -> None:
+        try:
+            self._resolve(address)
+            self._answered = True
+        except socket.herror as exc:
+            self._answered = exc.errno in self.ANSWERED_ERRNOS
+        except (OSError, UnicodeError):
+            self._answered = False
+        self._done.set()
+
+    def answers(self) -> bool:
+        self._done.wait(max(0.0, self._deadline - time.monotonic()))
+        return self._done.is_set() and self._answered
 
 
 async def reverse_names(addresses: set[str], timeout_s: float) -> dict[str, str]:
