@@ -111,6 +111,10 @@ class Path:
     dst_port: int | None = None
     packet_size: int = 0
     stop_reason: str = ""  # "reached", "unreachable", "gap", "max_hops", ...
+    # Replies whose quote carries a checksum other than the one sent (agent.trace.session): a middlebox
+    # before `rewrite_hop` (the lowest TTL that quoted one) rewrote what the flow hash covers.
+    rewritten_replies: int = 0
+    rewrite_hop: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
     tag = tagging.result()
     addresses = {a for p in paths for h in p.hops for a in h.addresses}
     asns = {a: tag.table.asn(a) for a in addresses}
-    tags = [tag.classify(p, tag.table.lookup, tag.settings, names) for p in paths]
+    from agent.trace.rewrite import with_rewrite_evidence  # a middlebox rewrote the flow: say so
+
+    tags = [with_rewrite_evidence(p, tag.classify(p, tag.table.lookup, tag.settings, names)) for p in paths]
     if args.json:
         import json
 

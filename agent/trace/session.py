@@ -196,6 +196,7 @@ class Session:
         self._stop_reason = ""
         self._first_sent: float | None = None
         self._last_event: float | None = None
+        self._rewrite_hop: int | None = None  # lowest TTL whose reply quoted a rewritten checksum
 
     # -- the driver's interface ---------------------------------------------------------------------
 
@@ -282,7 +283,11 @@ class Session:
         # No _expire(now) here: a reply that races its own timeout (the driver's timer has not run yet)
         # counts as on time; expiring first could end the session under the reply's feet.
         if reply.quoted_checksum is not None and reply.quoted_checksum != self._builder.checksum:
+            # A NAT that changed the source port or ICMP identifier (and mapped the quoted one back but
+            # not the quoted checksum, RFC 5508 section 3.6): the flow beyond it is not the one we chose.
             self.stats.checksum_mismatch += 1
+            if self._rewrite_hop is None or state.probe.ttl < self._rewrite_hop:
+                self._rewrite_hop = state.probe.ttl
         if now < state.sent_at and read_at is not None:
             now = read_at  # agent.net.clock.receive_time: the stamp predates the send
         probe = state.probe
@@ -395,6 +400,8 @@ class Session:
             dst_port=self.flow.dport if self.flow.protocol is not Protocol.ICMP else None,
             packet_size=self.flow.effective_size,
             stop_reason=self._stop_reason if self._done else "incomplete",
+            rewritten_replies=self.stats.checksum_mismatch,
+            rewrite_hop=self._rewrite_hop,
         )
 
     # -- internals -----------------------------------------------------------------------------------
