@@ -462,3 +462,64 @@ def test_agent_behind_nat_cgnat_and_rate_limits_counts_each_flip_once_and_tells_
         code = agent.stop()
         lab_flip(lab, CHINA)
     assert code == 0, agent.log()
+
+
+# --- a NAT that rewrites the flow identifier ----------------------------------------------------------
+
+# A sloppy NAT on the home router, stateless: it gives flow 0 another source port / ICMP identifier on the
+# way out (nft fixes the transport checksum, which therefore changes) and maps the port / identifier in
+# the quoted header of the errors coming back, but not the quoted checksum (RFC 5508 section 3.6 asks for
+# both; not every home router does it). Linux's own NAT, in the labs above, restores both.
+SLOPPY_NAT = """
+table ip sloppy {
+  chain out {
+    type filter hook postrouting priority 0; policy accept;
+    oifname "isp" udp sport 61000 udp sport set 40000
+    oifname "isp" icmp type echo-request icmp id 0x4e00 icmp id set 0x1234
+  }
+  chain back {
+    type filter hook prerouting priority 0; policy accept;
+    iifname "isp" icmp type { time-exceeded, destination-unreachable } @th,224,16 40000 @th,224,16 set 61000
+    iifname "isp" icmp type { time-exceeded, destination-unreachable } @th,256,16 0x1234 @th,256,16 set 0x4e00
+    iifname "isp" icmp type echo-reply icmp id 0x1234 icmp id set 0x4e00
+  }
+}
+"""
+REWRITE_WORDS = "rewrote the probes' flow identifier"
+
+
+@pytest.mark.parametrize("proto", ["udp", "icmp"])
+def test_a_nat_that_rewrites_the_flow_identifier_is_named_in_the_evidence(
+    lab: LabInfo, labs: dict[str, LabInfo], proto: str
+) -> None:
+    target = lab.prefixes["198.19.176.0/24"].echo_host
+    home_ns = f"{lab.prefix}home"
+    _nft(home_ns, SLOPPY_NAT)
+    try:
+        with captures({"home-wan": (home_ns, "isp")}) as caps:
+            proc = subprocess.run(
+                trace_cmd(lab, target, "--protocol", proto), capture_output=True, text=True, timeout=60
+            )
+    finally:
+        subprocess.run(
+            ["ip", "netns", "exec", home_ns, "nft", "delete", "table", "ip", "sloppy"], check=False
+        )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    # The box did rewrite the flow: beyond it the probes carry its port / identifier, not ours.
+    beyond = {p.ports[0] for p in probes(caps["home-wan"].frames, target, proto)}
+    assert beyond == {40000 if proto == "udp" else 0x1234}
+    # The replies still match their probes (the quoted port came back), the tag is right, and the
+    # evidence says where the flow was rewritten instead of passing the path off as paris id 0's.
+    assert hop_list(result) == lab.expected_hops(target, CHINA)
+    assert result["nkprobe"]["upstream"] == CHINA
+    (sentence,) = [e for e in result["nkprobe"]["evidence"] if REWRITE_WORDS in e]
+    assert "before hop 2" in sentence and "paris id 0" in sentence
+    # Through Linux's NAT, which maps the quoted checksum back too, nothing is rewritten as far as the
+    # vantage can tell, and the evidence says nothing of it.
+    nat_lab = labs["nat"]
+    clean = subprocess.run(
+        trace_cmd(nat_lab, target, "--protocol", proto), capture_output=True, text=True, timeout=60
+    )
+    assert clean.returncode == 0, clean.stderr
+    assert not [e for e in json.loads(clean.stdout)["nkprobe"]["evidence"] if REWRITE_WORDS in e]
