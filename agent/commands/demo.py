@@ -43,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-agent", action="store_true", help="only bring the lab up; do not run the agent")
     parser.add_argument("--scenario", metavar="FILE", help="lab scenario TOML (default: built-in)")
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="a lab without NAT, CGNAT and ICMP rate limits (by default the demo's vantage host sits "
+        "behind all three, as a volunteer's does)",
+    )
 
 
 def _program() -> str:
@@ -80,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     prefix = info.resolve_prefix(None)
     build.require_root()
     sc = scenario.load(args.scenario)
+    if not args.plain:
+        sc = scenario.with_home_network(sc)  # NAT, CGNAT, ICMP rate limits (agent/lab/README.md)
     lab = build.up(prefix, sc)
     agent: subprocess.Popen[bytes] | None = None
 

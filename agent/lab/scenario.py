@@ -6,6 +6,7 @@ unknown keys, so a typo never silently leaves a link undelayed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -135,6 +136,17 @@ def parse(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
         icmp_msgs_per_sec=numbers.get("icmp_msgs_per_sec", PLAIN.icmp_msgs_per_sec),
     )
     return Scenario(links=links, flip_start=flip_start, source=source, options=options)
+
+
+def with_home_network(sc: Scenario) -> Scenario:
+    """`sc` with NAT, CGNAT and ICMP rate limits on: a volunteer's network (`lab up --home`, the demo).
+
+    >>> o = with_home_network(Scenario()).options
+    >>> (o.nat, o.cgnat, o.rate_limit, o.nat_random)
+    (True, True, True, False)
+    """
+    opts = dataclasses.replace(sc.options, nat=True, cgnat=True, rate_limit=True)
+    return dataclasses.replace(sc, options=opts)
 
 
 def loads(text: str, source: str = "<scenario>") -> Scenario:

@@ -523,3 +523,55 @@ def test_a_nat_that_rewrites_the_flow_identifier_is_named_in_the_evidence(
     )
     assert clean.returncode == 0, clean.stderr
     assert not [e for e in json.loads(clean.stdout)["nkprobe"]["evidence"] if REWRITE_WORDS in e]
+
+
+# --- the command line ---------------------------------------------------------------------------------
+
+
+def _lab_cli(prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NKPROBE_LAB_PREFIX": prefix}
+    cmd = [sys.executable, "-m", "agent", "lab", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_lab_up_flags_and_the_demo_build_the_home_network(lab: LabInfo) -> None:
+    from agent.lab import build, info
+
+    prefix = f"{lab.prefix}h-"
+    build.down(prefix)
+    bad = _lab_cli(prefix, "up", "--nat-random")
+    assert bad.returncode == 2 and "--nat-random needs --nat" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and not build.existing(prefix)
+    try:
+        up = _lab_cli(prefix, "up", "--nat", "--rate-limit")
+        assert up.returncode == 0, up.stderr
+        assert (
+            "NAT, ICMP rate limit 1000 ms a peer" in up.stdout
+            and "seen beyond NAT:   198.18.1.1" in up.stdout
+        )
+        opts = info.load(prefix).options
+        assert (opts.nat, opts.cgnat, opts.rate_limit) == (True, False, True)
+        ruleset = subprocess.run(["ip", "netns", "exec", f"{prefix}home", "nft", "list", "ruleset"],
+                                 capture_output=True, text=True, check=True).stdout  # fmt: skip
+        assert 'oifname "isp" masquerade' in ruleset
+        sysctl = ["ip", "netns", "exec", f"{prefix}cu1", "cat", "/proc/sys/net/ipv4/icmp_ratelimit"]
+        ratelimit = subprocess.run(sysctl, capture_output=True, text=True, check=True).stdout
+        assert ratelimit.strip() == "1000"
+    finally:
+        build.down(prefix)
+    # The demo's lab is a volunteer's network: NAT, CGNAT and rate limits on.
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "agent", "demo", "--no-agent", "--flip-every", "60"],
+        env={**os.environ, "NKPROBE_LAB_PREFIX": prefix}, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            if "Ctrl-C" in line:
+                break
+        opts = info.load(prefix).options
+        assert (opts.nat, opts.cgnat, opts.rate_limit) == (True, True, True)
+    finally:
+        demo.terminate()
+        demo.wait(30)
+        build.down(prefix)
