@@ -33,7 +33,10 @@ AS block of its far end, so each traceroute hop shows an address of its own AS):
 
 The ISP chooses the chain by destination, the border by source (policy rules), so a flow's forward and
 return paths cross the same chain and `flip` changes both at once. Routers answer from the interface a
-probe came in on (icmp_errors_use_inbound_ifaddr=1); ICMP rate limits are off in the lab.
+probe came in on (icmp_errors_use_inbound_ifaddr=1); ICMP rate limits are off in the lab
+unless `lab up --rate-limit`. With `--nat` the home router masquerades the vantage host (nftables), with
+`--cgnat` the ISP is a carrier-grade NAT (home-isp link in 100.64.1.0/30, customers translated to
+198.18.1.254); `--home` is all three, the demo's default (topology.Options, README.md).
 
 Delay: links named in the scenario (default.toml) carry a one-way delay in both directions. With a netem
 qdisc in the kernel it is used; otherwise (this project's CI kernel) both ends of such a link are veths
