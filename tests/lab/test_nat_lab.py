@@ -43,12 +43,14 @@ PROTOCOLS = ("icmp", "udp", "tcp")
 PROTO_NUMBER = {"icmp": socket.IPPROTO_ICMP, "udp": socket.IPPROTO_UDP, "tcp": socket.IPPROTO_TCP}
 KINDS = {
     "nat": Options(nat=True),
+    "random": Options(nat=True, nat_random=True),  # new source ports / ICMP identifiers for every flow
     "home": Options(nat=True, cgnat=True, rate_limit=True),
 }
 # Prefixes of their own (the session lab of tests/conftest.py takes nkp-t-...), claimed the same way: a
 # flock on /run/nkprobe-lab/<prefix>.test-lock held for the module's lifetime.
 PREFIXES = {
     "nat": ("nkp-tn-", "nkp-tna-", "nkp-tnb-", "nkp-tnc-"),
+    "random": ("nkp-tr-", "nkp-tra-", "nkp-trb-", "nkp-trc-"),
     "home": ("nkp-th-", "nkp-tha-", "nkp-thb-", "nkp-thc-"),
 }
 LOCK_DIR = "/run/nkprobe-lab"
@@ -263,10 +265,12 @@ def test_trace_through_nat_keeps_hops_flow_and_matches_every_reply(
         assert len(hop["result"]) == max(sent[ttl], 1), (ttl, hop, sent)
 
 
-def test_sixteen_flows_through_nat_stay_sixteen_flows_beyond_it(labs: dict[str, LabInfo]) -> None:
-    lab = labs["nat"]
+@pytest.mark.parametrize("kind", ["nat", "random"])
+def test_sixteen_flows_through_nat_stay_sixteen_flows_beyond_it(labs: dict[str, LabInfo], kind: str) -> None:
+    lab = labs[kind]
     target = lab.prefixes["198.19.178.0/24"].echo_host  # the per-flow split /24
-    with captures({"home-wan": (f"{lab.prefix}home", "isp")}) as caps:
+    points = {"vantage": (lab.vantage_ns, vantage_if(lab)), "home-wan": (f"{lab.prefix}home", "isp")}
+    with captures(points) as caps:
         proc = subprocess.run(
             trace_cmd(lab, target, "--protocol", "udp", "--flows", "16"), capture_output=True, text=True,
             timeout=90,
@@ -274,18 +278,29 @@ def test_sixteen_flows_through_nat_stay_sixteen_flows_beyond_it(labs: dict[str, 
         time.sleep(0.05)
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
+    inside = probes(caps["vantage"].frames, target, "udp")
     beyond = probes(caps["home-wan"].frames, target, "udp")
-    flows = Counter(p.flow for p in beyond)
-    # Sixteen flow identifiers beyond the NAT, each with the translated address: the NAT kept them apart.
-    assert len(flows) == 16, flows
-    assert {f[0] for f in flows} == {link("home-isp").a_addr}
-    # ... and the per-flow balancer still sends each flow one way and the flows both ways.
+    # Sixteen flow identifiers beyond the NAT, with the translated address: the NAT kept the flows apart,
+    # and none of them changed within its trace (a second identifier for one flow would make seventeen;
+    # a NAT never maps two inside flows to one outside one).
+    assert len({p.flow for p in inside}) == 16
+    assert len({p.flow for p in beyond}) == 16
+    assert len(beyond) == sum(1 for p in inside if p.ttl >= 2)
+    assert {p.flow[0] for p in beyond} == {link("home-isp").a_addr}
+    ours, theirs = {p.ports for p in inside}, {p.ports for p in beyond}
+    if lab.options.nat_random:
+        assert len(theirs - ours) >= 15  # rewritten: the flow hash beyond the NAT is the NAT's choice
+    else:
+        assert theirs == ours  # kept: a NAT changes a port only when it clashes
+    # ... the per-flow balancer still sends each flow one way and the flows both ways, and as Linux's
+    # NAT maps the quoted headers back whole, the vantage sees no rewrite.
     chains = {up: lab.expected_hops(target, up) for up in (CHINA, TTK)}
     seen = set()
     for r in results:
         matching = [up for up, hops in chains.items() if hop_list(r) == hops]
         assert len(matching) == 1, hop_list(r)
         assert r["nkprobe"]["upstream"] == matching[0]
+        assert not [e for e in r["nkprobe"]["evidence"] if REWRITE_WORDS in e]
         seen.add(matching[0])
     assert seen == {CHINA, TTK}
 
@@ -433,19 +448,23 @@ def test_agent_behind_nat_cgnat_and_rate_limits_counts_each_flip_once_and_tells_
         wait_for(lambda: tag_of(agent, echo) == CHINA, 30, f"{echo} not tagged; log: {agent.log()}")
         before = {t: changes(agent, t) for t in FLIP_TARGETS}
         took = []
-        for n, upstream in enumerate((TTK, CHINA), start=1):
+        for n, upstream in enumerate((TTK, CHINA, TTK), start=1):
             lab_flip(lab, upstream)
             took.append(wait_tags(agent, upstream, 30))
             for t in FLIP_TARGETS:
                 wait_for(lambda t=t, n=n: changes(agent, t) == before[t] + n, 15, f"{t}: changes_total")
         print(f"flip to metric: {', '.join(f'{s:.1f} s' for s in took)}")
         # Each flip is one change, seen within the flip-to-metric target (median <= 10 s).
-        assert all(changes(agent, t) == before[t] + 2 for t in FLIP_TARGETS)
+        assert all(changes(agent, t) == before[t] + 3 for t in FLIP_TARGETS)
         assert statistics.median(took) <= 10.0 and max(took) < 20.0, took
         assert agent.value("nkprobe_path_changes_total", target=echo, prefix="198.19.176.0/24") == 0.0
         rows = [r for r in history(config) if r["prefix"] == FLIP_PREFIX]
         for t in FLIP_TARGETS:
-            assert [(r["old"], r["new"]) for r in rows if r["target"] == t] == [(CHINA, TTK), (TTK, CHINA)]
+            assert [(r["old"], r["new"]) for r in rows if r["target"] == t] == [
+                (CHINA, TTK),
+                (TTK, CHINA),
+                (CHINA, TTK),
+            ]
         # The loss metric is the target's own: the echo host answers every echo although the routers on
         # its path rate-limit their errors; the quiet host answers none (it sends no ICMP) but every SYN.
         samples = agent.scrape()
