@@ -38,6 +38,7 @@ from agent.config import Config
 from agent.model import Classification, Path, PingResult, Target
 from agent.pathstate import Change, LatencyWatch, PathState, Trigger, tag_values
 from agent.state import State
+from agent.trace.rewrite import with_rewrite_evidence
 
 log = logging.getLogger("nkprobe.scheduler")
 
@@ -384,7 +385,8 @@ class Scheduler:
             self.state.record_trace(str(path.protocol), path.duration_s)
             self.state.record_trace_outcome(target.address, "reached" if path.reached else "unreached")
             try:
-                classified.append((path, self._classify(path)))
+                # A middlebox that rewrote the flow is named in the evidence (and so in the history).
+                classified.append((path, with_rewrite_evidence(path, self._classify(path))))
             except Exception as exc:
                 self.state.count_error("classify")
                 self._log.warn(f"classify {target.address}", "classifying %s failed: %s", target.address, exc)
