@@ -159,8 +159,10 @@ def _status(prefix: str, as_json: bool) -> int:
         return 0
     print(
         f"lab {prefix!r}: {len(present)}/{len(lab.namespaces)} namespaces present, "
-        f"delay backend {lab.delay_backend}"
+        f"delay backend {lab.delay_backend}{_options_note(lab)}"
     )
+    if lab.public_address != lab.vantage_address:
+        print(f"vantage {lab.vantage_address}, seen beyond NAT as {lab.public_address}")
     print("files:")
     for what, path in (("lab", lab.lab_json), ("config", lab.config_file), ("asn", lab.asn_file)):
         print(f"  {what:<7} {path}")
