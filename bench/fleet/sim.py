@@ -315,3 +315,17 @@ class Backfill:
                 values = tuple(a + s * dt for a, s in zip(va, slope, strict=True))
                 return (self._fmt % values).replace("@", str(int(t * 1000))).encode()
         return None
+
+
+def expected_disagreeing(sc: Scenario, t: float) -> set[tuple[str, str, str]]:
+    """(agent, prefix, upstream) of reporting agents whose tag differs from a >50 % majority."""
+    share = expected_share(sc, t)
+    out = set()
+    for prefix in PREFIXES:
+        majority = [u for (p, u), v in share.items() if p == prefix and v > 0.5]
+        if not majority:
+            continue
+        for i in range(sc.agents):
+            if sc.reporting(i, t) and sc.tag(i, prefix, t) != majority[0]:
+                out.add((agent_name(i), prefix, sc.tag(i, prefix, t)))
+    return out
