@@ -435,16 +435,19 @@ def test_agent_behind_nat_cgnat_and_rate_limits_counts_each_flip_once_and_tells_
 
     lab = labs["home"]
     echo, quiet = "198.19.176.10", "198.19.176.20"
-    # The contract's ping interval and a trace interval the test never reaches (as bench/flip_bench.py):
-    # what finds a flip is the latency probes' triggers, through every NAT and rate limit.
+    # The contract's ping interval and a trace interval longer than any flip takes to show: what finds a
+    # flip is the latency probes' triggers, through every NAT and rate limit. The first rounds of all
+    # targets start within seconds of each other, so the routers' rate limits (6 errors, then one a
+    # second, per peer: the one CGNAT address) can leave too few flows with evidence to confirm a first
+    # tag; the next periodic round, 30 s on, then confirms it, as on a volunteer's machine.
     config = agent_config(
         lab, tmp_path, state_dir=tmp_path / "state", targets=(echo, quiet, *FLIP_TARGETS),
-        ping_interval_s=1.0, trace_interval_s=60.0,
+        ping_interval_s=1.0, trace_interval_s=30.0,
     )  # fmt: skip
     lab_flip(lab, CHINA)
     agent = Agent(lab, config, tmp_path / "agent.log").start()
     try:
-        wait_tags(agent, CHINA, 60)
+        first = wait_tags(agent, CHINA, 75)
         wait_for(lambda: tag_of(agent, echo) == CHINA, 30, f"{echo} not tagged; log: {agent.log()}")
         before = {t: changes(agent, t) for t in FLIP_TARGETS}
         took = []
@@ -453,7 +456,7 @@ def test_agent_behind_nat_cgnat_and_rate_limits_counts_each_flip_once_and_tells_
             took.append(wait_tags(agent, upstream, 30))
             for t in FLIP_TARGETS:
                 wait_for(lambda t=t, n=n: changes(agent, t) == before[t] + n, 15, f"{t}: changes_total")
-        print(f"flip to metric: {', '.join(f'{s:.1f} s' for s in took)}")
+        print(f"first tag after {first:.1f} s; flip to metric: {', '.join(f'{s:.1f} s' for s in took)}")
         # Each flip is one change, seen within the flip-to-metric target (median <= 10 s).
         assert all(changes(agent, t) == before[t] + 3 for t in FLIP_TARGETS)
         assert statistics.median(took) <= 10.0 and max(took) < 20.0, took
