@@ -355,7 +355,7 @@ PROMQL_STAND_INS = {
 }
 # The lab has two upstreams only (china_unicom, transtelecom): no path is ever tagged "other", so the
 # overview's RTT heatmap for "other" is legitimately empty there. It must still evaluate without error.
-PROMQL_MAY_BE_EMPTY = ('upstream="other"} == 1',)
+PROMQL_MAY_BE_EMPTY = ('upstream="other"} == 1', 'upstream="other"})')
 FLIPPED_PREFIX = "198.19.179.0/24"  # follows `nkprobe lab flip`
 
 
