@@ -9,19 +9,23 @@ Run it with a venv of Debian's /usr/bin/python3 (Raspberry Pi OS's interpreter, 
 deploy/raspberry-pi/install.sh uses); `--compare-python` repeats the sustained CPU runs under another
 interpreter, for instance a source build without profile-guided optimisation, which is slower.
 
-What it measures, per upstream (China-Unicom-like path with no silent hop, TransTeleCom-like path with
-one) and per protocol (ICMP, UDP, TCP):
+What it measures, per path and per protocol (ICMP, UDP, TCP). The paths (PATHS): the default lab's
+China-Unicom-like path (40 ms, no silent hop) and TransTeleCom-like path (25 ms, one silent hop), and the
+TransTeleCom-like path of two slower labs (bench/scenarios/) where the silent hop sits behind a long link,
+as on a real path to Pyongyang: 120 ms and 300 ms round trips, the silent hop within 6 ms of them.
 - whole-run wall time of one trace, process start to exit, for `nkprobe trace`, Debian `traceroute`
   (-I / default UDP / -T), `mtr --report -c 1` and `scamper -c "trace -P ...-paris"`, run alternately;
-- packets each tool sent (outgoing IPv4 frames at the vantage interface, AF_PACKET capture; TCP runs
-  include the kernel's RSTs to SYN-ACKs, for every tool alike) and whether its hop list is the lab's;
+- probes each tool sent (outgoing IPv4 frames at the vantage interface, AF_PACKET capture; the kernel's
+  RSTs to SYN-ACKs are not counted, for every tool alike) and whether its hop list is the lab's;
 - `nkprobe trace` in-process time (first probe to result, Path.duration_s);
 - median RTT error: destination RTT minus the lab's configured round trip (this includes the lab's own
   userspace delay links), and our RTT minus the RTT the interface capture sees (our own error alone);
 - CPU time per probe over a sustained run of many traces in one process, and the peak RSS of
   `nkprobe trace` processes.
-Targets: in-process time on the silent-hop path <= `traceroute -I`'s whole run; elsewhere <= 2 x RTT +
-50 ms; <= 100 us CPU per probe; <= 60 MB peak RSS. `--write` puts the results into bench/RESULTS.md
+Each round runs every tool once in turn (A B C D, A B C D, ...), and the ratio of `nkprobe trace` to each
+other tool is taken round by round (paired), then its median is reported.
+Targets: whole-run `nkprobe trace` <= 1.0 x traceroute of the same protocol; probes <= 1.5 x the hop
+count; <= 100 us CPU per probe; <= 60 MB peak RSS. `--write` puts the results into bench/RESULTS.md
 ("Probe engine" section, other sections kept).
 """
 
@@ -55,10 +59,26 @@ from agent.probers import traceroute
 from agent.probers.base import ProbeSpec
 
 ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "bench" / "scenarios"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Probe engine"
 PROTOCOLS = ("icmp", "udp", "tcp")
 UPSTREAM_PREFIX = {CHINA: "198.19.176.0/24", TTK: "198.19.177.0/24"}
+
+
+@dataclass(frozen=True)
+class BenchPath:
+    label: str  # as the report names it
+    lab: str  # lab prefix suffix: "" the default lab, else the scenario's name in bench/scenarios
+    upstream: str
+
+
+PATHS = (
+    BenchPath("china_unicom 40 ms, no silent hop", "", CHINA),
+    BenchPath("transtelecom 25 ms, silent hop", "", TTK),
+    BenchPath("transtelecom 120 ms, silent hop", "slow120", TTK),
+    BenchPath("transtelecom 300 ms, silent hop", "slow300", TTK),
+)
 IP_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 Hops = tuple[str | None, ...]
 
@@ -158,6 +178,7 @@ class Results:
     in_process: dict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
     in_process_ok: dict[tuple[str, str], list[bool]] = field(default_factory=lambda: defaultdict(list))
     rtt_error_cfg_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    hops: dict[str, int] = field(default_factory=dict)  # path label -> the lab's hop count
     rtt_error_wire_ms: list[float] = field(default_factory=list)
     rtt_compare: str = ""
     cpu_us_per_probe: float = 0.0
@@ -173,6 +194,7 @@ def vantage_dev(lab: LabInfo) -> str:
 
 
 def run_tool(lab: LabInfo, dev: str, cmd: list[str], parse: Callable[[str], Hops], expected: Hops) -> Run:
+    """One whole run of `cmd` inside the vantage namespace, with the frames it sent counted."""
     with Capture(dev, netns=lab.vantage_ns) as cap:
         started = time.monotonic()
         proc = subprocess.Popen(["ip", "netns", "exec", lab.vantage_ns, *cmd], stdout=subprocess.PIPE,
@@ -181,12 +203,21 @@ def run_tool(lab: LabInfo, dev: str, cmd: list[str], parse: Callable[[str], Hops
         wall = time.monotonic() - started
         # Popen reaped it; its rusage is folded into RUSAGE_CHILDREN, so take maxrss from a wait4 instead:
         # run it again below only for nkprobe (cheap). Here: the frames it sent.
-    packets = sum(1 for f in cap.frames if f.outgoing and f.src == lab.vantage_address)
+    packets = sum(
+        1 for f in cap.frames if f.outgoing and f.src == lab.vantage_address and not _kernel_rst(f.data)
+    )
     try:
         correct = proc.returncode == 0 and parse(out) == expected
     except (ValueError, KeyError):
         correct = False
     return Run(wall, packets, correct, 0)
+
+
+def _kernel_rst(packet: bytes) -> bool:
+    """A TCP RST: the vantage kernel's answer to a SYN-ACK for a socket it does not know (every raw-socket
+    TCP tool triggers them alike), not a probe."""
+    ihl = (packet[0] & 0x0F) * 4
+    return packet[9] == 6 and len(packet) > ihl + 13 and bool(packet[ihl + 13] & 0x04)
 
 
 def peak_rss_kb(lab: LabInfo, cmd: list[str]) -> int:
@@ -205,23 +236,29 @@ def _lab_allow(lab: LabInfo) -> Allowlist:
     return Allowlist(tuple(lab.prefixes))
 
 
-async def in_process(lab: LabInfo, res: Results, rounds: int) -> None:
-    """In-process trace times and RTT errors, alternating upstreams and protocols."""
+async def in_process(lab: LabInfo, res: Results, rounds: int, paths: list[BenchPath]) -> None:
+    """In-process trace times and RTT errors, alternating paths and protocols, with the settings of the
+    lab's config (the ones `nkprobe trace --config` uses)."""
+    from agent.config import load_config
+    from agent.probers.base import trace_spec
+
+    config = load_config(str(lab.config_file))
     engine = open_engine(Budget(1000), netns=lab.vantage_ns, allow=_lab_allow(lab))
     async with engine:
         for _ in range(rounds):
-            for upstream, prefix in UPSTREAM_PREFIX.items():
-                p = lab.prefixes[prefix]
-                expected = lab.expected_hops(p.echo_host, upstream)
+            for bp in paths:
+                p = lab.prefixes[UPSTREAM_PREFIX[bp.upstream]]
+                expected = lab.expected_hops(p.echo_host, bp.upstream)
                 for protocol in PROTOCOLS:
-                    spec = ProbeSpec(p.echo_host, Protocol(protocol), port=80 if protocol == "tcp" else None)
+                    spec = trace_spec(config, p.echo_host, flows=1, protocol=Protocol(protocol),
+                                      port=80 if protocol == "tcp" else None)  # fmt: skip
                     (path,) = await traceroute.probe(engine, spec)
                     hops = tuple(h.addresses[0] if h.addresses else None for h in path.hops)
-                    res.in_process[(upstream, protocol)].append(path.duration_s)
-                    res.in_process_ok[(upstream, protocol)].append(hops == expected and path.reached)
+                    res.in_process[(bp.label, protocol)].append(path.duration_s)
+                    res.in_process_ok[(bp.label, protocol)].append(hops == expected and path.reached)
                     if path.reached:
                         rtt_ms = path.hops[-1].replies[0].rtt_s * 1000
-                        res.rtt_error_cfg_ms[upstream].append(rtt_ms - p.rtt_ms[upstream])
+                        res.rtt_error_cfg_ms[bp.label].append(rtt_ms - p.rtt_ms[bp.upstream])
 
 
 async def rtt_vs_wire(lab: LabInfo, dev: str, res: Results, count: int = 30) -> None:
@@ -296,7 +333,14 @@ def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def report(lab: LabInfo, res: Results, rounds: int, rss_kb: int) -> str:
+def ratios(res: Results, label: str, protocol: str, tool: str) -> list[float]:
+    """nkprobe's whole run over `tool`'s, round by round (the two ran back to back in each round)."""
+    ours = res.runs[(label, protocol, "nkprobe trace")]
+    theirs = res.runs[(label, protocol, tool)]
+    return [a.wall_s / b.wall_s for a, b in zip(ours, theirs, strict=False) if b.wall_s > 0]
+
+
+def report(res: Results, rounds: int, rss_kb: int, backend: str) -> str:
     cpu = platform.processor() or platform.machine()
     try:
         model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -308,38 +352,46 @@ def report(lab: LabInfo, res: Results, rounds: int, rss_kb: int) -> str:
         "",
         f"`bench/trace_bench.py`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {model}, "
         f"{os.cpu_count()} CPUs (shared with other work), Linux {platform.release()}, Python "
-        f"{platform.python_version()}; lab delay backend `{lab.delay_backend}`, configured RTT "
-        f"{lab.prefixes[UPSTREAM_PREFIX[CHINA]].rtt_ms[CHINA]:g} ms (China-like, no silent hop) and "
-        f"{lab.prefixes[UPSTREAM_PREFIX[TTK]].rtt_ms[TTK]:g} ms (TTK-like, one silent hop); {rounds} runs "
-        "of each, tools alternated, all inside the vantage namespace.",
+        f"{platform.python_version()} ({sys.executable}); lab delay backend `{backend}`; {rounds} rounds, "
+        "each running every tool once in turn, all inside the vantage namespace. Paths: "
+        + "; ".join(
+            f"{bp.label} ({f'bench/scenarios/{bp.lab}.toml' if bp.lab else 'default lab'})" for bp in PATHS
+        )
+        + ".",
         "",
-        "Whole run (process start to exit, median), packets sent (median), hop list right (runs):",
+        "Whole run (process start to exit, median), nkprobe's whole run over the tool's (median of the "
+        "per-round ratios: paired), packets sent (median), hop list right (runs):",
         "",
-        "| path | protocol | tool | wall ms | packets | hops right |",
-        "| --- | --- | --- | ---: | ---: | ---: |",
+        "| path | protocol | tool | wall ms | nkprobe / tool | packets | hops right |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
     ]
-    for (upstream, protocol, tool), runs in res.runs.items():
+    for (label, protocol, tool), runs in res.runs.items():
         ok = sum(r.correct for r in runs)
+        ratio = "" if tool.startswith("nkprobe") else f"{med(ratios(res, label, protocol, tool)):.2f}"
         lines.append(
-            f"| {upstream} | {protocol} | {tool} | {med([r.wall_s * 1000 for r in runs]):.0f} | "
+            f"| {label} | {protocol} | {tool} | {med([r.wall_s * 1000 for r in runs]):.0f} | {ratio} | "
             f"{med([float(r.packets) for r in runs]):.0f} | {ok}/{len(runs)} |"
         )
-    lines += ["", "`nkprobe` in-process trace time (first probe to result, median) against the targets:", ""]
     lines += [
-        "| path | protocol | in-process ms | hops right | target | met |",
-        "| --- | --- | ---: | ---: | --- | --- |",
+        "",
+        "`nkprobe trace` against the targets: whole run <= 1.0 x traceroute of the same protocol (median "
+        "of the paired ratios); probes <= 1.5 x the hop count; the in-process trace time (first probe to "
+        "result, median) for comparison:",
+        "",
+        "| path | protocol | in-process ms | vs traceroute | met | probes / hops | met |",
+        "| --- | --- | ---: | ---: | --- | ---: | --- |",
     ]
-    for (upstream, protocol), times in res.in_process.items():
-        t_ms = med(times) * 1000
-        ok = res.in_process_ok[(upstream, protocol)]
-        if upstream == TTK:
-            ref = med([r.wall_s * 1000 for r in res.runs[(upstream, "icmp", "traceroute -I")]])
-            target, met = f"<= traceroute -I whole run ({ref:.0f} ms)", t_ms <= ref
-        else:
-            rtt = lab.prefixes[UPSTREAM_PREFIX[upstream]].rtt_ms[upstream]
-            target, met = f"<= 2 x RTT + 50 = {2 * rtt + 50:.0f} ms", t_ms <= 2 * rtt + 50
-        verdict = "yes" if met else "NO"
-        lines.append(f"| {upstream} | {protocol} | {t_ms:.0f} | {sum(ok)}/{len(ok)} | {target} | {verdict} |")
+    for (label, protocol), times in res.in_process.items():
+        reference = next(t for (lb, pr, t) in res.runs if lb == label and pr == protocol
+                         and t.startswith("traceroute"))  # fmt: skip
+        vs_tr = med(ratios(res, label, protocol, reference))
+        ours = res.runs[(label, protocol, "nkprobe trace")]
+        hops = res.hops.get(label, 0)
+        per_hop = med([r.packets / hops for r in ours]) if hops else float("nan")
+        lines.append(
+            f"| {label} | {protocol} | {med(times) * 1000:.0f} | {vs_tr:.2f} | "
+            f"{'yes' if vs_tr <= 1.0 else 'NO'} | {per_hop:.2f} | {'yes' if per_hop <= 1.5 else 'NO'} |"
+        )
     cfg = ", ".join(f"{u} {med(v):+.2f} ms" for u, v in res.rtt_error_cfg_ms.items())
     wire = res.rtt_error_wire_ms
     lines += [
@@ -356,15 +408,7 @@ def report(lab: LabInfo, res: Results, rounds: int, rss_kb: int) -> str:
         *(f"- The same sustained run under {line}" for line in res.other_pythons),
         f"- Peak RSS of `nkprobe trace` (max over runs): {rss_kb / 1024:.1f} MB; target <= 60 MB: "
         f"{'met' if rss_kb <= 60 * 1024 else 'NOT met'}.",
-        f"- Load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}, {os.cpu_count()} CPUs: "
-        "wall and CPU times are inflated by the other work on the machine (CPU time per probe varied "
-        "between otherwise identical runs; 8 traces at a time, like an agent with 8 targets).",
-        "- Whole-run time of `nkprobe trace` is mostly Python start-up and imports (the CLI imports only "
-        "the command it runs; asyncio and agent.config remain); the trace itself is the in-process time "
-        "below it. traceroute sends 16 probes at once and 3 per hop; nkprobe at most `[trace] lookahead` "
-        "TTLs past the last hop that answered and 1 per hop (a retry only for silent hops); scamper "
-        "probes hop by hop (fewest packets, slowest on the silent hop). The sustained CPU run uses a "
-        "plain ProbeSpec (16 TTLs in flight), so it measures the engine, not the lookahead.",
+        f"- Load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}, {os.cpu_count()} CPUs.",
         "",
     ]
     return "\n".join(lines)
@@ -408,11 +452,23 @@ def other_python(python: str, prefix: str, traces: int) -> str:
     )
 
 
+def lab_for(suffix: str, base: str) -> tuple[LabInfo, bool]:
+    """The lab of a path: `base` itself for the default scenario, else `base` + suffix's first letters
+    with bench/scenarios/<suffix>.toml (reused if up, else built; True: built here, take it down)."""
+    prefix = base if not suffix else f"{base.rstrip('-')}{suffix[-3:]}-"
+    try:
+        return info.load(prefix), False
+    except Exception:
+        sc = scenario.load(str(SCENARIOS / f"{suffix}.toml")) if suffix else scenario.load()
+        return build.up(prefix, sc), True
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prefix", default="nkp-b-", help="lab prefix (reused if up, else built and removed)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--traces", type=int, default=1000, help="traces in the sustained CPU run")
+    ap.add_argument("--paths", default="all", help="comma-separated path numbers (1-based) of PATHS, or all")
     ap.add_argument(
         "--write", action="store_true", help="update the Probe engine section of bench/RESULTS.md"
     )
@@ -429,41 +485,46 @@ def main() -> int:
     # every module at each start and charge that to `nkprobe trace`'s wall time.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "agent")], check=False,
                    env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""}, stdout=subprocess.DEVNULL)  # fmt: skip
-    built = False
-    try:
-        lab = info.load(args.prefix)
-    except Exception:
-        lab, built = build.up(args.prefix, scenario.load()), True
-    try:
-        res = Results()
-        dev = vantage_dev(lab)
-        config = str(lab.config_file)
-        rss = 0
-        for _ in range(args.rounds):
-            for upstream, prefix in UPSTREAM_PREFIX.items():
-                target = lab.prefixes[prefix].echo_host
-                expected = lab.expected_hops(target, upstream)
-                for protocol in PROTOCOLS:
-                    for tool, cmd in tool_commands(protocol, target, config).items():
-                        res.runs[(upstream, protocol, tool)].append(
-                            run_tool(lab, dev, cmd, parser_for(tool), expected)
-                        )
-                        if tool.startswith("nkprobe"):
-                            rss = max(rss, peak_rss_kb(lab, cmd))
-        asyncio.run(in_process(lab, res, args.rounds))
-        asyncio.run(rtt_vs_wire(lab, dev, res))
-        # The median of three sustained runs is reported.
-        runs = sustained_runs(lab, args.traces)
-        res.cpu_us_per_probe, res.sustained = runs[1]
-        res.sustained += f"; the three runs: {', '.join(f'{r[0]:.0f}' for r in runs)} us a probe"
-        res.other_pythons = [other_python(python, args.prefix, args.traces) for python in args.compare_python]
-        text = report(lab, res, args.rounds, rss)
-        print(text)
-        if args.write:
-            write_section(text)
-    finally:
-        if built:
-            build.down(args.prefix)
+    chosen = list(PATHS) if args.paths == "all" else [PATHS[int(n) - 1] for n in args.paths.split(",")]
+    res = Results()
+    rss = 0
+    backend = "?"
+    for suffix in dict.fromkeys(bp.lab for bp in chosen):
+        lab, built = lab_for(suffix, args.prefix)
+        backend = lab.delay_backend
+        try:
+            dev = vantage_dev(lab)
+            config = str(lab.config_file)
+            mine = [bp for bp in chosen if bp.lab == suffix]
+            for _ in range(args.rounds):
+                for bp in mine:
+                    target = lab.prefixes[UPSTREAM_PREFIX[bp.upstream]].echo_host
+                    expected = lab.expected_hops(target, bp.upstream)
+                    res.hops[bp.label] = len(expected)
+                    for protocol in PROTOCOLS:
+                        for tool, cmd in tool_commands(protocol, target, config).items():
+                            res.runs[(bp.label, protocol, tool)].append(
+                                run_tool(lab, dev, cmd, parser_for(tool), expected)
+                            )
+                            if tool.startswith("nkprobe"):
+                                rss = max(rss, peak_rss_kb(lab, cmd))
+            asyncio.run(in_process(lab, res, args.rounds, mine))
+            if not suffix:
+                asyncio.run(rtt_vs_wire(lab, dev, res))
+                # The median of three sustained runs is reported.
+                runs = sustained_runs(lab, args.traces)
+                res.cpu_us_per_probe, res.sustained = runs[1]
+                res.sustained += f"; the three runs: {', '.join(f'{r[0]:.0f}' for r in runs)} us a probe"
+                res.other_pythons = [
+                    other_python(python, args.prefix, args.traces) for python in args.compare_python
+                ]
+        finally:
+            if built:
+                build.down(lab.prefix)
+    text = report(res, args.rounds, rss, backend)
+    print(text)
+    if args.write:
+        write_section(text)
     return 0
 
 
