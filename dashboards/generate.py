@@ -651,7 +651,10 @@ def target_detail() -> dict[str, Any]:
         9,
     )
     variables = [
-        _query_var("agent", "Agent", "label_values(nkprobe_agent_info, agent)"),
+        # Pick agents: every panel here has a line per agent, which at fleet scale (1,000 agents) is
+        # neither readable nor fast (bench/RESULTS.md "Fleet"); the fleet view of a target is the
+        # overview's.
+        _query_var("agent", "Agent", "label_values(nkprobe_agent_info, agent)", include_all=False),
         _query_var(
             "target", "Target", "label_values(nkprobe_target_up, target)", multi=False, include_all=False
         ),
@@ -740,8 +743,14 @@ def fleet() -> dict[str, Any]:
     lay.add(
         timeseries(
             "Probe packets per second",
-            "Every probe packet an agent sends (all kinds; capped by agent.max_pps).",
-            [_target("sum by (agent) (rate(nkprobe_packets_sent_total[$__rate_interval]))", "{{agent}}")],
+            "Every probe packet an agent sends (all kinds; capped by agent.max_pps): the 10 busiest "
+            "agents at each point (one line per agent does not scale to a fleet).",
+            [
+                _target(
+                    f"topk({TOP}, sum by (agent) (rate(nkprobe_packets_sent_total[$__rate_interval])))",
+                    "{{agent}}",
+                )
+            ],
             unit="pps",
         ),
         12,
@@ -750,14 +759,8 @@ def fleet() -> dict[str, Any]:
     lay.add(
         timeseries(
             "Traceroute duration, 95th percentile",
-            "Wall time of one trace per agent.",
-            [
-                _target(
-                    "histogram_quantile(0.95, sum by (agent, le) "
-                    "(rate(nkprobe_traceroute_duration_seconds_bucket[$__rate_interval])))",
-                    "{{agent}}",
-                )
-            ],
+            "Wall time of one trace per agent over 5 minutes (recording rule): the 10 slowest agents.",
+            [_target(f"topk({TOP}, agent:nkprobe_traceroute_duration_seconds:p95_5m)", "{{agent}}")],
             unit="s",
         ),
         12,
@@ -766,10 +769,12 @@ def fleet() -> dict[str, Any]:
     lay.add(
         timeseries(
             "Traceroute errors",
-            "Traces that ended in an error (not an unreachable target: an agent fault).",
+            "Traces that ended in an error (not an unreachable target: an agent fault): the 10 agents "
+            "with the most.",
             [
                 _target(
-                    'sum by (agent) (rate(nkprobe_traceroutes_total{outcome="error"}[$__rate_interval]))',
+                    f"topk({TOP}, sum by (agent) "
+                    '(rate(nkprobe_traceroutes_total{outcome="error"}[$__rate_interval])))',
                     "{{agent}}",
                 )
             ],
@@ -781,8 +786,14 @@ def fleet() -> dict[str, Any]:
     lay.add(
         timeseries(
             "AS table age",
-            "Age of the oldest IP-to-AS table each agent tags with; the alert fires past 30 days.",
-            [_target("time() - min by (agent) (nkprobe_asn_table_snapshot_timestamp_seconds)", "{{agent}}")],
+            "Age of the oldest IP-to-AS table each agent tags with, the 10 oldest; the alert fires past 30 "
+            "days.",
+            [
+                _target(
+                    f"topk({TOP}, time() - min by (agent) (nkprobe_asn_table_snapshot_timestamp_seconds))",
+                    "{{agent}}",
+                )
+            ],
             unit="s",
         ),
         12,
@@ -806,16 +817,16 @@ SILENT_MINUTES = 10
 # checked against simulated fleets in tests/fleet.
 AGENT_VOTES = 'max by (agent, prefix, upstream) (nkprobe_path_upstream{upstream!="unknown"}) == 1'
 # Share of the voting agents that see each upstream for a /24.
-AGENT_SHARE = (
-    f"count by (prefix, upstream) ({AGENT_VOTES})"
-    f" / on (prefix) group_left () count by (prefix) (max by (agent, prefix) ({AGENT_VOTES}))"
-)
+# (deploy/central/rules/nkprobe.rules.yml records it as prefix_upstream:nkprobe_path_upstream:agent_share:
+# evaluated twice per query at 1,000 agents it took a second.)
+AGENT_SHARE = "prefix_upstream:nkprobe_path_upstream:agent_share"
+TOP = 10  # per-agent time series show the top 10 agents, not one line per agent of the fleet
 FLEET_QUERIES = {
     "share": AGENT_SHARE,
     # An agent's vote where more than half of the agents agree on another upstream for the /24.
     "disagreeing": (
         f"({AGENT_VOTES}) unless on (prefix, upstream) ({AGENT_SHARE} > 0.5)"
-        f" and on (prefix) (max by (prefix) ({AGENT_SHARE}) > 0.5)"
+        f" and on (prefix) ({AGENT_SHARE} > 0.5)"
     ),
     # A (prefix, upstream) that one agent alone sees.
     "lone": (f"({AGENT_VOTES}) and on (prefix, upstream) (count by (prefix, upstream) ({AGENT_VOTES}) == 1)"),

@@ -47,15 +47,16 @@ SCRAPE_INTERVAL_S = 30  # deploy/forwarder/forwarder.yml.in
 TARGET_FOR_DETAIL = "175.45.178.56"
 
 
-def grafana_vars(expr: str, step: float) -> str:
-    """Grafana's variables as a user would have them on a 24 h view with "All" selected."""
+def grafana_vars(expr: str, step: float, agents: str = ".*") -> str:
+    """Grafana's variables as a user would have them on a 24 h view with "All" selected (or, on the
+    target dashboard, which has no "All", ten agents picked)."""
     # $__rate_interval = max($__interval + scrape interval, 4 x scrape interval) (Grafana docs).
     rate = max(step + SCRAPE_INTERVAL_S, 4 * SCRAPE_INTERVAL_S)
     for var, value in (
         ("$__rate_interval", f"{int(rate)}s"),
         ("$__interval", f"{int(step)}s"),
         ("$__range", "1d"),
-        ("$agent", ".*"),
+        ("$agent", agents),
         ("$prefix", ".*"),
         ("$target", TARGET_FOR_DETAIL),
     ):
@@ -77,11 +78,15 @@ def dashboard_queries() -> list[dict[str, Any]]:
                         + (f" ({t['refId']})" if t["refId"] != "A" else ""),
                         "expr": t["expr"],
                         "instant": bool(t.get("instant")),
+                        # The target dashboard's agent variable has no "All": ten agents picked.
+                        "agents": "sim-000[0-9]" if board == "nkprobe-target" else ".*",
                     }
                 )
         for a in dash["annotations"]["list"]:
             if "expr" in a:
-                out.append({"where": f"{board}: annotation {a['name']}", "expr": a["expr"], "instant": False})
+                agents = "sim-000[0-9]" if board == "nkprobe-target" else ".*"
+                where = f"{board}: annotation {a['name']}"
+                out.append({"where": where, "expr": a["expr"], "instant": False, "agents": agents})
         for v in dash["templating"]["list"]:
             if v["type"] == "query":
                 m = re.fullmatch(r"label_values\((\w+), *(\w+)\)", v["definition"])
@@ -102,9 +107,9 @@ def time_query(
         doc = json.loads(vm.http(f"{svc.url}/api/v1/label/{q['label']}/values?{params}"))
         n = len(doc["data"])
     elif q["instant"]:
-        n = len(vm.query(svc, grafana_vars(q["expr"], step), end))
+        n = len(vm.query(svc, grafana_vars(q["expr"], step, q["agents"]), end))
     else:
-        n = len(vm.query_range(svc, grafana_vars(q["expr"], step), start, end, step))
+        n = len(vm.query_range(svc, grafana_vars(q["expr"], step, q["agents"]), start, end, step))
     return time.perf_counter() - t0, n
 
 
