@@ -346,16 +346,18 @@ PROMQL_STAND_INS = {
     # The lab agent has no [bgp] snapshot: the cross-check is NaN, never 0 (the alert and its panel stay
     # empty); the series itself must arrive.
     "nkprobe.alerts.rules.yml:98": "nkprobe_path_upstream_in_bgp",
-    "nkprobe-fleet.json:Traced upstream absent from BGP": "nkprobe_path_upstream_in_bgp",
-    # One agent is never silent while it runs, nor in disagreement with itself: their inputs instead.
-    "nkprobe-fleet.json:Agents silent for more than 10 minutes": "present_over_time(nkprobe_agent_info[1d])",
-    "nkprobe-fleet.json:Agents disagreeing with the majority": (
-        'nkprobe_path_upstream{upstream!="unknown"} == 1'
-    ),
 }
 # The lab has two upstreams only (china_unicom, transtelecom): no path is ever tagged "other", so the
 # overview's RTT heatmap for "other" is legitimately empty there. It must still evaluate without error.
-PROMQL_MAY_BE_EMPTY = ('upstream="other"} == 1', 'upstream="other"})')
+# One agent without a [bgp] snapshot is never silent while it runs, never in disagreement with itself,
+# and its BGP cross-check is NaN: those fleet panels are legitimately empty here.
+PROMQL_MAY_BE_EMPTY = (
+    'upstream="other"} == 1',
+    'upstream="other"})',
+    "present_over_time(nkprobe_agent_info[10m])",
+    "(prefix_upstream:nkprobe_path_upstream:agent_share > 0.5) and on (prefix)",
+    "(nkprobe_path_upstream_in_bgp == 0) * on",
+)
 FLIPPED_PREFIX = "198.19.179.0/24"  # follows `nkprobe lab flip`
 
 
