@@ -1,7 +1,8 @@
 """IP-to-AS data: the longest-prefix-match table, its loaders, the built-in table and refreshes.
 
-`load_table()` is what the CLI and the agent call at start: the built-in table, then the files that
-`nkprobe asn update` wrote into the state directory, then the configured files, later ones winning ties.
+`configured_table(config)` is what every command and the agent call at start: the files that
+`nkprobe asn update` wrote into the state directory (else the built-in table), then the configured
+files, later ones winning ties.
 No function here touches the network; `agent.asn.update` and `agent.asn.cymru` do, out of band.
 """
 
@@ -24,6 +25,7 @@ __all__ = [
     "TableBuilder",
     "TableInfo",
     "builtin_table",
+    "configured_table",
     "load_table",
     "read_sidecar",
     "table_info",
@@ -114,6 +116,21 @@ def load_table(
         snapshot = BUILTIN_SNAPSHOT
     builder.snapshot_time = snapshot
     return builder.build("; ".join(parts))
+
+
+def configured_table(config: object, extra_files: Iterable[str | Path] = ()) -> AsnTable:
+    """The one table every command tags with (`trace`, `run`, `classify`, `asn lookup|info`).
+
+    The tables `nkprobe asn update` wrote into `asn.update_dir` when there are any, else the shipped
+    built-in table (a fresh install still tags offline), then `asn.files`, then `extra_files`
+    (`--asn-file`), later ones winning ties. The built-in table is left out once an update exists: it is
+    a hand-written snapshot, and a stale entry of it must not fill a gap the fresh data left on purpose
+    (unannounced router space, DOMAIN.md). `config` is an agent.config.Config (duck-typed).
+    """
+    asn = getattr(config, "asn", None)
+    files = [*getattr(asn, "files", ()), *extra_files]
+    update_dir = getattr(config, "asn_update_dir", None)
+    return load_table(files=files, update_dir=update_dir, builtin=not updated_files(update_dir))
 
 
 def table_info(table: AsnTable) -> TableInfo:

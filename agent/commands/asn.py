@@ -65,9 +65,9 @@ def run(args: argparse.Namespace) -> int:
 
     import time
 
-    from agent.asn import load_table, table_info
+    from agent.asn import configured_table, table_info
 
-    table = load_table(files=[*config.asn.files, *args.asn_file], update_dir=config.asn_update_dir)
+    table = configured_table(config, args.asn_file)
     if args.asn_command == "info":
         info = table_info(table)
         when = "unknown"

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 def _classify_all(args: argparse.Namespace, text: str, name: str) -> int:
     import json
 
-    from agent.asn import load_table
+    from agent.asn import configured_table
     from agent.asn.table import AsnMatch
     from agent.classify import Settings, classify_addresses
     from agent.config import load_config
@@ -88,7 +88,7 @@ def _classify_all(args: argparse.Namespace, text: str, name: str) -> int:
 
     items, shape = read_results(text, name)
     config = load_config(args.config)
-    table = load_table(files=[*config.asn.files, *args.asn_file], update_dir=config.asn_update_dir)
+    table = configured_table(config, args.asn_file)
     settings = Settings.from_config(config)
 
     out: list[Any] = []

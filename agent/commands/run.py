@@ -121,11 +121,11 @@ class _Classifier:
         self.load(config, state)
 
     def load(self, config: Config, state: State) -> None:
-        from agent.asn import load_table
+        from agent.asn import configured_table
         from agent.bgp import load_check
         from agent.classify import Settings
 
-        table = load_table(config.asn.files, update_dir=config.asn_update_dir)
+        table = configured_table(config)
         # [bgp] snapshot, read with the AS tables: a reload that cannot read it is refused as a whole.
         bgp = load_check(
             config.bgp.snapshot, config.destination.asn, config.destination.prefixes, config.upstreams

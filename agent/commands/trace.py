@@ -119,10 +119,10 @@ class _Tagging:
 
     @classmethod
     def load(cls, config: Config, files: list[str]) -> _Tagging:
-        from agent.asn import load_table
+        from agent.asn import configured_table
         from agent.classify import Settings
 
-        return cls(load_table(files=files), Settings.from_config(config))
+        return cls(configured_table(config, files[len(config.asn.files) :]), Settings.from_config(config))
 
 
 class _Background:
