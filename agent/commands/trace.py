@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     for name in files:  # a missing file is a usage error before any packet, not after the trace
         if not os.access(name, os.R_OK):
             raise UsageError(f"cannot read IP-to-AS file {name}: check the path (--asn-file, asn.files)")
-    tagging = _Background(lambda: _Tagging.load(config, files))
+    tagging = _Background(lambda: _Tagging.load(config, args.asn_file))
     resolver = ResolverCheck(target) if config.names.reverse_dns and not args.no_dns else None
 
     async def body(engine: ProbeEngine) -> tuple[tuple[Path, ...], dict[str, str]]:
@@ -118,11 +118,11 @@ class _Tagging:
         self.classify, self.to_ripe = classify, to_ripe
 
     @classmethod
-    def load(cls, config: Config, files: list[str]) -> _Tagging:
+    def load(cls, config: Config, extra_files: list[str]) -> _Tagging:
         from agent.asn import configured_table
         from agent.classify import Settings
 
-        return cls(configured_table(config, files[len(config.asn.files) :]), Settings.from_config(config))
+        return cls(configured_table(config, extra_files), Settings.from_config(config))
 
 
 class _Background:
