@@ -47,3 +47,22 @@ def test_lookahead_defaults_to_gap_limit(tmp_path: Path) -> None:
     path.write_text("[trace]\ngap_limit = 7\nlookahead = 9\n")
     assert load_config(str(path)).trace.lookahead == 9
     assert load_config(None).trace.lookahead == Config().trace.lookahead == 5
+
+
+def test_the_three_trace_settings_types_agree_on_their_defaults() -> None:
+    """[trace] (config), ProbeSpec (probers) and TraceParams (the session) each declare the shared trace
+    settings; one default each, or `nkprobe trace`, the agent and a bare session would trace differently."""
+    from dataclasses import fields
+
+    from agent.config import TraceSection
+    from agent.probers.base import ProbeSpec
+    from agent.trace.session import TraceParams
+
+    spec = {f.name: f.default for f in fields(ProbeSpec)}
+    params = {f.name: f.default for f in fields(TraceParams)}
+    section = {f.name: f.default for f in fields(TraceSection)}
+    shared = {"max_hops", "timeout_s", "near_factor", "silent_min_s", "silent_max_s", "grace_s", "retries",
+              "gap_limit"}  # fmt: skip
+    assert shared <= spec.keys() & params.keys() & section.keys()
+    for name in shared:
+        assert section[name] == spec[name] == params[name], name
