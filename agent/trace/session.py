@@ -22,9 +22,9 @@ are dropped from the result.
 
 How long a silent probe is waited for (`silent_wait`), traceroute(8)'s "-w MAX,HERE,NEAR" rule: a probe
 at TTL t is given up `near_factor` x the RTT of the nearest later TTL that has answered (its first
-answer), bounded by `silent_min_s` and `silent_max_s` (traceroute's NEAR, default 10 there). That later hop is
-about as far away as the silent one on a real path (the RTT grows along it), so its RTT is the best
-evidence of how long an answer from t could take; a router that has not answered in a few of those
+answer), bounded by `silent_min_s` and `silent_max_s` (traceroute's NEAR, default 10 there). That
+later hop is about as far away as the silent one on a real path (the RTT grows along it), so its RTT
+is the best evidence of how long an answer from t could take; a router that has not answered in a few of those
 round trips rarely does, and the retry catches one that is merely slow (its late answer to the first
 probe still counts while the retry is out). With no later answer yet, the wait is `timeout_s`.
 """
@@ -476,9 +476,9 @@ class Session:
     def _paced_until(self) -> float | None:
         """While the deepest TTL sent may still be answered by the destination itself, when opening
         deeper TTLs is worth it: `pace` x the RTT of the deepest hop that has answered. Its answer is
-        due at about that RTT (the RTT grows along the path); a deeper probe sent before then is wasted if it is the
-        destination (on a short path every probe past the destination is; today's lab paths: 2x the
-        hop count without pacing). None: no reason to wait."""
+        due at about that RTT (the RTT grows along the path); a deeper probe sent before then is
+        wasted if it is the destination (on a short path every probe past the destination is; the
+        lab's paths cost 2 x their hop count without pacing). None: no reason to wait."""
         sent_at = self._frontier_sent_at
         if sent_at is None or self._max_answered >= self._next_ttl - 1:
             return None
