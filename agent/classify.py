@@ -5,7 +5,7 @@ The rule (DOMAIN.md "The upstreams"):
 2. The upstream is the group of the nearest public, responding hop before it. Private (RFC 1918), shared
    (RFC 6598), loopback, link-local and exchange-point addresses are passed over: MPLS tunnels answer from
    RFC 1918 space (TTK's 10.99.99.x) and a router at an exchange answers from the exchange's LAN.
-   198.18.0.0/15 (RFC 2544 benchmarking) is NOT passed over: the lab lives there.
+   A test bed numbered in such space (the lab: 198.18.0.0/15) says so in `[classify] routed_prefixes`.
 3. That hop's group comes from its AS (longest-prefix match) when any table knows the address. The AS
    outranks the reverse name: NTT's `trans-telecom-0...gin.ntt.net` is AS2914, not TransTeleCom. A
    configured border address outranks both (it exists for unannounced borders such as 103.35.255.254).
@@ -27,12 +27,13 @@ from typing import NamedTuple
 
 from agent.asn.table import AsnMatch, ip_to_int
 from agent.exchanges import DEFAULT_EXCHANGE_PREFIXES
-from agent.model import OTHER, UNKNOWN, Border, Classification, Hop, Path
+from agent.model import HIGH, LOW, NONE, OTHER, UNKNOWN, Border, Classification, Hop, Path
+from agent.rdns import name_tokens
 
 Lookup = Callable[[str], AsnMatch | None]
 
 # Addresses that never identify a network on a path (IANA special-purpose registry, RFC 6890): passed
-# over. 198.18.0.0/15 (RFC 2544) is deliberately absent: the lab's routers are numbered in it.
+# over, unless Settings.routed_prefixes lists them (a test bed numbered in such space, like the lab).
 SPECIAL_PREFIXES: tuple[str, ...] = (
     "0.0.0.0/8",  # "this network", RFC 791
     "10.0.0.0/8",  # RFC 1918 (TTK's MPLS hops: 10.99.99.x, 10.4.4.1)
@@ -42,6 +43,7 @@ SPECIAL_PREFIXES: tuple[str, ...] = (
     "172.16.0.0/12",  # RFC 1918
     "192.0.0.0/24",  # IETF protocol assignments, RFC 6890
     "192.168.0.0/16",  # RFC 1918
+    "198.18.0.0/15",  # benchmarking, RFC 2544 (a test bed such as the lab lists it in routed_prefixes)
     "224.0.0.0/4",  # multicast, RFC 5771
     "240.0.0.0/4",  # reserved, RFC 1112
 )
@@ -73,6 +75,8 @@ class Settings:
     name_suffixes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # group -> suffixes
     # Exchange-point peering LANs, passed over (defaults, sources and check date: agent/exchanges.py).
     exchange_prefixes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_EXCHANGE_PREFIXES))
+    # Special-purpose space routed here (a test bed's own range; the lab's config names 198.18.0.0/15).
+    routed_prefixes: tuple[str, ...] = ()
     max_gap: int = 5  # silent or passed-over hops allowed between the upstream hop and the destination
     # `other` claims that no upstream group carried the path: only when at most the usual silent hops
     # inside the destination (about three, DOMAIN.md) separate that hop from it, or a silent upstream
@@ -82,6 +86,8 @@ class Settings:
     _border_of: dict[str, str] = field(init=False, repr=False, compare=False)
     _dest: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
     _special: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
+    _routed: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
+    _tokens: dict[str, tuple[tuple[str, str], ...]] = field(init=False, repr=False, compare=False)
     _ixp: tuple[tuple[int, int, str], ...] = field(init=False, repr=False, compare=False)
     # address -> (kind, exchange label): what the address is, independent of any AS table. Bounded.
     _kinds: dict[str, tuple[str, str]] = field(init=False, repr=False, compare=False)
@@ -94,6 +100,8 @@ class Settings:
         object.__setattr__(self, "_border_of", border_of)
         object.__setattr__(self, "_dest", tuple(_range(p) for p in self.destination_prefixes))
         object.__setattr__(self, "_special", tuple(_range(p) for p in SPECIAL_PREFIXES))
+        object.__setattr__(self, "_routed", tuple(_range(p) for p in self.routed_prefixes))
+        object.__setattr__(self, "_tokens", {})
         object.__setattr__(
             self,
             "_ixp",
@@ -112,10 +120,10 @@ class Settings:
             kind = ("invalid", "")
         else:
             ixp = self.exchange(value)
-            if self.special(value):
-                kind = ("special", "")
-            elif self.in_destination_prefixes(value):
+            if self.in_destination_prefixes(value):
                 kind = ("destination", "")
+            elif self.special(value):
+                kind = ("special", "")
             elif ixp is not None and self.border_group(address) is None:
                 kind = ("exchange", ixp)
             else:
@@ -143,6 +151,7 @@ class Settings:
                 if exchanges is None
                 else {p: DEFAULT_EXCHANGE_PREFIXES.get(p, "") for p in exchanges}
             ),
+            routed_prefixes=tuple(getattr(getattr(config, "classify", None), "routed_prefixes", ())),
         )
 
     def group_of_asn(self, asn: int | None) -> str | None:
@@ -167,7 +176,19 @@ class Settings:
         return any(lo <= value <= hi for lo, hi in self._dest)
 
     def special(self, value: int) -> bool:
+        """Special-purpose space (RFC 6890) not listed as routed here."""
+        if any(lo <= value <= hi for lo, hi in self._routed):
+            return False
         return any(lo <= value <= hi for lo, hi in self._special)
+
+    def name_tokens(self, name: str) -> tuple[tuple[str, str], ...]:
+        """agent.rdns.name_tokens, cached (bounded): the same routers' names come back every round."""
+        hit = self._tokens.get(name)
+        if hit is None:
+            if len(self._tokens) >= 16384:
+                self._tokens.clear()
+            hit = self._tokens[name] = name_tokens(name)
+        return hit
 
     def exchange(self, value: int) -> str | None:
         for lo, hi, label in self._ixp:
@@ -208,42 +229,112 @@ def _describe(settings: Settings, a: _Addr) -> str:
 class _Verdict(NamedTuple):
     group: str | None  # a group name, OTHER, or None (unknown)
     evidence: tuple[str, ...]
+    confidence: str = LOW  # HIGH: two independent signals agree; LOW: one; NONE: no tag
+
+
+def _name_signals(settings: Settings, a: _Addr) -> list[tuple[str, str]]:
+    """(group, why) from the hop's reverse name: its operator's domain, then neighbour tokens.
+
+    A configured suffix is the operator's own domain: the router is that group's. A token
+    (agent.rdns.NAME_TOKEN_PATTERNS, `asNNNN`) names the network across the interface: the answering
+    router may be either side of that link (bdrmap, IMC 2016: interconnects are numbered from one side's
+    space), so a token backs a tag of the group it names and contradicts any other one.
+    """
+    if not a.name:
+        return []
+    out: list[tuple[str, str]] = []
+    named = settings.suffix_group(a.name)
+    if named is not None:
+        out.append((named[0], f"its name ends in {named[1]}"))
+    for kind, value in settings.name_tokens(a.name):
+        group = value if kind == "group" else settings.group_of_asn(int(value))
+        if group is None or group not in settings.upstreams:
+            continue  # a token of no group (or of the destination) says nothing about the upstream
+        if named is not None and named[0] == group:
+            continue  # mskn17.transtelecom.net: the operator's own name, counted once
+        text = f"AS{value}" if kind == "asn" else value
+        out.append((group, f"its name has the token {text} (an interface facing {group})"))
+    return out
 
 
 def _group_of_hop(settings: Settings, a: _Addr, before: _Addr | None) -> _Verdict:
-    """The group one public address belongs to, from border config, its AS, its name, its neighbour."""
+    """The group one public address belongs to, weighing every signal (README "How it tags").
+
+    Signals: a configured border address; the address's AS (longest-prefix match); the reverse name
+    (operator domain or neighbour token); the nearest public hop before it. The primary signal is the
+    configured border, else the AS, else (an address no table knows) the agreeing votes of the name's
+    operator domain and the hop before. Any name signal naming another group, or the hop before naming
+    another upstream group while only the AS speaks, is a contradiction: then the tag is unknown and
+    the evidence names each signal (never a confident tag on contradiction).
+    """
     described = _describe(settings, a)
     border = settings.border_group(a.address)
-    named = settings.suffix_group(a.name) if a.name else None
+    names = _name_signals(settings, a)
+    addr_group = (settings.group_of_asn(a.asn) or OTHER) if a.match is not None else None
+    support: list[str] = []
     if border is not None:
-        # Operator-configured borders outrank tables: they exist for unannounced hand-off addresses.
-        extra = ""
-        if a.match is not None and settings.group_of_asn(a.asn) not in (None, border):
-            extra = f"; the table's AS{a.asn} disagrees, the configured border wins"
-        return _Verdict(border, (f"{described}, a configured {border} border address{extra}",))
-    if a.match is not None:
-        group = settings.group_of_asn(a.asn)
-        note = ""
-        if named is not None and named[0] != group:
-            note = f" (its name ends in {named[1]}, but the address's AS outranks a name)"
-        return _Verdict(group if group is not None else OTHER, (described + note,))
-    # No table knows it: votes from a name with a configured suffix and the nearest public hop before it.
-    votes: dict[str, list[str]] = {}
-    if named is not None:
-        votes.setdefault(named[0], []).append(f"its name ends in {named[1]}")
-    if before is not None and before.match is not None:
-        group = settings.group_of_asn(before.asn)
-        if group is not None:
-            votes.setdefault(group, []).append(
-                f"hop {before.ttl} {before.address} before it is AS{before.asn}"
-            )
-    if not votes:
-        return _Verdict(None, (f"{described}; no name, border or neighbour ties it to an upstream",))
-    if len(votes) > 1:
-        reasons = "; ".join(f"{g}: {' and '.join(why)}" for g, why in sorted(votes.items()))
-        return _Verdict(None, (f"{described}; the evidence disagrees ({reasons})",))
-    (group, why), *_ = votes.items()
-    return _Verdict(group, (f"{described}; {' and '.join(why)}",))
+        primary: str | None = border
+        support.append(f"a configured {border} border address")
+        if addr_group not in (None, border):
+            support[-1] += f" (the table's AS{a.asn} disagrees; the configured border wins)"
+        elif addr_group == border:
+            support.append(f"AS{a.asn} is {border}'s")
+    elif addr_group is not None:
+        primary = addr_group
+        support.append(f"AS{a.asn}" + (f" is {addr_group}'s" if addr_group != OTHER else " is in no group"))
+    else:
+        primary = None
+    before_group: str | None = None
+    before_why = ""
+    if before is not None:
+        bb = settings.border_group(before.address)
+        if bb is not None:
+            before_group, before_why = bb, "a configured border"
+        elif before.match is not None:
+            before_group = settings.group_of_asn(before.asn) or OTHER
+            before_why = f"AS{before.asn}"
+        if before_group in (None, OTHER):
+            hints = _name_signals(settings, before)
+            if hints:  # NTT's `trans-telecom-0...ntt.net` before a TTK hop: it faces TTK
+                before_group, before_why = hints[0]
+    before_text = f"hop {before.ttl} {before.address} before it" if before is not None else ""
+    if primary is None:
+        # No table knows it: a vote of the operator's domain in its name and one of the hop before.
+        votes: dict[str, list[str]] = {}
+        named = settings.suffix_group(a.name) if a.name else None
+        if named is not None:
+            votes.setdefault(named[0], []).append(f"its name ends in {named[1]}")
+        if before is not None and before.match is not None and before_group not in (None, OTHER):
+            assert before_group is not None
+            votes.setdefault(before_group, []).append(f"{before_text} is AS{before.asn}")
+        if not votes:
+            why = f"{described}; no name, border or neighbour ties it to an upstream"
+            return _Verdict(None, (why,), NONE)
+        if len(votes) > 1:
+            reasons = "; ".join(f"{g}: {' and '.join(why)}" for g, why in sorted(votes.items()))
+            return _Verdict(None, (f"{described}; the evidence disagrees ({reasons})",), NONE)
+        (primary, support), *_ = votes.items()
+        support = list(support)
+    assert primary is not None
+    against = [(g, why) for g, why in names if g != primary]
+    agree = [why for g, why in names if g == primary and why not in support]
+    # The hop before is another upstream's while only this hop's AS speaks: which one hands over to the
+    # destination cannot be told (the answering router may be the other side of an interconnect).
+    lone = len(support) + len(agree) < 2 and border is None
+    if not against and lone and before_group is not None and before_group not in (OTHER, primary):
+        against.append((before_group, f"{before_text} is {before_group}'s ({before_why})"))
+    if against:
+        said = [f"{' and '.join(support)}: {primary}"] + [f"{why}: {g}" for g, why in against]
+        return _Verdict(
+            None,
+            (f"{described}; the strongest signals disagree ({'; '.join(said)}), so no tag is given",),
+            NONE,
+        )
+    support += agree
+    if before_group == primary and before is not None:
+        support.append(f"{before_text} is {primary}'s too ({before_why})")
+    confidence = HIGH if len(support) >= 2 else LOW
+    return _Verdict(primary, (f"{described}; {'; '.join(support)}",), confidence)
 
 
 def _as_path(per_hop: list[int | None]) -> tuple[int | None, ...]:
@@ -340,9 +431,10 @@ def _hop_verdict(settings: Settings, rows: _Rows, index: int) -> tuple[_Verdict,
     if len(groups) > 1:
         names = ", ".join(sorted(str(g) for g in groups))
         return _Verdict(
-            None, (*evidence, f"hop {publics[0].ttl} answered from several networks ({names})")
+            None, (*evidence, f"hop {publics[0].ttl} answered from several networks ({names})"), NONE
         ), (publics[0])
-    return _Verdict(verdicts[0].group, evidence), publics[0]
+    confidence = HIGH if all(v.confidence == HIGH for v in verdicts) else LOW
+    return _Verdict(verdicts[0].group, evidence, confidence), publics[0]
 
 
 def _addresses(hop: Hop) -> tuple[str, ...] | list[str]:
@@ -440,7 +532,7 @@ def _classify(
     as_path = _as_path(rows.asns)
 
     def unknown(*why: str) -> Classification:
-        return Classification(UNKNOWN, None, as_path, why)
+        return Classification(UNKNOWN, None, as_path, why, NONE)
 
     if dest_index is None:
         return _classify_unreached(settings, rows, errors_at, as_path)
@@ -480,7 +572,9 @@ def _classify(
         )
         return unknown(*evidence)
     border = Border(hop=border_addr.ttl, address=border_addr.address, asn=border_addr.asn)
-    return Classification(verdict.group, border, as_path, tuple(evidence))
+    if verdict.confidence != HIGH:
+        evidence.append("confidence low: one signal only; an agreeing name or neighbour hop would confirm it")
+    return Classification(verdict.group, border, as_path, tuple(evidence), verdict.confidence)
 
 
 def _context(settings: Settings, rows: _Rows, index: int) -> list[str]:
@@ -503,7 +597,7 @@ def _classify_unreached(
     where = f"the trace never entered the destination ({', '.join(settings.destination_prefixes)})"
     last = _nearest_public(rows, len(rows))
     if last is None:
-        return Classification(UNKNOWN, None, as_path, (f"{where}; no public hop answered",))
+        return Classification(UNKNOWN, None, as_path, (f"{where}; no public hop answered",), NONE)
     verdict, border_addr = _hop_verdict(settings, rows, last)
     evidence = list(verdict.evidence)
     errors = sorted(errors_at(last))
@@ -512,7 +606,8 @@ def _classify_unreached(
         evidence.append(f"hop {border_addr.ttl} answered ICMP destination unreachable {text}")
     if verdict.group is None or verdict.group == OTHER:
         evidence.append(f"{where}; its last public hop belongs to no upstream group")
-        return Classification(UNKNOWN, None, as_path, tuple(evidence))
+        return Classification(UNKNOWN, None, as_path, tuple(evidence), NONE)
     evidence.append(f"{where}; it stops in {verdict.group} and nothing after it disagrees")
+    evidence.append("confidence low: the trace never reached the destination")
     border = Border(hop=border_addr.ttl, address=border_addr.address, asn=border_addr.asn)
-    return Classification(verdict.group, border, as_path, tuple(evidence))
+    return Classification(verdict.group, border, as_path, tuple(evidence), LOW)

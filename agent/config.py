@@ -136,6 +136,9 @@ class NamesSection:
 class ClassifySection:
     # Exchange-point peering LANs: hops answering from them are passed over (agent/exchanges.py).
     exchange_prefixes: tuple[str, ...] = tuple(DEFAULT_EXCHANGE_PREFIXES)
+    # Special-purpose space (RFC 6890) that is routed here, so its hops count like public ones: a test
+    # bed's own range. The lab writes ["198.18.0.0/15"] (RFC 2544) into its config; the default is none.
+    routed_prefixes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -481,6 +484,21 @@ class _Reader:
         # Peering LANs are /24 to /21; a short prefix would pass over real routers as exchange hops.
         return self._network(value, where, "80.81.192.0/21", "an exchange LAN")
 
+    def routed_prefix(self, value: Any, where: str) -> str:
+        """Special-purpose IPv4 space routed in a test bed: classify.routed_prefixes."""
+        if isinstance(value, str):
+            try:
+                net = ipaddress.IPv4Network(value)
+            except ValueError:
+                pass
+            else:
+                if not net.is_global:
+                    return str(net)
+                self.add(where, f"{net} is public space, which is routed anyway; list special-purpose space")
+                return _INVALID  # type: ignore[no-any-return]
+        self.add(where, "must be a special-purpose IPv4 prefix without host bits, like 198.18.0.0/15")
+        return _INVALID  # type: ignore[no-any-return]
+
     def _network(self, value: Any, where: str, example: str, what: str) -> str:
         """An IPv4 prefix without host bits, /MIN_PREFIX_LENGTH or longer (`what` it is, for the message)."""
         if not isinstance(value, str):
@@ -735,6 +753,7 @@ def _build(data: Mapping[str, Any], base_dir: str, source: str | None) -> tuple[
     exchange_prefixes = r.items(
         t, "exchange_prefixes", "classify", ClassifySection().exchange_prefixes, r.lan_prefix
     )
+    routed_prefixes = r.items(t, "routed_prefixes", "classify", (), r.routed_prefix)
     if exchange_prefixes is not _INVALID and prefixes is not _INVALID:
         dest_nets = [ipaddress.IPv4Network(p) for p in prefixes]
         for index, text in enumerate(exchange_prefixes):
@@ -808,7 +827,7 @@ def _build(data: Mapping[str, Any], base_dir: str, source: str | None) -> tuple[
         history=history,
         names=names,
         borders=borders,
-        classify=ClassifySection(exchange_prefixes=exchange_prefixes),
+        classify=ClassifySection(exchange_prefixes=exchange_prefixes, routed_prefixes=routed_prefixes),
         bgp=BgpSection(snapshot=tuple(_resolve(base_dir, f) for f in bgp_snapshot)),
         target_options=options,
         warnings=tuple(warnings),

@@ -134,10 +134,14 @@ class Classification:
     border: Border | None = None
     as_path: tuple[int | None, ...] = ()  # collapsed; None marks a stretch of unknown hops
     evidence: tuple[str, ...] = ()
+    # HIGH: at least two independent signals agree (AS, name, neighbour hop, configured border); LOW: one
+    # signal, or a trace that stopped before the destination; NONE: the tag is unknown.
+    confidence: str = "low"
 
 
 UNKNOWN = "unknown"
 OTHER = "other"
+HIGH, LOW, NONE = "high", "low", "none"  # Classification.confidence
 
 
 @dataclass(frozen=True, slots=True)

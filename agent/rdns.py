@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import re
 import socket
 import threading
 import time
@@ -20,6 +21,49 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, wait
 
 Resolver = Callable[[str], "str | None"]
+
+
+# Hostname hints: the one table of patterns the classifier reads reverse names with (agent.classify).
+# Operators name the interface that faces a neighbour after that neighbour, in their own domain: NTT's
+# `trans-telecom-0.ae-3.r20.frnkge13.de.bb.gin.ntt.net` (DOMAIN.md), Telia's `<peer>-ic-<id>-...telia.net`,
+# and many `asNNNN` tokens (Luckie et al., "bdrmap: Inference of Borders Between IP Networks", IMC 2016,
+# sec. 4; Luckie et al., "Learning to Extract and Use ASNs in Hostnames", IMC 2020, which found AS
+# numbers in the hostnames of 2.1M router interfaces, most naming the neighbour across the link). So a
+# token names a network on the far side of that interface, never by itself the router's operator: only a
+# configured suffix (the operator's own domain, agent.config DEFAULT_NAME_SUFFIXES) says that.
+NAME_TOKEN_PATTERNS: tuple[tuple[str, str], ...] = (
+    # (group, regex over the lower-cased name); labels split on '.', '-' and '_' count as boundaries
+    ("transtelecom", r"(?<![a-z0-9])(?:trans-?telecom|transtelecom|ttk)(?![a-z])"),
+    ("china_unicom", r"(?<![a-z0-9])(?:china-?unicom|chinaunicom|cu-?global|unicom)(?![a-z])"),
+)
+# `as4837`, `AS20485-ic`, `ae1.as9929.hkg` (not `aspen`, `as1`-style router counters are still AS tokens:
+# the classifier only believes a token that agrees with other evidence, never on its own).
+AS_TOKEN_PATTERN = r"(?<![a-z0-9])as(\d{3,10})(?![0-9])"
+
+_TOKEN_RES = tuple((group, re.compile(rx)) for group, rx in NAME_TOKEN_PATTERNS)
+_AS_RE = re.compile(AS_TOKEN_PATTERN)
+
+
+def name_tokens(name: str) -> tuple[tuple[str, str], ...]:
+    """The neighbour hints in a reverse name: ("group", name) or ("asn", number), in order, no repeats.
+
+    >>> name_tokens("trans-telecom-0.ae-3.r20.frnkge13.de.bb.gin.ntt.net")
+    (('group', 'transtelecom'),)
+    >>> name_tokens("ae12-as4837.r01.hkg.example.net")
+    (('asn', '4837'),)
+    >>> name_tokens("aspen-gw.example.net"), name_tokens("mskn17.transtelecom.net")
+    ((), (('group', 'transtelecom'),))
+    """
+    text = name.lower().rstrip(".")
+    found: list[tuple[str, str]] = []
+    for match in _AS_RE.finditer(text):
+        hint = ("asn", match.group(1))
+        if hint not in found:
+            found.append(hint)
+    for group, rx in _TOKEN_RES:
+        if rx.search(text) and ("group", group) not in found:
+            found.append(("group", group))
+    return tuple(found)
 
 
 def system_resolver(address: str) -> str | None:

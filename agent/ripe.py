@@ -114,6 +114,7 @@ def classification_to_ripe(classification: Classification) -> dict[str, Any]:
         "border": border,
         "as_path": list(classification.as_path),
         "evidence": list(classification.evidence),
+        "confidence": classification.confidence,  # "high", "low" or "none" (README "How it tags")
     }
 
 
@@ -518,6 +519,7 @@ def classification_from_ripe(obj: Any) -> Classification | None:
         border=border,
         as_path=as_path,
         evidence=tuple(str(e) for e in nk.get("evidence") or ()),
+        confidence=str(nk.get("confidence", "low")),
     )
 
 

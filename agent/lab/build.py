@@ -285,9 +285,7 @@ def nat_ruleset(role: str, opts: Options) -> str:
 
 def _nft(ns: str, ruleset: str) -> None:
     """Load `ruleset` with nft(8) inside namespace `ns`."""
-    nft = shutil.which("nft") or next(
-        (p for p in ("/usr/sbin/nft", "/sbin/nft") if Path(p).exists()), None
-    )
+    nft = shutil.which("nft") or next((p for p in ("/usr/sbin/nft", "/sbin/nft") if Path(p).exists()), None)
     if nft is None:
         raise LabError("the lab's NAT needs nftables: apt-get install nftables (or drop --nat/--cgnat)")
     with nsutil.inside(ns):  # the child inherits this thread's namespace
@@ -414,6 +412,10 @@ def agent_config(info: LabInfo) -> str:
         "[destination]",
         f"asn = {topology.DESTINATION_ASN}",
         f'prefixes = ["{topology.DESTINATION}"]',
+        "",
+        "# The lab is numbered in RFC 2544 space, which the classifier otherwise passes over.",
+        "[classify]",
+        'routed_prefixes = ["198.18.0.0/15"]',
     ]
     return "\n".join(lines) + "\n"
 

@@ -104,13 +104,18 @@ def test_peer_interface_named_after_ttk_is_not_ttk() -> None:
     c = tag(cut)
     assert c.upstream == "unknown"
     assert any("AS2914" in e and "trans-telecom-0" in e for e in c.evidence)
-    # NTT's interface right before the destination: `other`, with the name shown but not believed.
+    # NTT's TTK-facing interface right before the destination: AS2914 says `other`, the name says it
+    # faces TTK (whose router may answer from NTT's interconnect space): contradiction, so unknown.
     direct = dataclasses.replace(path, hops=(*path.hops[:5], path.hops[-1]))
     c = tag(direct)
-    assert c.upstream == "other" and c.border is not None and c.border.asn == 2914
-    # With TTK's routers silent, too many hops are unseen to claim `other`.
+    assert c.upstream == "unknown" and c.confidence == "none"
+    assert any("disagree" in e and "other" in e and "transtelecom" in e for e in c.evidence)
+    # With TTK's routers silent, the NTT hop is the nearest: its name contradicts `other` again.
     silent = tuple(Hop(h.ttl, (), 3) if h.ttl in (6, 7) else h for h in path.hops)
     c = tag(dataclasses.replace(path, hops=silent))
+    assert c.upstream == "unknown" and any("disagree" in e for e in c.evidence)
+    # ... and without the name, too many hops are unseen to claim `other`.
+    c = tag(dataclasses.replace(path, hops=silent), names={})
     assert c.upstream == "unknown" and any("could hide" in e for e in c.evidence)
     # No table knows NTT's address: a name that merely mentions TTK is no evidence at all.
     c = tag(cut, table=load_table([]))
@@ -137,11 +142,13 @@ def test_three_silent_hops_inside_the_destination() -> None:
     assert c.as_path == (3320, 20485, 131279)
 
 
-def test_lab_addresses_in_rfc2544_space_are_not_private(tmp_path: FsPath) -> None:
+def test_rfc2544_space_counts_only_where_the_config_routes_it(tmp_path: FsPath) -> None:
     f = tmp_path / "lab.pfx2as"
     f.write_text("198.18.1.0\t24\t4837\n198.18.2.0\t24\t20485\n198.19.176.0\t22\t131279\n")
     table = load_table([f], builtin=False)
-    s = dataclasses.replace(SETTINGS, destination_prefixes=("198.19.176.0/22",), borders={})
+    s = dataclasses.replace(
+        SETTINGS, destination_prefixes=("198.19.176.0/22",), borders={}, routed_prefixes=("198.18.0.0/15",)
+    )
     path = Path(
         "198.19.176.10",
         Protocol.ICMP,

@@ -61,7 +61,9 @@ def test_sagan_reads_ours_without_errors_and_sees_the_same_hops(
     protocol: Protocol, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = _sample(protocol)
-    cls = Classification("transtelecom", Border(4, "188.43.225.153", 20485), (20485, 131279), ("hop 4 ...",))
+    cls = Classification(
+        "transtelecom", Border(4, "188.43.225.153", 20485), (20485, 131279), ("hop 4 ...",), "high"
+    )
     obj = json.loads(
         json.dumps(
             to_ripe(path, cls, {"188.43.225.153": "kp-gw.transtelecom.net"}, {"188.43.225.153": 20485})
@@ -94,6 +96,7 @@ def test_sagan_reads_ours_without_errors_and_sees_the_same_hops(
         "border": {"hop": 4, "from": "188.43.225.153", "asn": 20485},
         "as_path": [20485, 131279],
         "evidence": ["hop 4 ..."],
+        "confidence": "high",
     }
 
 
