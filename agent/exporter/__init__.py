@@ -15,9 +15,7 @@ from agent.exporter.collector import SnapshotCollector
 from agent.state import State
 
 
-def build_registry(
-    state: State, bgp: Callable[[], BgpCheck | None] = lambda: None
-) -> CollectorRegistry:
+def build_registry(state: State, bgp: Callable[[], BgpCheck | None] = lambda: None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(state.snapshot, bgp))
     ProcessCollector(registry=registry)
