@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from agent.config import Config
-from agent.model import Classification, Path, PingResult, Target
+from agent.model import LOW, NONE, UNKNOWN, Classification, Path, PingResult, Target
 from agent.pathstate import Change, LatencyWatch, PathState, Trigger, tag_values
 from agent.state import State
 from agent.trace.rewrite import with_rewrite_evidence
@@ -406,12 +406,23 @@ class Scheduler:
         if chosen is None and classified:
             chosen = classified[0]
         figures = round_figures(*chosen) if chosen else RoundFigures(None, None, None, None)
+        # The current tag's confidence as this round saw it. A round whose flows all showed another tag
+        # (a change awaiting confirmation) backs the current tag less: low, whatever its own confidence.
+        if chosen is None:
+            confidence = None
+        elif ps.tag == UNKNOWN:
+            confidence = NONE
+        elif chosen[1].upstream == ps.tag:
+            confidence = chosen[1].confidence
+        else:
+            confidence = LOW
         self.state.record_path(
             target.address,
             ps,
             hops=figures.hops,
             reached=figures.reached,
             border_rtt={"upstream": figures.border_upstream, "destination": figures.border_destination},
+            confidence=confidence,
         )
         if change is not None:
             log.info("%s (%s): upstream %s -> %s", target.address, target.prefix, change.old, change.new)

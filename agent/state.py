@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from agent.model import PingResult, Target
+from agent.model import HIGH, LOW, NONE, PingResult, Target
 from agent.pathstate import TRIGGERS, PathState
 
 # Latency probe RTT buckets: fine from 100 to 500 ms, where paths from Europe, America and Asia to
@@ -63,6 +63,9 @@ ERROR_KINDS: tuple[str, ...] = ("ping", "trace", "classify", "history", "localne
 # What can be broken right now, nkprobe_fault{kind} 0/1.
 FAULT_KINDS: tuple[str, ...] = ("history", "probing", "config")
 RELOAD_RESULTS: tuple[str, ...] = ("success", "failure")
+# nkprobe_path_confidence: the classifier's confidence in the current tag as a number, so a dashboard
+# can grey out a path below 1 (agent.model HIGH/LOW/NONE; README "How it tags").
+CONFIDENCE_VALUES: Mapping[str, float] = {HIGH: 1.0, LOW: 0.5, NONE: 0.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,8 @@ class TargetSnapshot:
     border_rtt: Mapping[str, float | None]
     traceroutes: Mapping[str, int]
     last_answer: Mapping[str, bool] = field(default_factory=dict)  # per protocol, the latest probe
+    # How far the latest round backs the current tag (CONFIDENCE_VALUES); None before the first trace.
+    confidence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,8 +306,12 @@ class State:
         hops: int | None,
         reached: bool | None,
         border_rtt: Mapping[str, float | None],
+        confidence: str | None = None,
     ) -> None:
-        """The outcome of one round: the hysteresis state after it and the figures of its chosen path."""
+        """The outcome of one round: the hysteresis state after it and the figures of its chosen path.
+
+        `confidence`: the classifier's confidence in the current tag as this round saw it.
+        """
         with self._lock:
             t = self._targets.get(address)
             if t is None:
@@ -316,6 +325,7 @@ class State:
                 hops=hops,
                 reached=reached,
                 border_rtt={s: border_rtt.get(s) for s in SIDES},
+                confidence=confidence,
             )
 
     def count_error(self, kind: str) -> None:

@@ -8,6 +8,7 @@ No label holds a hop address, a hostname, a hop number, an AS number or a path h
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 
 from prometheus_client.core import (
@@ -20,7 +21,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from agent.bgp.view import BgpCheck
-from agent.state import Histogram, Snapshot, nan_if_none
+from agent.state import CONFIDENCE_VALUES, Histogram, Snapshot, nan_if_none
 
 TARGET_LABELS = ["target", "prefix"]
 
@@ -151,6 +152,12 @@ def _path_metrics(s: Snapshot) -> Iterator[Metric]:
         '(side="destination"); NaN when not seen.',
         labels=[*TARGET_LABELS, "side"],
     )
+    confidence = GaugeMetricFamily(
+        "nkprobe_path_confidence",
+        "Confidence in the current upstream tag: 1 two signals agree, 0.5 one signal or a contradicted "
+        "tag awaiting confirmation, 0 no tag (unknown); NaN before the first trace.",
+        labels=TARGET_LABELS,
+    )
     traces = CounterMetricFamily(
         "nkprobe_traceroutes", "Traceroutes by outcome.", labels=[*TARGET_LABELS, "outcome"]
     )
@@ -163,11 +170,12 @@ def _path_metrics(s: Snapshot) -> Iterator[Metric]:
         last_change.add_metric(key, t.last_change_at or 0.0)
         hops.add_metric(key, nan_if_none(t.hops))
         reached.add_metric(key, 1.0 if t.reached else 0.0)
+        confidence.add_metric(key, CONFIDENCE_VALUES.get(t.confidence or "", math.nan))
         for side, value in t.border_rtt.items():
             border.add_metric([*key, side], nan_if_none(value))
         for outcome, n in t.traceroutes.items():
             traces.add_metric([*key, outcome], float(n))
-    yield from (upstream, ratio, changes, last_change, hops, reached, border, traces)
+    yield from (upstream, ratio, changes, last_change, hops, reached, border, confidence, traces)
     duration = HistogramMetricFamily(
         "nkprobe_traceroute_duration_seconds", "Wall time of one trace.", labels=["protocol"]
     )

@@ -24,6 +24,8 @@ AGENT_ADDITIONS = {
     "nkprobe_asn_table_snapshot_timestamp_seconds",
     # 1/0/NaN: the traced upstream is a BGP neighbour of the destination AS for the /24 (agent/bgp).
     "nkprobe_path_upstream_in_bgp",
+    # 1/0.5/0/NaN: the classifier's confidence in the current tag (README "How it tags").
+    "nkprobe_path_confidence",
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 # Grafana's variables, replaced by what Grafana would put there.
