@@ -243,7 +243,7 @@ def render(
         if tag.border is not None:
             b = tag.border
             border = f" (border: hop {b.hop} {b.address}" + (f" AS{b.asn})" if b.asn is not None else ")")
-        lines.append(f"upstream: {tag.upstream}{border}")
+        lines.append(f"upstream: {tag.upstream}{border}, confidence {tag.confidence}")
         if tag.as_path:
             lines.append("AS path: " + " ".join("?" if a is None else f"AS{a}" for a in tag.as_path))
         lines.extend(f"  - {e}" for e in tag.evidence)

@@ -29,7 +29,7 @@ def test_trace_render_shows_names_asns_stars_and_error_codes() -> None:
     assert lines[2] == "  2  *  *"
     assert lines[3] == "  3  198.18.85.2  AS20485  12.300 ms !H"
     assert "destination not reached (unreachable)" in lines
-    assert "upstream: transtelecom (border: hop 3 198.18.85.2 AS20485)" in lines
+    assert "upstream: transtelecom (border: hop 3 198.18.85.2 AS20485), confidence low" in lines
     assert "  - hop 3 198.18.85.2 is AS20485" in lines
 
 
