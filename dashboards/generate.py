@@ -505,7 +505,7 @@ def target_detail() -> dict[str, Any]:
             ],
             text_mode="name",
         ),
-        8,
+        6,
         5,
     )
     lay.add(
@@ -520,7 +520,7 @@ def target_detail() -> dict[str, Any]:
             ],
             unit="dateTimeFromNow",
         ),
-        8,
+        6,
         5,
     )
     lay.add(
@@ -530,7 +530,22 @@ def target_detail() -> dict[str, Any]:
             [_target(f"min by (agent) (nkprobe_path_reached{{{sel}}})", "{{agent}}")],
             thresholds=[{"color": "orange", "value": None}, {"color": "green", "value": 1}],
         ),
-        8,
+        6,
+        5,
+    )
+    lay.add(
+        stat(
+            "Tag confidence",
+            "How far the evidence backs the current tag, per agent (README \"How it tags\"): 1 two signals "
+            "agree, 0.5 one signal or a change awaiting confirmation (read the tag with care), 0 no tag.",
+            [_target(f"min by (agent) (nkprobe_path_confidence{{{sel}}})", "{{agent}}")],
+            thresholds=[
+                {"color": "grey", "value": None},
+                {"color": "yellow", "value": 0.5},
+                {"color": "green", "value": 1},
+            ],
+        ),
+        6,
         5,
     )
     lay.add(
