@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from agent.errors import ConfigError
 from agent.exchanges import DEFAULT_EXCHANGE_PREFIXES
 from agent.model import OTHER, UNKNOWN, Target
+from agent.trace.settings import TraceSettings
 
 DEFAULT_UPSTREAMS: dict[str, tuple[int, ...]] = {
     # DOMAIN.md: China Unicom AS4837 and sisters AS9929, AS10099; the 2026 hand-off via AS134544.
@@ -81,27 +82,22 @@ class PingSection:
 
 
 @dataclass(frozen=True)
-class TraceSection:
+class TraceSection(TraceSettings):
+    """[trace]: how often and toward what each target is traced, and how (`TraceSettings`, whose
+    defaults are the section's; `window`, `pace` and `packet_size` are not keys of the file)."""
+
     interval_s: float = 60.0
     protocol: str = "tcp"
     port: int = 80
     flows: int = 4
-    max_hops: int = 32
-    timeout_s: float = 2.0  # the wait for a probe while no later hop has answered
-    # The silent-hop rule (agent.trace.session, README "How it measures"): a silent probe is given up
-    # after near_factor x the RTT of the nearest later hop that answered, within [silent_min_s,
-    # silent_max_s], like traceroute(8)'s -w MAX,HERE,NEAR (NEAR 10 there).
-    near_factor: float = 3.0
-    silent_min_s: float = 0.05
-    silent_max_s: float = 1.0
-    grace_s: float = 2.0  # the longest wait for silent hops once the destination answered
-    retries: int = 1
-    gap_limit: int = 5
-    # New TTLs at most this far past the highest one answered (TTL 1..lookahead to start), and deeper
-    # ones only once the deepest out is overdue (agent.trace.session pacing): a short path does not pay
-    # for a window of probes past its destination. Default gap_limit.
-    lookahead: int = 5
     hysteresis: int = 2  # an upstream change is declared after this many consecutive agreeing traces
+
+    def __post_init__(self) -> None:
+        # [trace] lookahead defaults to gap_limit, not to the bare session's None (the window alone):
+        # a configured trace never sends 16 TTLs at once past a near destination.
+        if self.lookahead is None:
+            object.__setattr__(self, "lookahead", self.gap_limit)
+        TraceSettings.__post_init__(self)
 
 
 @dataclass(frozen=True)
@@ -576,6 +572,9 @@ def _check_listen(reader: _Reader, value: str, where: str) -> None:
         reader.add(where, f"not an address or host name: {host!r}")
 
 
+# Settings of the probe engine that the file does not set: tuned against the benches
+# (bench/RESULTS.md, "Probe engine"), not per site.
+_ENGINE_ONLY = ("window", "pace", "packet_size")
 _KNOWN: dict[str, tuple[str, ...]] = {
     "": (
         "agent",
@@ -593,7 +592,7 @@ _KNOWN: dict[str, tuple[str, ...]] = {
     ),
     "agent": tuple(f.name for f in fields(AgentSection)),
     "ping": tuple(f.name for f in fields(PingSection)),
-    "trace": tuple(f.name for f in fields(TraceSection)),
+    "trace": tuple(f.name for f in fields(TraceSection) if f.name not in _ENGINE_ONLY),
     "asn": tuple(f.name for f in fields(AsnSection)),
     "destination": tuple(f.name for f in fields(DestinationSection)),
     "history": tuple(f.name for f in fields(HistorySection)),

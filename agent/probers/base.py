@@ -14,32 +14,23 @@ from typing import TYPE_CHECKING
 
 from agent.model import Path, PingResult, Protocol
 from agent.net.engine import ProbeEngine
+from agent.trace.settings import TraceSettings, with_settings
 
 if TYPE_CHECKING:
     from agent.config import Config
 
 
 @dataclass(frozen=True, slots=True)
-class ProbeSpec:
-    """What to probe and how. Latency probers read the first block; the traceroute prober all of it."""
+class ProbeSpec(TraceSettings):
+    """What to probe and how: a target and, for a trace, its flows and `TraceSettings`
+    (agent.trace.settings). Latency probers read target, protocol, port, timeout_s and ttl."""
 
     target: str  # an address already checked against the allowlist
     protocol: Protocol
     port: int | None = None  # UDP/TCP destination port; None: the protocol's default
-    timeout_s: float = 2.0
     ttl: int = 64  # latency probes
-    # traceroute
-    max_hops: int = 32
-    flows: int = 1
+    flows: int = 1  # traceroute: this many flows, ids first_flow, first_flow + 1, ...
     first_flow: int = 0  # RIPE Atlas paris_id of the first flow
-    grace_s: float = 2.0  # the longest wait for silent hops once the destination answered
-    near_factor: float = 3.0  # the silent-hop rule (agent.trace.session): near_factor x the nearest
-    silent_min_s: float = 0.05  # later answer's RTT, within [silent_min_s, silent_max_s]
-    silent_max_s: float = 1.0
-    retries: int = 1
-    gap_limit: int = 5
-    lookahead: int | None = None  # TraceParams.lookahead: new TTLs at most this far past the last answer
-    packet_size: int = 0  # 0: the protocol's default
 
 
 def trace_spec(
@@ -61,23 +52,11 @@ def trace_spec(
         port = None
     elif port is None:
         port = config.trace_port_for(target, proto.value)
-    t = config.trace
-    return ProbeSpec(
-        target=target,
-        protocol=proto,
-        port=port,
-        timeout_s=t.timeout_s,
-        max_hops=max_hops or t.max_hops,
-        flows=flows,
+    overrides = {} if max_hops is None else {"max_hops": max_hops}
+    return with_settings(
+        ProbeSpec, config.trace, **overrides, target=target, protocol=proto, port=port, flows=flows,
         first_flow=first_flow,
-        grace_s=t.grace_s,
-        near_factor=t.near_factor,
-        silent_min_s=t.silent_min_s,
-        silent_max_s=t.silent_max_s,
-        retries=t.retries,
-        gap_limit=t.gap_limit,
-        lookahead=t.lookahead,
-    )
+    )  # fmt: skip
 
 
 ProbeOutcome = PingResult | tuple[Path, ...]

@@ -19,6 +19,7 @@ from agent.net.engine import ProbeEngine
 from agent.packets.parse import ParsedReply
 from agent.probers.base import ProbeSpec
 from agent.trace.session import Session, TraceParams, flow_of, session_key
+from agent.trace.settings import with_settings
 
 # Never sleep less than this between rounds when the budget is empty (avoids a hot loop on float noise).
 MIN_SLEEP_S = 0.0005
@@ -26,23 +27,11 @@ STARVED_SLEEP_S = 0.002  # the pause after a refusal while the budget has tokens
 
 
 def params_for(spec: ProbeSpec, flow_id: int, src: str | None) -> TraceParams:
-    return TraceParams(
-        target=spec.target,
-        protocol=spec.protocol,
-        flow_id=flow_id,
-        port=spec.port,
+    """The session parameters of one flow of `spec`: its trace settings, unchanged."""
+    return with_settings(
+        TraceParams, spec, target=spec.target, protocol=spec.protocol, flow_id=flow_id, port=spec.port,
         src=src,
-        max_hops=spec.max_hops,
-        timeout_s=spec.timeout_s,
-        grace_s=spec.grace_s,
-        near_factor=spec.near_factor,
-        silent_min_s=spec.silent_min_s,
-        silent_max_s=spec.silent_max_s,
-        retries=spec.retries,
-        gap_limit=spec.gap_limit,
-        lookahead=spec.lookahead,
-        packet_size=spec.packet_size,
-    )
+    )  # fmt: skip
 
 
 class _Driver:

@@ -4,12 +4,14 @@ A driver (agent.probers) builds one `Session` per (target, protocol, flow id), r
 handler under `session.key` in the `ReplyTable` of the receive path (the engine's), and runs the loop
 described in `agent.trace.session`: ``next_probes(now)`` -> send -> ``sent(probe, now)``; ``on_reply``
 (called by ``ReplyTable.dispatch``);
-``on_timer(now)`` at ``next_deadline()``; ``result()`` once ``done``.
+``on_timer(now)`` at ``next_deadline()``; ``result()`` once ``done``. Every setting of a trace is
+declared once, in `agent.trace.settings.TraceSettings`.
 """
 
 from agent.trace.flow import DEFAULT_PORT, SPORT_BASE, flow_spec, ident_sequence
 from agent.trace.registry import ReplyHandler, ReplyTable
 from agent.trace.session import Probe, Session, SessionStats, TraceParams
+from agent.trace.settings import TraceSettings
 
 __all__ = [
     "DEFAULT_PORT",
@@ -20,6 +22,7 @@ __all__ = [
     "Session",
     "SessionStats",
     "TraceParams",
+    "TraceSettings",
     "flow_spec",
     "ident_sequence",
 ]

@@ -41,6 +41,7 @@ from agent.model import Hop, Path, Protocol, Reply, ReplyKind
 from agent.packets.build import FlowSpec, builder_for
 from agent.packets.parse import ParsedReply
 from agent.trace.flow import flow_spec, ident_sequence
+from agent.trace.settings import TraceSettings
 
 REACHED_KINDS = frozenset({ReplyKind.ECHO_REPLY, ReplyKind.TCP_SYNACK, ReplyKind.TCP_RST})
 # From the target itself, port unreachable (the normal end of a UDP trace) and protocol unreachable
@@ -49,49 +50,15 @@ REACHED_UNREACH_CODES = frozenset({2, 3})
 
 
 @dataclass(frozen=True, slots=True)
-class TraceParams:
-    """Everything one Paris traceroute session needs. Durations in seconds."""
+class TraceParams(TraceSettings):
+    """Everything one Paris traceroute session needs: the flow it probes and its `TraceSettings`
+    (agent.trace.settings, the one place of their defaults and checks)."""
 
     target: str
     protocol: Protocol = Protocol.TCP
     flow_id: int = 0  # the Paris id: selects the source port / ICMP identifier (agent.trace.flow)
     port: int | None = None  # UDP/TCP destination port; None: agent.trace.flow.DEFAULT_PORT
     src: str | None = None  # required for UDP and TCP (pseudo-header checksum); resolve it by route lookup
-    max_hops: int = 32
-    timeout_s: float = 2.0  # the wait for a probe while no later TTL has answered
-    # The silent-hop rule (module docstring): wait near_factor x the nearest later answer's RTT, within
-    # [silent_min_s, silent_max_s]. The floor covers near routers whose ICMP is slow-pathed (a few ms to
-    # tens of ms against a sub-millisecond RTT); the cap bounds the wait on the longest real paths.
-    near_factor: float = 3.0
-    silent_min_s: float = 0.05
-    silent_max_s: float = 1.0
-    grace_s: float = 2.0  # the longest wait for silent hops once the destination answered
-    retries: int = 1
-    gap_limit: int = 5
-    window: int = 16  # most probes in flight at once
-    # Highest new TTL = last answering TTL + lookahead (None: the window alone limits). Bounds the probes
-    # wasted beyond the destination (each costs packet budget, and a UDP target's port unreachables are
-    # rate-limited by its kernel, icmp_ratelimit, so a burst past it can hide the real answer).
-    lookahead: int | None = None
-    # Deeper TTLs wait until the deepest one out is overdue: pace x the RTT of the deepest answer
-    # (Session._paced_until). 0: no pacing.
-    pace: float = 1.5
-    packet_size: int = 0  # total IPv4 length; 0: agent.packets.build.DEFAULT_SIZE
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not 1 <= self.max_hops <= 255:
-            problems.append(f"max_hops must be 1..255, got {self.max_hops}")
-        if self.timeout_s <= 0 or self.grace_s < 0:
-            problems.append("timeout_s must be > 0 and grace_s >= 0")
-        if self.near_factor <= 0 or not 0 < self.silent_min_s <= self.silent_max_s:
-            problems.append("near_factor must be > 0 and 0 < silent_min_s <= silent_max_s")
-        if self.retries < 0 or self.gap_limit < 1 or self.window < 1:
-            problems.append("retries must be >= 0, gap_limit and window >= 1")
-        if self.lookahead is not None and self.lookahead < 1:
-            problems.append("lookahead must be >= 1")
-        if problems:
-            raise ValueError("; ".join(problems))
 
 
 class Probe(NamedTuple):

@@ -36,7 +36,9 @@ def test_tcp_traces_use_the_target_port_else_the_section_port() -> None:
 def test_the_trace_section_is_carried_over() -> None:
     spec = trace_spec(config("icmp"), A, flows=3, first_flow=6)
     assert (spec.max_hops, spec.gap_limit, spec.retries, spec.flows, spec.first_flow) == (20, 4, 2, 3, 6)
-    assert spec.lookahead == 5  # TraceSection's default; never None: a flow must not send 16 TTLs at once
+    # [trace] lookahead defaults to gap_limit, in a file as in code; never None: a flow must not send 16
+    # TTLs at once
+    assert spec.lookahead == 4
     assert trace_spec(config("icmp"), A, flows=1, max_hops=9).max_hops == 9
 
 
@@ -49,20 +51,22 @@ def test_lookahead_defaults_to_gap_limit(tmp_path: Path) -> None:
     assert load_config(None).trace.lookahead == Config().trace.lookahead == 5
 
 
-def test_the_three_trace_settings_types_agree_on_their_defaults() -> None:
-    """[trace] (config), ProbeSpec (probers) and TraceParams (the session) each declare the shared trace
-    settings; one default each, or `nkprobe trace`, the agent and a bare session would trace differently."""
-    from dataclasses import fields
+def test_one_trace_settings_type_from_config_to_session() -> None:
+    """[trace] (config), ProbeSpec (probers) and TraceParams (the session) extend one TraceSettings, so
+    each setting has one declaration and one default, and the config's values reach the session as set."""
+    from dataclasses import fields, replace
 
-    from agent.config import TraceSection
     from agent.probers.base import ProbeSpec
+    from agent.probers.traceroute import params_for
     from agent.trace.session import TraceParams
+    from agent.trace.settings import SETTINGS_FIELDS, TraceSettings, settings
 
-    spec = {f.name: f.default for f in fields(ProbeSpec)}
-    params = {f.name: f.default for f in fields(TraceParams)}
-    section = {f.name: f.default for f in fields(TraceSection)}
-    shared = {"max_hops", "timeout_s", "near_factor", "silent_min_s", "silent_max_s", "grace_s", "retries",
-              "gap_limit"}  # fmt: skip
-    assert shared <= spec.keys() & params.keys() & section.keys()
-    for name in shared:
-        assert section[name] == spec[name] == params[name], name
+    for cls in (TraceSection, ProbeSpec, TraceParams):
+        assert issubclass(cls, TraceSettings)
+        declared = {f.name: f.default for f in fields(cls) if f.name in SETTINGS_FIELDS}
+        assert declared == {f.name: f.default for f in fields(TraceSettings)}, cls
+    section = replace(TraceSection(), timeout_s=0.7, near_factor=4.0, silent_max_s=0.9, grace_s=0.3)
+    spec = trace_spec(Config(trace=section), A, flows=2, max_hops=12)
+    params = params_for(spec, 1, "198.18.0.1")
+    assert settings(params) == settings(spec) == replace(settings(section), max_hops=12)
+    assert (params.target, params.flow_id, params.port, params.src) == (A, 1, 80, "198.18.0.1")
