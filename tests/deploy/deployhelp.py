@@ -1,4 +1,4 @@
-"""Paths and tool lookup shared by the deploy/ and dashboards/ tests."""
+"""Paths, tool lookup, unit-file parsing and the MDWE wrapper shared by the deploy/ and dashboards/ tests."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import shutil
 import stat
 import subprocess
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -17,8 +18,17 @@ DASHBOARDS = REPO / "dashboards"
 INSTALL = DEPLOY / "raspberry-pi" / "install.sh"
 
 
+def unavailable(reason: str) -> NoReturn:
+    """Skip on a developer's machine; fail in CI (`.ci/run` runs with CI=true), where every tool the tests
+    need is an install step of quickstart.sh and a skip would only hide a missing one."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI must provide it: see quickstart.sh's package list)")
+    pytest.skip(reason)
+
+
 def need_tool(name: str) -> str:
-    """The tool's path, or skip the test saying which Debian package brings it."""
+    """The tool's path; if it is missing, skip (a developer's machine) or fail (CI), saying which Debian
+    package brings it."""
     path = shutil.which(name)
     if path is None:
         package = {
@@ -26,11 +36,52 @@ def need_tool(name: str) -> str:
             "prometheus": "prometheus",
             "systemd-analyze": "systemd",
             "shellcheck": "shellcheck",
-            "debootstrap": "debootstrap",
+            "mmdebstrap": "mmdebstrap",
             "vmagent": "victoria-metrics",
+            "setpriv": "util-linux",
         }.get(name, name)
-        pytest.skip(f"{name} not installed (apt-get install {package})")
+        unavailable(f"{name} not installed (apt-get install {package})")
     return path
+
+
+def unit_directives(path: Path) -> dict[str, list[str]]:
+    """A systemd unit's `Key=value` lines (continuations joined, whitespace squeezed), every value of
+    each key in order."""
+    out: dict[str, list[str]] = {}
+    for raw in path.read_text().replace("\\\n", " ").splitlines():
+        line = raw.strip()
+        if line and not line.startswith(("#", ";", "[")) and "=" in line:
+            key, _, value = line.partition("=")
+            out.setdefault(key.strip(), []).append(" ".join(value.split()))
+    return out
+
+
+# `python3 -c MDWE_EXEC PROGRAM ARG...` runs PROGRAM with Linux's memory-deny-write-execute on
+# (PR_SET_MDWE, Linux 6.3+, inherited across fork and execve: PR_SET_MDWE(2const)), the kernel's own form
+# of the rule systemd's MemoryDenyWriteExecute=yes enforces with a seccomp filter (systemd.exec(5)): no
+# mapping may be writable and executable, nor become executable. It checks what it set: prctl's return
+# code, then PR_GET_MDWE; it exits 126 with the reason instead of running PROGRAM unprotected. The prctl
+# arguments are passed as unsigned long: prctl(2) is variadic, and the kernel refuses PR_SET_MDWE with
+# EINVAL when the unused arguments are not 0 (a C int would leave the
+# upper halves of those registers unspecified).
+MDWE_EXEC = """
+import ctypes, os, sys
+PR_SET_MDWE, PR_GET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 66, 1
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl.restype = ctypes.c_int
+def prctl(option, arg):
+    return libc.prctl(ctypes.c_int(option), *(ctypes.c_ulong(a) for a in (arg, 0, 0, 0)))
+if prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN) != 0:
+    print("mdwe: prctl(PR_SET_MDWE) failed:", os.strerror(ctypes.get_errno()), "(needs Linux 6.3+)",
+          file=sys.stderr)
+    sys.exit(126)
+mask = prctl(PR_GET_MDWE, 0)
+if mask < 0 or not mask & PR_MDWE_REFUSE_EXEC_GAIN:
+    print("mdwe: PR_GET_MDWE reports", mask, "after PR_SET_MDWE", file=sys.stderr)
+    sys.exit(126)
+print(f"mdwe: on (PR_GET_MDWE = {mask})", file=sys.stderr, flush=True)
+os.execv(sys.argv[1], sys.argv[1:])
+"""
 
 
 class FakeRoot:
