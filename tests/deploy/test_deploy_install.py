@@ -1,17 +1,35 @@
 """deploy/raspberry-pi/install.sh: shellcheck clean; installs, reinstalls and uninstalls the expected
 files into a fake root with every command of the target system and systemctl recorded (fast); and for
-real, twice, in a Debian bookworm chroot made by debootstrap (slow: NKPROBE_SLOW=1)."""
+real, twice, in a minimal Debian bookworm root made by mmdebstrap, with the installed unit's command run
+in the lab in between (about a minute)."""
 
 from __future__ import annotations
 
+import configparser
+import hashlib
+import ipaddress
+import json
 import os
+import shlex
 import shutil
-import stat
+import signal
+import ssl
 import subprocess
+import time
+import tomllib
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from deployhelp import CENTRAL, DEPLOY, FakeRoot, need_tool
+from deployhelp import CENTRAL, DEPLOY, MDWE_EXEC, FakeRoot, need_tool, unavailable, unit_directives
+from prometheus_client.parser import text_string_to_metric_families
+
+from agent import __version__
+
+if TYPE_CHECKING:
+    from agent.lab.info import LabInfo
 
 INSTALL = DEPLOY / "raspberry-pi" / "install.sh"  # also in deployhelp
 URL = "https://central.invalid:9090/api/v1/write"
@@ -158,7 +176,30 @@ def test_standalone_without_forwarder(fake: FakeRoot) -> None:
     assert "enable nkprobe.service nkprobe-asn-update.timer" in fake.systemctl_calls()
 
 
-# --- the real thing, in a Debian chroot -----------------------------------------------------------
+# --- the real thing: install.sh in a minimal Debian bookworm root ------------------------------------
+#
+# mmdebstrap (Debian's package) builds a minbase bookworm root for this machine's architecture from the
+# Debian mirror apt is configured with (about 20 s here); install.sh then runs in it for real, as on a
+# fresh Pi: apt-get installs python3, python3-venv, ca-certificates and victoria-metrics, pip installs the
+# agent into /opt/nkprobe from PyPI. Only systemctl is recorded instead of run: PID 1 here is not systemd.
+# The installed unit's ExecStart then runs as its User= with its one capability, inside the lab's vantage
+# namespace, on a config of lab targets; a second run must change nothing it keeps. Everything lives in
+# tmp_path and is removed at the end; mounts are made only in private mount namespaces (`unshare -m`,
+# `ip netns exec`), so none outlives its command.
+
+LAB_NET = ipaddress.IPv4Network("198.18.0.0/15")  # the lab's address space (CONTRACT.md "The lab")
+AGENT_TARGETS = ("198.19.177.10", "198.19.179.10")  # TransTeleCom-like chain; the prefix `lab flip` moves
+FLIP_TARGET = "198.19.179.10"
+AGENT_PORT = 9931  # agent.listen of deploy/config.example.toml, on the vantage namespace's own loopback
+CAP_NET_RAW = 1 << 13  # capabilities(7) bit number 13
+SYSTEMCTL_FIRST_RUN = [
+    "daemon-reload",
+    "disable --now victoria-metrics.service",  # installed for vmagent only: its own server is unwanted
+    "enable nkprobe.service nkprobe-asn-update.timer nkprobe-forwarder.service",
+    "restart nkprobe.service nkprobe-forwarder.service",
+    "start nkprobe-asn-update.timer",
+    "start --no-block nkprobe-asn-update.service",
+]
 
 
 def _apt_mirror() -> str | None:
@@ -182,82 +223,375 @@ def _apt_mirror() -> str | None:
     return None
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("NKPROBE_SLOW") != "1", reason="slow (minutes): set NKPROBE_SLOW=1")
-def test_install_twice_in_a_debian_chroot(tmp_path: Path) -> None:
-    """debootstrap bookworm, run install.sh twice inside with systemctl recorded, check the result."""
-    debootstrap = need_tool("debootstrap")
-    if os.geteuid() != 0:
-        pytest.skip("debootstrap and chroot need root")
+def _pip_config(key: str) -> str:
+    """A [global] value of this machine's pip configuration files ("" if none sets it)."""
+    parser = configparser.ConfigParser()
+    parser.read(["/etc/xdg/pip/pip.conf", "/etc/pip.conf"])  # later files win, as in pip
+    return parser.get("global", key, fallback="")
+
+
+def _pip_env() -> dict[str, str]:
+    """pip inside the root reaches the package index the way this machine's pip is configured: the same
+    http(s) index URLs (PyPI when they name none; its file:// indexes and find-links are this machine's
+    disks, absent in the root) and the CA bundle this machine's pip trusts (its `cert`: a TLS-inspecting
+    proxy's CA, for one), copied into the root as /host-ca.crt by Bookworm.bootstrap."""
+    env = {"PIP_DEFAULT_TIMEOUT": "180", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    for key in ("index-url", "extra-index-url"):
+        urls = [u for u in _pip_config(key).split() if u.startswith(("http:", "https:"))]
+        if urls:
+            env[f"PIP_{key.upper().replace('-', '_')}"] = " ".join(urls)
+    for var in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        env[var] = "/host-ca.crt"  # pip's vendored requests prefers REQUESTS_CA_BUNDLE to --cert
+    return env
+
+
+def _host_ca_bundle() -> Path:
+    for candidate in (
+        os.environ.get("PIP_CERT", ""),
+        _pip_config("cert"),
+        ssl.get_default_verify_paths().cafile or "",
+        "/etc/ssl/certs/ca-certificates.crt",
+    ):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    pytest.fail("no CA bundle on this machine for pip inside the root")
+
+
+def _mounts_under(root: Path) -> list[str]:
+    """Mount points at or below `root` in this mount namespace (mountinfo(5), field 5)."""
+    prefix = str(root)
+    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    return [p for p in points if p == prefix or p.startswith(prefix + "/")]
+
+
+class Bookworm:
+    """A minbase Debian bookworm root in `tmp`, install.sh run in it, commands run inside it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.root = tmp / "bookworm"
+        self.systemctl_log = tmp / "systemctl.log"
+        self.fake_systemctl = tmp / "fake-systemctl"
+        self.fake_systemctl.write_text(f'#!/bin/sh\necho "$*" >> "{self.systemctl_log}"\n')
+        self.fake_systemctl.chmod(0o755)
+
+    def bootstrap(self, mirror: str) -> None:
+        tool = need_tool("mmdebstrap")
+        proc = subprocess.run(
+            [tool, "--variant=minbase", "--mode=root", "--quiet", "bookworm", str(self.root), mirror],
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert proc.returncode == 0, f"mmdebstrap: {proc.stderr[-3000:]}"
+        assert (self.root / "etc/debian_version").read_text().startswith("12.")
+        # apt inside resolves the mirror with this machine's resolver; pip trusts this machine's CAs.
+        shutil.copy("/etc/resolv.conf", self.root / "etc/resolv.conf")
+        shutil.copy(_host_ca_bundle(), self.root / "host-ca.crt")
+
+    def install(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """install.sh ARGS with ROOT= this root, /proc mounted in a private mount namespace."""
+        self.systemctl_log.unlink(missing_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+        env.update(_pip_env(), ROOT=str(self.root), SYSTEMCTL=str(self.fake_systemctl))
+        env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
+        return subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+             'mount -t proc proc "$0/proc" && exec "$@"', str(self.root), "bash", str(INSTALL), *args],
+            env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    def systemctl_calls(self) -> list[str]:
+        return self.systemctl_log.read_text().splitlines() if self.systemctl_log.exists() else []
+
+    def run(self, *argv: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+        """ARGV inside the root (chroot), as `user` if given (setpriv, no capabilities)."""
+        prefix = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"] if user else []
+        return subprocess.run(
+            ["chroot", str(self.root), *prefix, *argv], capture_output=True, text=True, timeout=120
+        )
+
+    def stat(self, path: str) -> str:
+        """`owner:group octal-mode` of PATH, names as the root's own passwd and group give them."""
+        proc = self.run("stat", "-c", "%U:%G %a", path)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    def tree(self, *paths: str) -> dict[str, tuple[str, str]]:
+        """Every file and directory under PATHS: owner:group mode, and a file's SHA-256."""
+        proc = self.run("find", *paths, "-printf", "%p\t%u:%g %m\n")
+        assert proc.returncode == 0, proc.stderr
+        out = {}
+        for line in proc.stdout.splitlines():
+            path, meta = line.split("\t")
+            host = self.path(path)
+            digest = hashlib.sha256(host.read_bytes()).hexdigest() if host.is_file() else "dir"
+            out[path] = (meta, digest)
+        return out
+
+    def path(self, p: str) -> Path:
+        return self.root / p.lstrip("/")
+
+    def uid(self, user: str) -> int:
+        for line in self.path("/etc/passwd").read_text().splitlines():
+            fields = line.split(":")
+            if fields[0] == user:
+                return int(fields[2])
+        raise AssertionError(f"no user {user} in the root's /etc/passwd")
+
+    def remove(self) -> None:
+        # Never rmtree across a mount (a /dev or /proc bound in would be emptied with it).
+        left = _mounts_under(self.root)
+        assert not left, f"mounts left under {self.root}: {left}"
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _unit_command(bw: Bookworm) -> list[str]:
+    """The installed nkprobe.service's ExecStart, run the way its [Service] section says: as User= and
+    Group= (with supplementary groups), AmbientCapabilities= and CapabilityBoundingSet= only,
+    NoNewPrivileges=, WorkingDirectory=, UMask=, and MemoryDenyWriteExecute= as the kernel's PR_SET_MDWE
+    (deployhelp.MDWE_EXEC). What systemd adds beyond these (ProtectSystem= and the other namespaces,
+    the system-call filter) needs systemd as PID 1 and is checked offline by test_deploy_systemd."""
+    d = unit_directives(bw.path("/etc/systemd/system/nkprobe.service"))
+    assert d["NoNewPrivileges"] == ["yes"] and d["MemoryDenyWriteExecute"] == ["yes"]
+    caps = ",".join("+" + c.removeprefix("CAP_").lower() for c in d["AmbientCapabilities"][0].split())
+    bounding = ",".join("+" + c.removeprefix("CAP_").lower() for c in d["CapabilityBoundingSet"][0].split())
+    return [
+        "setpriv", f"--reuid={d['User'][0]}", f"--regid={d['Group'][0]}", "--init-groups",
+        f"--inh-caps=-all,{caps}", f"--ambient-caps=-all,{caps}", f"--bounding-set=-all,{bounding}",
+        "--no-new-privs", "--",
+        "sh", "-c", 'cd "$0" && umask "$1" && shift && exec "$@"', d["WorkingDirectory"][0], d["UMask"][0],
+        "/usr/bin/python3", "-c", MDWE_EXEC, *shlex.split(d["ExecStart"][0]),
+    ]  # fmt: skip
+
+
+def _lab_config(lab: LabInfo) -> str:
+    """What the volunteer's edit of /etc/nkprobe/config.toml is here: the lab's own agent config, two of
+    its targets, paths inside the root. Every target and the allowlist are inside the lab's 198.18.0.0/15,
+    checked here, so the installed agent can probe nothing else (and it runs in the vantage namespace)."""
+    from tests.lab.agent_harness import dump_toml
+
+    data = tomllib.loads(lab.config_file.read_text())
+    data["agent"].update(name="pi-chroot", state_dir="/var/lib/nkprobe", listen=f"127.0.0.1:{AGENT_PORT}")
+    data["targets"] = [t for t in data["targets"] if t["address"] in AGENT_TARGETS]
+    data["trace"]["interval_s"] = 3.0  # two agreeing rounds (hysteresis) in seconds
+    data["asn"]["files"] = ["/etc/nkprobe/lab.pfx2as"]
+    data.setdefault("names", {})["reverse_dns"] = False  # the lab has no DNS: ask nobody
+    assert sorted(t["address"] for t in data["targets"]) == sorted(AGENT_TARGETS)
+    assert all(ipaddress.ip_address(t["address"]) in LAB_NET for t in data["targets"])
+    assert all(ipaddress.IPv4Network(p).subnet_of(LAB_NET) for p in data["destination"]["prefixes"])
+    return dump_toml(data)
+
+
+def _value(text: str, name: str, **labels: str) -> float | None:
+    """The value of the first sample NAME with these labels in an exposition, or None."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return None
+
+
+class UnitProcess:
+    """The installed unit's command line, running in the lab's vantage namespace inside the root."""
+
+    def __init__(self, bw: Bookworm, lab: LabInfo, log: Path) -> None:
+        self.lab, self.log = lab, log
+        with open(log, "wb") as out:
+            # /proc is mounted in this command's own mount namespace (ip netns exec makes one).
+            self.proc = subprocess.Popen(
+                ["ip", "netns", "exec", lab.vantage_ns, "sh", "-c",
+                 'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"', str(bw.root), *_unit_command(bw)],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-2500:]
+
+    def scrape(self) -> str:
+        """GET /metrics on the vantage namespace's loopback (from a thread that joined the namespace)."""
+        from agent.net.netns import call_in_netns
+
+        def get() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{AGENT_PORT}/metrics", timeout=5) as r:
+                return str(r.read().decode())
+
+        return call_in_netns(self.lab.vantage_ns, get)
+
+    def wait_metrics(self, check: Callable[[str], bool], timeout: float, what: str) -> str:
+        """Scrape until `check` holds; fail with the log if the process exits or `timeout` runs out."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail(f"the installed agent exited {self.proc.returncode}: {self.tail()}")
+            try:
+                last = self.scrape()
+                if check(last):
+                    return last
+            except OSError:
+                pass  # not listening yet
+            if time.monotonic() > deadline:
+                pytest.fail(f"{what}: not within {timeout:.0f} s; scrape: {last[-1500:]}; log: {self.tail()}")
+            time.sleep(0.5)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(30)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def status(self) -> dict[str, str]:
+        lines = Path(f"/proc/{self.proc.pid}/status").read_text().splitlines()
+        return {k: v.strip() for k, _, v in (line.partition(":") for line in lines)}
+
+
+def _history(bw: Bookworm) -> list[dict[str, object]]:
+    """`nkprobe history --json` of the installed agent, as its user."""
+    cmd = ("/opt/nkprobe/bin/nkprobe", "history", "--config", "/etc/nkprobe/config.toml", "--json")
+    proc = bw.run(*cmd, user="nkprobe")
+    assert proc.returncode == 0, proc.stderr
+    rows: list[dict[str, object]] = json.loads(proc.stdout)
+    return rows
+
+
+@pytest.mark.lab
+def test_install_for_real_in_a_bookworm_root_then_run_the_unit(tmp_path: Path, lab: LabInfo) -> None:
+    """install.sh, twice, in a fresh minimal Debian bookworm root; the installed unit's command in the lab
+    in between: file modes and owners, the service user, a scrape, a recorded path change, and a second
+    run that keeps the config, the password and the history."""
+    from tests.lab.agent_harness import lab_flip
+
     mirror = _apt_mirror()
     if mirror is None:
-        pytest.skip("no Debian mirror in apt's sources")
-    cache = Path(os.environ.get("NKPROBE_CHROOT_CACHE", "/var/tmp/nkprobe-bookworm.tar"))
-    root = tmp_path / "root"
-    if cache.is_file():
-        root.mkdir()
-        subprocess.run(["tar", "-C", str(root), "-xf", str(cache)], check=True)
-    else:
-        subprocess.run(
-            [debootstrap, "--variant=minbase", "bookworm", str(root), mirror], check=True, capture_output=True
-        )
-        subprocess.run(["tar", "-C", str(root), "-cf", str(cache), "."], check=True)
-    shutil.copy("/etc/resolv.conf", root / "etc" / "resolv.conf")
-    # pip inside trusts what this machine trusts (a TLS-inspecting proxy's CA, for one).
-    shutil.copy("/etc/ssl/certs/ca-certificates.crt", root / "host-ca.crt")
-    log = tmp_path / "systemctl.log"
-    fake = tmp_path / "fake-systemctl"
-    fake.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\n')
-    fake.chmod(0o755)
-    env = {**os.environ, "ROOT": str(root), "SYSTEMCTL": str(fake)}
-    env.pop("PIP_FIND_LINKS", None)
-    for var in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"):
-        env[var] = "/host-ca.crt"  # requests prefers REQUESTS_CA_BUNDLE to pip's --cert
-    mounts = []
+        unavailable("apt's sources name no Debian bookworm mirror to bootstrap from")
+    need_tool("unshare")
+    bw = Bookworm(tmp_path)
+    agent: UnitProcess | None = None
     try:
-        for fs, where in (("proc", "proc"), ("devtmpfs", "dev")):
-            subprocess.run(["mount", "-t", fs, fs, str(root / where)], check=True)
-            mounts.append(root / where)
-        for attempt in (1, 2):
-            proc = subprocess.run(
-                ["bash", str(INSTALL), "--name", "pi-chroot", "--central-url", URL, "--password", "pw"]
-                if attempt == 1
-                else ["bash", str(INSTALL)],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=1200,
-            )
-            assert proc.returncode == 0, f"run {attempt}: {proc.stderr[-3000:]}"
-        passwd = (root / "etc" / "passwd").read_text()
-        assert "\nnkprobe:" in passwd and "/usr/sbin/nologin" in passwd.split("\nnkprobe:")[1].split("\n")[0]
-        version = subprocess.run(
-            ["chroot", str(root), "/opt/nkprobe/bin/nkprobe", "--version"], capture_output=True, text=True
+        started = time.monotonic()
+        bw.bootstrap(mirror)
+        bootstrapped = time.monotonic()
+
+        # 1. First run, as the volunteer's one command.
+        proc = bw.install("--name", "pi-chroot", "--central-url", URL, "--password", "pw")
+        assert proc.returncode == 0, f"first run: {proc.stderr[-3000:]}"
+        installed = time.monotonic()
+        assert "forwarder: vmagent" in proc.stderr  # bookworm has victoria-metrics
+        assert 'wrote /etc/nkprobe/config.toml (agent.name = "pi-chroot")' in proc.stderr
+        assert bw.systemctl_calls() == SYSTEMCTL_FIRST_RUN
+        _check_layout(bw)
+
+        # 2. The volunteer's edit: lab targets (never the example's real ones: this is no real uplink).
+        bw.path("/etc/nkprobe/config.toml").write_text(_lab_config(lab))  # in place: owner, mode stay
+        shutil.copy(lab.asn_file, bw.path("/etc/nkprobe/lab.pfx2as"))
+        check = bw.run("/opt/nkprobe/bin/nkprobe", "check-config", "/etc/nkprobe/config.toml", user="nkprobe")
+        assert check.returncode == 0, check.stderr
+
+        # 3. The unit's command line in the lab: a first tag, then `lab flip` recorded as a change.
+        lab_flip(lab, "china_unicom")  # the lab's starting state, whatever an earlier test left
+        agent = UnitProcess(bw, lab, tmp_path / "agent.log")
+        _check_agent(bw, agent)
+        lab_flip(lab, "transtelecom")
+        agent.wait_metrics(
+            lambda t: (
+                _value(t, "nkprobe_path_upstream", target=FLIP_TARGET, upstream="transtelecom") == 1
+                and (_value(t, "nkprobe_path_changes_total", target=FLIP_TARGET) or 0) >= 1
+            ),
+            60,
+            f"{FLIP_TARGET} tagged transtelecom after the flip",
         )
-        assert version.returncode == 0 and version.stdout.startswith("nkprobe "), version.stderr
-        st = (root / "var/lib/nkprobe").stat()
-        owner = subprocess.run(
-            ["chroot", str(root), "stat", "-c", "%U:%G %a", "/var/lib/nkprobe"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        assert owner == "nkprobe:nkprobe 750", owner
-        config_owner = subprocess.run(
-            ["chroot", str(root), "stat", "-c", "%U:%G %a", "/etc/nkprobe/config.toml"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        assert config_owner == "root:nkprobe 640", config_owner
-        assert 'name = "pi-chroot"' in (root / "etc/nkprobe/config.toml").read_text()
-        # Debian bookworm has victoria-metrics: auto picks vmagent, and its own server unit gets disabled.
-        assert (root / "usr/bin/vmagent").exists()
-        assert "-promscrape.config" in (root / "etc/systemd/system/nkprobe-forwarder.service").read_text()
-        assert stat.S_IMODE((root / "etc/nkprobe/remote-write-password").stat().st_mode) == 0o600
-        assert st.st_uid != 0
-        calls = log.read_text().splitlines()
-        assert calls.count("daemon-reload") == 2
-        assert "disable --now victoria-metrics.service" in calls  # first run only: it installed the package
-        assert calls.count("restart nkprobe.service nkprobe-forwarder.service") == 2
+        assert agent.stop() == 0, agent.tail()
+        ran = time.monotonic()
+        rows = _history(bw)
+        flips = [(r["old"], r["new"]) for r in rows if r["target"] == FLIP_TARGET]
+        assert flips[-1:] == [("china_unicom", "transtelecom")], rows
+        assert bw.stat("/var/lib/nkprobe/history.db") == "nkprobe:nkprobe 640"  # UMask=0027
+
+        # 4. Second run, no arguments: everything kept, nothing that is the volunteer's touched.
+        kept = ("/etc/nkprobe", "/var/lib/nkprobe", "/etc/systemd/system")
+        before = bw.tree(*kept)
+        proc = bw.install()
+        assert proc.returncode == 0, f"second run: {proc.stderr[-3000:]}"
+        assert "kept your /etc/nkprobe/config.toml" in proc.stderr
+        assert bw.tree(*kept) == before
+        assert bw.systemctl_calls() == [c for c in SYSTEMCTL_FIRST_RUN if "victoria-metrics" not in c]
+        _check_layout(bw, edited=True)
+        assert _history(bw) == rows
+        print(
+            f"bootstrap {bootstrapped - started:.0f} s, first install {installed - bootstrapped:.0f} s, "
+            f"agent {ran - installed:.0f} s, second install {time.monotonic() - ran:.0f} s"
+        )
     finally:
-        for m in reversed(mounts):
-            subprocess.run(["umount", "-l", str(m)], check=False)
+        if agent is not None:
+            agent.kill()
+        lab_flip(lab, "china_unicom")
+        bw.remove()
+
+
+def _check_layout(bw: Bookworm, edited: bool = False) -> None:
+    """Users, modes and owners, the units, the venv, the forwarder config, as install.sh promises."""
+    passwd = {ln.split(":")[0]: ln.split(":") for ln in bw.path("/etc/passwd").read_text().splitlines()}
+    _, _, uid, gid, _, home, shell = passwd["nkprobe"]
+    assert int(uid) < 1000 and home == "/var/lib/nkprobe" and shell == "/usr/sbin/nologin"  # a system account
+    assert bw.run("getent", "group", "nkprobe").stdout.split(":")[2] == gid
+    for path, want in {
+        "/etc/nkprobe": "root:root 755",
+        "/etc/nkprobe/config.toml": "root:nkprobe 640",  # readable by the agent, writable by root only
+        "/etc/nkprobe/remote-write-password": "root:root 600",
+        "/etc/nkprobe/forwarder.env": "root:root 644",
+        "/etc/nkprobe/forwarder.yml": "root:root 644",
+        "/var/lib/nkprobe": "nkprobe:nkprobe 750",
+        "/opt/nkprobe": "root:root 755",
+        "/opt/nkprobe/bin/nkprobe": "root:root 755",
+    }.items():
+        assert bw.stat(path) == want, path
+    assert bw.path("/etc/nkprobe/remote-write-password").read_text() == "pw"
+    # The service user cannot change the code it runs.
+    writable = bw.run(
+        "find", "/opt/nkprobe", "(", "-user", "nkprobe", "-o", "-perm", "/022", ")", "!", "-type", "l"
+    )
+    assert writable.returncode == 0 and writable.stdout == "", writable.stdout[:2000]
+    for unit in ("nkprobe.service", "nkprobe-asn-update.service", "nkprobe-asn-update.timer",
+                 "nkprobe-forwarder.service"):  # fmt: skip
+        installed = f"/etc/systemd/system/{unit}"
+        assert bw.stat(installed) == "root:root 644"
+        # nkprobe-forwarder.service is the vmagent one, not the Prometheus fallback.
+        assert bw.path(installed).read_bytes() == (DEPLOY / "systemd" / unit).read_bytes()
+    version = bw.run("/opt/nkprobe/bin/nkprobe", "--version", user="nkprobe")
+    assert version.returncode == 0 and version.stdout.strip() == f"nkprobe {__version__}", version
+    # The forwarder as its unit starts it: the installed vmagent accepts the rendered config.
+    assert 'agent: "pi-chroot"' in bw.path("/etc/nkprobe/forwarder.yml").read_text()
+    dry = bw.run("/usr/bin/vmagent", "-promscrape.config=/etc/nkprobe/forwarder.yml", "-dryRun")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    config = bw.path("/etc/nkprobe/config.toml").read_text()
+    if edited:
+        assert 'name = "pi-chroot"' in config and "175.45.176" not in config
+    else:
+        assert config.replace('"pi-chroot"', '"nkprobe"', 1) == (DEPLOY / "config.example.toml").read_text()
+
+
+def _check_agent(bw: Bookworm, agent: UnitProcess) -> None:
+    """The unit's process: the service user, CAP_NET_RAW alone, no new privileges, in the root's state
+    directory, under MDWE; its /metrics in the vantage namespace with a first tag from the lab."""
+    text = agent.wait_metrics(
+        lambda t: (
+            _value(t, "nkprobe_path_upstream", target=FLIP_TARGET, upstream="china_unicom") == 1
+            and _value(t, "nkprobe_target_up", target="198.19.177.10") == 1
+        ),
+        60,
+        f"{FLIP_TARGET} tagged china_unicom and 198.19.177.10 up",
+    )
+    assert _value(text, "nkprobe_agent_info", agent="pi-chroot") == 1
+    assert _value(text, "nkprobe_build_info", version=__version__) == 1
+    status = agent.status()
+    assert status["Uid"].split() == [str(bw.uid("nkprobe"))] * 4 and status["Name"] == "nkprobe", status
+    for caps in ("CapEff", "CapPrm", "CapAmb", "CapBnd"):
+        assert int(status[caps], 16) == CAP_NET_RAW, (caps, status[caps])
+    assert status["NoNewPrivs"] == "1"
+    pid = agent.proc.pid
+    assert os.readlink(f"/proc/{pid}/root") == str(bw.root)
+    assert os.readlink(f"/proc/{pid}/cwd") == str(bw.path("/var/lib/nkprobe"))
+    assert "mdwe: on (PR_GET_MDWE = 1)" in agent.tail()
