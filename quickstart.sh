@@ -14,8 +14,9 @@ fi
 
 packages=(iproute2 python3 python3-venv python3-pip procps util-linux libcap2-bin iputils-ping nftables)
 if [ "$what" = test ]; then
-  # Reference tools the tests cross-check against, and Debian's real Prometheus and promtool.
-  packages+=(traceroute mtr-tiny scamper prometheus shellcheck systemd victoria-metrics)
+  # Reference tools the tests cross-check against, Debian's real Prometheus and promtool, vmagent,
+  # openssl (TLS test certificates) and mmdebstrap (the minimal bookworm root install.sh runs in).
+  packages+=(traceroute mtr-tiny scamper prometheus shellcheck systemd victoria-metrics openssl mmdebstrap)
 fi
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
