@@ -22,7 +22,7 @@ def unavailable(reason: str) -> NoReturn:
     """Skip on a developer's machine; fail in CI (`.ci/run` runs with CI=true), where every tool the tests
     need is an install step of quickstart.sh and a skip would only hide a missing one."""
     if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI must provide it: see quickstart.sh's package list)")
+        pytest.fail(f"{reason}; CI must have it, so this is a failure there, not a skip")
     pytest.skip(reason)
 
 
@@ -40,7 +40,7 @@ def need_tool(name: str) -> str:
             "vmagent": "victoria-metrics",
             "setpriv": "util-linux",
         }.get(name, name)
-        unavailable(f"{name} not installed (apt-get install {package})")
+        unavailable(f"{name} not installed (apt-get install {package}; CI: quickstart.sh's package list)")
     return path
 
 
