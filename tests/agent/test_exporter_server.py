@@ -112,10 +112,12 @@ def test_basic_auth_with_bcrypt(serve: Serve, tmp_path: Path) -> None:
     assert status == 200 and "nkprobe_agent_info" in body
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 def test_tls_from_web_config(serve: Serve, tmp_path: Path) -> None:
+    # openssl is an install step (quickstart.sh's test packages), never a skip: without it this fails.
+    openssl = shutil.which("openssl")
+    assert openssl is not None, "openssl not installed (apt-get install openssl)"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
          "-addext", "subjectAltName=IP:127.0.0.1",
          "-keyout", str(tmp_path / "k.pem"), "-out", str(tmp_path / "c.pem")],
         check=True, capture_output=True, timeout=60,
