@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from agent.errors import UsageError
     from agent.model import Protocol
     from agent.net.engine import ProbeEngine
-    from agent.probers import ping, tcp
+    from agent.probers import latency
     from agent.probers._latency import LATENCY_FLOWS
     from agent.probers.base import ProbeSpec
 
@@ -52,7 +52,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--interval must be >= 0 and --timeout > 0")
     port = (args.port or config.ping_port_for(target)) if args.protocol == "tcp" else None
     spec = ProbeSpec(target, Protocol(args.protocol), port=port, timeout_s=timeout)
-    prober = tcp.probe if args.protocol == "tcp" else ping.probe
     readable = not args.json
     max_in_flight = len(LATENCY_FLOWS)
 
@@ -69,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         async def one(seq: int) -> PingResult:
             # Probes leave on a fixed schedule, however long answers take (like ping(8)).
             await asyncio.sleep(max(0.0, start + seq * interval - loop.time()))
-            return await prober(engine, spec)
+            return await latency(engine, spec)
 
         # Each probe in flight holds one latency flow id (agent.probers._latency): at most that many
         # tasks exist at once, created as earlier probes finish, so a --count of any size never runs

@@ -311,7 +311,8 @@ async def _main(
 
 def _probers(engine: ProbeEngine, holder: dict[str, Config]) -> tuple[Pinger, Tracer]:
     from agent.model import PingResult, Protocol, Target
-    from agent.probers import PROBERS, ProbeSpec
+    from agent.probers import ProbeSpec, latency
+    from agent.probers import trace as trace_probe
     from agent.probers.base import trace_spec
 
     async def ping(target: Target, protocol: str) -> PingResult:
@@ -322,15 +323,11 @@ def _probers(engine: ProbeEngine, holder: dict[str, Config]) -> tuple[Pinger, Tr
             port=cfg.ping_port_for(target.address) if protocol == "tcp" else None,
             timeout_s=cfg.ping.timeout_s,
         )
-        result = await PROBERS[protocol](engine, spec)
-        assert isinstance(result, PingResult)
-        return result
+        return await latency(engine, spec)
 
     async def trace(target: Target, first_flow: int, flows: int) -> tuple[Path, ...]:
         spec = trace_spec(holder["config"], target.address, flows=flows, first_flow=first_flow)
-        result = await PROBERS["traceroute"](engine, spec)
-        assert isinstance(result, tuple)
-        return result
+        return await trace_probe(engine, spec)
 
     return ping, trace
 

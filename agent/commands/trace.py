@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from agent.errors import UsageError
     from agent.model import Protocol
     from agent.net.engine import ProbeEngine
-    from agent.probers import traceroute
+    from agent.probers import trace
     from agent.probers.base import trace_spec
 
     if not 1 <= args.flows <= 64:
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     resolver = ResolverCheck(target) if config.names.reverse_dns and not args.no_dns else None
 
     async def body(engine: ProbeEngine) -> tuple[tuple[Path, ...], dict[str, str]]:
-        paths = await traceroute.probe(engine, spec)
+        paths = await trace(engine, spec)
         names: dict[str, str] = {}
         if resolver is not None and resolver.answers():
             addresses = {a for p in paths for h in p.hops for a in h.addresses}
