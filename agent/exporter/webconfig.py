@@ -14,8 +14,9 @@ latest/configuration/https/), restricted to what this server supports:
       prometheus: $2y$10$...                    # bcrypt hashes only, as in exporter-toolkit
 
 The file is YAML, and PyYAML is not a dependency: this module reads the small subset the format needs
-(nested block mappings of plain or quoted scalars, comments) and refuses anything else with the line
-number. Unknown keys are errors, as in exporter-toolkit (a typo must not silently disable TLS).
+(nested block mappings of plain or quoted scalars, comments) exactly as YAML reads it, and refuses
+anything else with the line number. Unknown keys are errors, as in exporter-toolkit (a typo must not
+silently disable TLS).
 
 Passwords are bcrypt hashes ($2a$, $2b$, $2y$), checked with the `bcrypt` module when it is installed,
 else with the C library's crypt(3) through Python's `crypt` module (deprecated, present up to Python
@@ -53,27 +54,31 @@ _VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
 def parse_yaml_subset(text: str, source: str = "web config") -> dict[str, Any]:
     """Block mappings of scalars, nested by indentation; comments and blank lines ignored.
 
+    What this reads, it reads as YAML does (PyYAML with every scalar a string; tests/agent/
+    test_exporter_server.py checks that on every web config of the tests and on generated ones); what it
+    cannot read the same way, it refuses with the line number, never guesses.
+
     >>> parse_yaml_subset("a:\\n  b: 'x y'  # note\\n  c: \\"z\\"\\nd: e\\n")
     {'a': {'b': 'x y', 'c': 'z'}, 'd': 'e'}
+    >>> parse_yaml_subset("k: 'it''s'\\n")
+    {'k': "it's"}
     """
     root: dict[str, Any] = {}
     stack: list[tuple[int, dict[str, Any]]] = [(-1, root)]
     pending: tuple[int, dict[str, Any], str] | None = None  # a key whose value is the next, deeper block
+    content = False
     for number, raw in enumerate(text.splitlines(), 1):
-        line = _strip_comment(raw).rstrip()
-        if not line.strip() or line.strip() == "---":
+        if "\t" in raw:
+            # YAML forbids tabs in indentation and PyYAML refuses them after a value too: spaces only.
+            raise ConfigError(f"{source} line {number}: use spaces, not tabs (YAML)")
+        body = raw.strip()
+        if not body or body.startswith("#"):
             continue
-        if "\t" in raw[: len(raw) - len(raw.lstrip())]:
-            raise ConfigError(f"{source} line {number}: indent with spaces, not tabs (YAML)")
-        indent = len(line) - len(line.lstrip(" "))
-        body = line.strip()
-        match = re.fullmatch(r"""([A-Za-z0-9_.@-]+|"[^"]*"|'[^']*'):(?:\s+(.*))?""", body)
-        if match is None:
-            raise ConfigError(
-                f"{source} line {number}: expected 'key: value'; nkprobe reads only plain YAML mappings "
-                f"(no lists, anchors or flow style)"
-            )
-        key, value = _unquote(match.group(1), source, number), match.group(2)
+        if raw.rstrip() == "---" and not content:
+            continue  # a document start marker before the mapping; another one would be a second document
+        content = True
+        indent = len(raw) - len(raw.lstrip(" "))
+        key, value = _line(raw[indent:], source, number)
         if pending is not None:
             p_indent, p_parent, p_key = pending
             pending = None
@@ -90,38 +95,87 @@ def parse_yaml_subset(text: str, source: str = "web config") -> dict[str, Any]:
         parent = stack[-1][1]
         if key in parent:
             raise ConfigError(f"{source} line {number}: duplicate key {key!r}")
-        if value is None or value == "":
-            parent[key] = None
+        parent[key] = value
+        if value is None:
             pending = (indent, parent, key)
-        else:
-            if value[:1] in "[{&*!|>":
-                raise ConfigError(
-                    f"{source} line {number}: {key}: only plain or quoted scalar values are supported"
-                )
-            parent[key] = _unquote(value, source, number)
     return root
 
 
-def _strip_comment(line: str) -> str:
-    quote = ""
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
-            return line[:i]
-    return line
+# YAML 1.2 section 7.3.3 (plain scalars): a plain scalar must not begin with an indicator character; '-',
+# '?' and ':' may begin one only when a non-space follows. Inside one, ': ' and ' #' end it, and so does a
+# final ':' (a key): PyYAML then reads something else or fails.
+_INDICATORS = set(",[]{}#&*!|>'\"%@`")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.@-]*")
+# YAML 1.2 section 5.7: the escapes of double-quoted scalars that web configs may need. The others (\x,
+# \u, line folding...) are refused rather than half-read.
+_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "0": "\0"}
 
 
-def _unquote(value: str, source: str, number: int) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return value[1:-1]
-    if value[:1] in "'\"":
-        raise ConfigError(f"{source} line {number}: unterminated quoted string")
-    return value
+def _line(line: str, source: str, number: int) -> tuple[str, str | None]:
+    """`KEY: VALUE  # comment` (no indent) -> (key, value), value None for `KEY:` alone."""
+    where = f"{source} line {number}"
+    if line[:1] in "'\"":
+        key, pos = _quoted(line, 0, where)
+    else:
+        match = _PLAIN_KEY.match(line)
+        if match is None:
+            raise ConfigError(
+                f"{where}: expected 'key: value'; nkprobe reads only plain YAML mappings "
+                f"(no lists, anchors or flow style)"
+            )
+        key, pos = match.group(), match.end()
+    if line[pos : pos + 1] != ":" or line[pos + 1 : pos + 2] not in ("", " "):
+        raise ConfigError(
+            f"{where}: expected 'key: value'; nkprobe reads only plain YAML mappings "
+            f"(no lists, anchors or flow style)"
+        )
+    rest = line[pos + 1 :]
+    value = rest.lstrip(" ")
+    if not value or value.startswith("#"):
+        return key, None
+    start = len(line) - len(value)
+    if value[0] in "'\"":
+        text, end = _quoted(line, start, where)
+        tail = line[end:]
+        if tail.strip() and not (tail[:1] == " " and tail.lstrip(" ").startswith("#")):
+            raise ConfigError(f"{where}: {key}: text after the closing quote")
+        return key, text
+    plain = value.split(" #", 1)[0].rstrip(" ")
+    if (
+        plain[0] in _INDICATORS
+        or (plain[0] in "-?:" and plain[1:2] in ("", " "))
+        or ": " in plain
+        or plain.endswith(":")
+    ):
+        raise ConfigError(
+            f"{where}: {key}: only plain or quoted scalar values are supported (quote this value)"
+        )
+    return key, plain
+
+
+def _quoted(line: str, start: int, where: str) -> tuple[str, int]:
+    """The quoted scalar beginning at line[start], and the index after its closing quote."""
+    quote, out, i = line[start], [], start + 1
+    while i < len(line):
+        ch = line[i]
+        if quote == "'" and ch == "'":
+            if line[i + 1 : i + 2] == "'":  # '' is a single quote inside single quotes
+                out.append("'")
+                i += 2
+                continue
+            return "".join(out), i + 1
+        if quote == '"' and ch == '"':
+            return "".join(out), i + 1
+        if quote == '"' and ch == "\\":
+            escaped = _ESCAPES.get(line[i + 1 : i + 2])
+            if escaped is None:
+                raise ConfigError(f"{where}: escape {line[i : i + 2]!r} not supported in a quoted string")
+            out.append(escaped)
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    raise ConfigError(f"{where}: unterminated quoted string")
 
 
 class PasswordChecker:

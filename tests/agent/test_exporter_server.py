@@ -14,6 +14,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.errors import ConfigError
 from agent.exporter import build_registry
@@ -34,13 +37,11 @@ def bcrypt_hash(password: str) -> str:
         pass
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            import crypt
-        except ImportError:
-            pytest.skip("neither bcrypt nor crypt available")
+        # Python 3.11 on Debian has crypt, and libxcrypt does bcrypt; the agent checks passwords with the
+        # same two (webconfig.PasswordChecker), so where neither works basic auth cannot run at all.
+        import crypt
     hashed = crypt.crypt(password, "$2b$04$" + "abcdefghijklmnopqrstuv")
-    if not hashed or not hashed.startswith("$2b$"):
-        pytest.skip("crypt(3) here has no bcrypt")
+    assert hashed and hashed.startswith("$2b$"), "crypt(3) has no bcrypt here: apt-get install python3-bcrypt"
     return hashed
 
 
@@ -157,15 +158,134 @@ def test_invalid_web_config_is_one_clear_error(tmp_path: Path, text: str, messag
     assert message in str(info.value)
 
 
-def test_yaml_subset_reads_what_exporter_toolkit_files_use() -> None:
-    text = (
-        'tls_server_config:\n  cert_file: "/a b/c.pem"  # the cert\n  key_file: k.pem\n'
-        "basic_auth_users:\n  u: x\n"
+# The valid web config texts of these tests, and the documented example of agent/exporter/webconfig.py: the
+# agent's reader must give what PyYAML gives on each (webconfig.py reads YAML without PyYAML, which is a
+# test dependency only; these tests keep the two from disagreeing silently).
+WEB_CONFIGS = (
+    "# exporter-toolkit web config\nbasic_auth_users:\n  prom: '$2b$04$abcdefghijklmnopqrstuu"
+    "Xd5Vs3Pd2Pp9lAbF9S3jbQLw7mGxNq2'\n",
+    "tls_server_config:\n  cert_file: c.pem\n  key_file: k.pem\n  min_version: TLS12\n",
+    'tls_server_config:\n  cert_file: "/a b/c.pem"  # the cert\n  key_file: k.pem\n'
+    "basic_auth_users:\n  u: x\n",
+    "---\n# quoted keys, empty mapping values, escapes\n"
+    "'tls_server_config':\n    \"cert_file\": 'it''s.pem'\n"
+    '    key_file: "dir\\\\k \\"1\\".pem" # c\n    client_auth_type: NoClientCert\nbasic_auth_users:\n',
+)
+
+
+def documented_example() -> str:
+    """The example in webconfig.py's docstring, as an operator would copy it."""
+    import agent.exporter.webconfig as module
+
+    doc = module.__doc__ or ""
+    start = doc.index("    tls_server_config:")
+    block = doc[start:].split("\n\n", 1)[0]
+    return "\n".join(line[4:] for line in block.splitlines()) + "\n"
+
+
+def as_yaml_reads(text: str) -> object:
+    """PyYAML's reading with every scalar a string: the exporter-toolkit fields are all strings."""
+    return yaml.load(text, Loader=yaml.BaseLoader)
+
+
+def agent_reads(text: str) -> object:
+    """The agent's reading; an empty value (None here) is an empty string to BaseLoader."""
+
+    def norm(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: norm(v) for k, v in value.items()}
+        return "" if value is None else value
+
+    return norm(parse_yaml_subset(text))
+
+
+def test_the_documented_example_is_a_whole_web_config() -> None:
+    example = documented_example()
+    assert example.startswith("tls_server_config:\n") and "basic_auth_users:\n" in example, example
+
+
+@pytest.mark.parametrize("text", [*WEB_CONFIGS, documented_example()])
+def test_web_config_reader_agrees_with_pyyaml(text: str) -> None:
+    got = agent_reads(text)
+    assert got == as_yaml_reads(text)
+    if "" not in _leaves(got):  # without empty values, PyYAML's default reading is the same too
+        assert got == yaml.safe_load(text)
+
+
+def _leaves(tree: object) -> list[object]:
+    return [x for v in tree.values() for x in _leaves(v)] if isinstance(tree, dict) else [tree]
+
+
+_KEYS = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,10}", fullmatch=True)
+_SAFE = st.from_regex(r"[A-Za-z0-9/][A-Za-z0-9./$_-]{0,20}", fullmatch=True)
+_ANY = st.text(
+    st.characters(min_codepoint=32, max_codepoint=126) | st.sampled_from("é€"), min_size=1, max_size=16
+)
+Tree = dict[str, "str | Tree"]
+
+
+def _trees(values: st.SearchStrategy[str]) -> st.SearchStrategy[Tree]:
+    nested = st.recursive(
+        values, lambda kids: st.dictionaries(_KEYS, kids, min_size=1, max_size=3), max_leaves=6
     )
-    assert parse_yaml_subset(text) == {
-        "tls_server_config": {"cert_file": "/a b/c.pem", "key_file": "k.pem"},
-        "basic_auth_users": {"u": "x"},
-    }
+    return st.dictionaries(_KEYS, nested, min_size=1, max_size=3)
+
+
+def _quote(text: str, style: str) -> str:
+    if style == "single":
+        return "'" + text.replace("'", "''") + "'"
+    if style == "double":
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text
+
+
+@st.composite
+def _rendered(draw: st.DrawFn, values: st.SearchStrategy[str]) -> tuple[Tree, str]:
+    """A tree and one YAML text of it: quoting, indent widths and comments drawn at random."""
+    tree = draw(_trees(values))
+    styles = st.sampled_from(("plain", "single", "double"))
+    lines: list[str] = []
+
+    def emit(node: Tree, indent: int) -> None:
+        for key, value in node.items():
+            head = " " * indent + _quote(key, draw(styles)) + ":"
+            if draw(st.booleans()) and draw(st.booleans()):
+                lines.append(" " * draw(st.integers(0, 6)) + "# a comment line")
+            if isinstance(value, dict):
+                lines.append(head + draw(st.sampled_from(("", "  # nested", " "))))
+                emit(value, indent + draw(st.integers(1, 4)))
+            else:
+                comment = draw(st.sampled_from(("", "  # why", " #x")))
+                lines.append(f"{head} {_quote(value, draw(styles))}{comment}")
+
+    emit(tree, 0)
+    return tree, "\n".join(lines) + "\n"
+
+
+@settings(max_examples=150, deadline=None)
+@given(_rendered(_ANY))
+def test_web_config_reader_agrees_with_pyyaml_or_refuses(case: tuple[Tree, str]) -> None:
+    """Any text: the agent reads what PyYAML reads, or refuses it; never a third reading."""
+    _, text = case
+    try:
+        expected = as_yaml_reads(text)
+    except yaml.YAMLError:
+        with pytest.raises(ConfigError):
+            parse_yaml_subset(text)
+        return
+    try:
+        got = agent_reads(text)
+    except ConfigError:
+        return  # refused, with its line number: allowed (the agent reads a subset)
+    assert got == expected, text
+
+
+@settings(max_examples=60, deadline=None)
+@given(_rendered(_SAFE))
+def test_web_config_reader_reads_every_plain_file(case: tuple[Tree, str]) -> None:
+    """Names, paths and bcrypt-like values in any quoting: read, never refused, and as written."""
+    tree, text = case
+    assert parse_yaml_subset(text) == tree == as_yaml_reads(text), text
 
 
 def test_listen_address_errors_are_config_errors() -> None:
