@@ -284,9 +284,6 @@ def loads_config(text: str, source: str | None = None) -> Config:
 _T = TypeVar("_T")
 _INVALID: Any = object()  # marks a value that failed its check; cross-field rules skip it
 _GROUP_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
-)
 _SUFFIX = re.compile(
     r"^\.?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
@@ -556,20 +553,53 @@ def _resolve(base_dir: str, value: str) -> str:
     return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
 
 
-def _check_listen(reader: _Reader, value: str, where: str) -> None:
-    """HOST:PORT, [IPv6]:PORT or :PORT (all interfaces), as Prometheus exporters write it."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
-        reader.add(where, "must be HOST:PORT with a port from 1 to 65535, e.g. 127.0.0.1:9931")
-        return
+def listen_problem(text: str) -> str | None:
+    """What is wrong with a listen address, or None: the one rule of `agent.listen`, check-config and
+    `nkprobe run --web.listen-address` alike.
+
+    HOST:PORT, [IPv6]:PORT or :PORT (all interfaces), as Prometheus exporters write it. The host is an
+    IP address or `localhost`: a name would be resolved once at start-up, to whatever the resolver says
+    then (`pi.local` over mDNS, maybe nothing at boot), so it is refused rather than bound by surprise.
+    Port 0 binds any free port (the server logs which).
+
+    >>> [listen_problem(a) for a in ("127.0.0.1:9931", "[::1]:80", ":9931", "localhost:0")]
+    [None, None, None, None]
+    >>> listen_problem("pi.local:9931")
+    "give the host as an IP address or localhost, not 'pi.local' (a name is not resolved)"
+    >>> listen_problem("::1:9931")
+    'write an IPv6 host in brackets, e.g. [::1]:9931'
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return "must be HOST:PORT with a port from 0 (any free port) to 65535, e.g. 127.0.0.1:9931"
     if host.startswith("[") and host.endswith("]"):
         try:
             ipaddress.IPv6Address(host[1:-1])
         except ValueError:
-            reader.add(where, f"not an IPv6 address in brackets: {host}")
-        return
-    if host and not _HOSTNAME.match(host):
-        reader.add(where, f"not an address or host name: {host!r}")
+            return f"not an IPv6 address in brackets: {host}"
+        return None
+    if ":" in host:
+        return "write an IPv6 host in brackets, e.g. [::1]:9931"
+    if host in ("", "localhost"):
+        return None
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return f"give the host as an IP address or localhost, not {host!r} (a name is not resolved)"
+    return None
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """The (host, port) to bind of a listen address that passes `listen_problem`; else ConfigError.
+
+    >>> parse_listen("127.0.0.1:9931"), parse_listen("[::1]:80"), parse_listen(":9931")
+    (('127.0.0.1', 9931), ('::1', 80), ('', 9931))
+    """
+    problem = listen_problem(text)
+    if problem is not None:
+        raise ConfigError(f"listen address {text!r}: {problem}")
+    host, _, port = text.rpartition(":")
+    return host.removeprefix("[").removesuffix("]"), int(port)
 
 
 # Settings of the probe engine that the file does not set: tuned against the benches
@@ -613,8 +643,8 @@ def _build(data: Mapping[str, Any], base_dir: str, source: str | None) -> tuple[
     d_agent = AgentSection()
     name = r.string(t, "name", "agent", d_agent.name, nonempty=True)
     listen = r.string(t, "listen", "agent", d_agent.listen, nonempty=True)
-    if listen is not _INVALID:
-        _check_listen(r, listen, "agent.listen")
+    if listen is not _INVALID and (problem := listen_problem(listen)) is not None:
+        r.add("agent.listen", problem)
     state_dir = r.string(t, "state_dir", "agent", d_agent.state_dir, nonempty=True)
     max_pps = r.number(t, "max_pps", "agent", d_agent.max_pps, gt=0, le=MAX_PPS)
     netns = r.string(t, "netns", "agent", d_agent.netns)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import html
-import ipaddress
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,28 +18,9 @@ from typing import Any
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
+from agent.config import parse_listen  # the one rule of a listen address (check-config too)
 from agent.errors import ConfigError
 from agent.exporter.webconfig import WebConfig
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """HOST:PORT, [V6]:PORT or :PORT (all addresses), as Prometheus' --web.listen-address.
-
-    >>> parse_listen("127.0.0.1:9931"), parse_listen("[::1]:80"), parse_listen(":9931")
-    (('127.0.0.1', 9931), ('::1', 80), ('', 9931))
-    """
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"listen address {text!r} is not HOST:PORT, e.g. 127.0.0.1:9931")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if host and host != "localhost":
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise ConfigError(f"listen address {text!r}: give the host as an IP address") from None
-    return host, int(port)
-
 
 _LANDING = """<!doctype html>
 <html><head><meta charset="utf-8"><title>nkprobe</title></head>

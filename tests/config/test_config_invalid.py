@@ -52,7 +52,12 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "group_name_upper": ("upstreams.ChinaUnicom: must be lowercase letters, digits and _ (a label value)",),
     "hysteresis_zero": ("trace.hysteresis: must be >= 1 and <= 100",),
     "listen_bad_ipv6": ("agent.listen: not an IPv6 address in brackets: [::zz]",),
-    "listen_no_port": ("agent.listen: must be HOST:PORT with a port from 1 to 65535, e.g. 127.0.0.1:9931",),
+    "listen_no_port": (
+        "agent.listen: must be HOST:PORT with a port from 0 (any free port) to 65535, e.g. 127.0.0.1:9931",
+    ),
+    "listen_host_name": (
+        "agent.listen: give the host as an IP address or localhost, not 'pi.local' (a name is not resolved)",
+    ),
     "many_problems": (
         "agent.max_pps: must be > 0 and <= 1000",
         "upstreams.other: 'other' is a reserved tag and cannot be a group name",
