@@ -262,7 +262,7 @@ def _rendered(draw: st.DrawFn, values: st.SearchStrategy[str]) -> tuple[Tree, st
     return tree, "\n".join(lines) + "\n"
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_rendered(_ANY))
 def test_web_config_reader_agrees_with_pyyaml_or_refuses(case: tuple[Tree, str]) -> None:
     """Any text: the agent reads what PyYAML reads, or refuses it; never a third reading."""
