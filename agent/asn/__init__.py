@@ -3,7 +3,8 @@
 `configured_table(config)` is what every command and the agent call at start: the files that
 `nkprobe asn update` wrote into the state directory (else the built-in table), then the configured
 files, later ones winning ties.
-No function here touches the network; `agent.asn.update` and `agent.asn.cymru` do, out of band.
+No function here touches the network; `agent.asn.update` does, out of band (`nkprobe asn update`).
+No lookup service is asked on the probing path (README "Safety"): tables are loaded at start.
 """
 
 from __future__ import annotations

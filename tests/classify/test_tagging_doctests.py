@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["agent.ripe", "agent.classify", "agent.asn.table", "agent.asn.loaders", "agent.asn.cymru"]
+MODULES = ["agent.ripe", "agent.classify", "agent.asn.table", "agent.asn.loaders"]
 
 
 @pytest.mark.parametrize("name", MODULES)
