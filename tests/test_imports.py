@@ -17,6 +17,9 @@ import importlib, pkgutil, agent
 names = [m.name for m in pkgutil.walk_packages(agent.__path__, "agent.") if m.name != "agent.__main__"]
 for name in names:
     importlib.import_module(name)
+import sys
+# Not runtime dependencies (README "Dependencies and licences"): no module of agent/ may pull them in.
+assert not {"scapy", "icmplib"} & {m.split(".")[0] for m in sys.modules}, "agent/ imports scapy or icmplib"
 print(len(names))
 """
 

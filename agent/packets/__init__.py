@@ -1,4 +1,4 @@
-"""Probe packets: build them as bytes, parse what comes back. The only package that may import scapy.
+"""Probe packets: build them as bytes, parse what comes back, with `struct` (scapy is only the tests' check).
 
 Wire format agreed with agent.net (the net engineer's socket layer):
 
