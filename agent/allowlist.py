@@ -1,7 +1,7 @@
 """The allowlist: probe only addresses inside the configured destination prefixes.
 
-`[destination] prefixes` in the config (CONTRACT.md) is both "what we measure" and "what we may send
-to": an agent must never be turned into a scanner of other networks by a typo or a hostile argument.
+`[destination] prefixes` in the config (README "Commands", Safety) is both "what we measure" and "what we may
+send to": an agent must never be turned into a scanner of other networks by a typo or a hostile argument.
 Every prober and command checks its target here before any socket is opened.
 """
 

@@ -1,9 +1,9 @@
-"""Configuration: frozen dataclasses with defaults (CONTRACT.md "Configuration"), TOML load and validation.
+"""Configuration: frozen dataclasses with defaults (README "Configuration"), TOML load and validation.
 
 The shapes below are the interface every layer reads. `load_config` turns a TOML file into a `Config`,
-validated once (DESIGN.md idea 6): defaults, then types and ranges, then cross-field rules. Unknown keys
-are rejected. Every problem is reported by its key path (`targets[2].address: not an IPv4 address`) and
-all of them are collected into one `ConfigError`, so an operator fixes a file in one pass.
+validated once (as blackbox_exporter's config/config.go): defaults, then types and ranges, then cross-field
+rules. Unknown keys are rejected. Every problem is reported by its key path (`targets[2].address: not an IPv4
+address`) and all of them are collected into one `ConfigError`, so an operator fixes a file in one pass.
 
 Relative paths (`agent.state_dir`, `agent.web_config_file`, `asn.files`, `asn.update_dir`) are taken
 relative to the directory of the config file, like Prometheus does for its rule files.
@@ -28,27 +28,28 @@ from agent.model import OTHER, UNKNOWN, Target
 from agent.trace.settings import TraceSettings
 
 DEFAULT_UPSTREAMS: dict[str, tuple[int, ...]] = {
-    # DOMAIN.md: China Unicom AS4837 and sisters AS9929, AS10099; the 2026 hand-off via AS134544.
+    # China Unicom AS4837 and sisters AS9929, AS10099; the 2026 hand-off via AS134544 (RIPEstat
+    # asn-neighbours of AS131279, tests/fixtures/bgp).
     "china_unicom": (4837, 9929, 10099, 134544),
-    # DOMAIN.md: TransTeleCom since 2017-10-01.
+    # TransTeleCom since 2017-10-01 (README, first section).
     "transtelecom": (20485,),
 }
 
-# Reverse-DNS suffixes that are evidence for a group (DOMAIN.md). Suffixes, never substrings: NTT's
-# `trans-telecom-0...gin.ntt.net` faces TTK but is NTT's.
+# Reverse-DNS suffixes that are evidence for a group (the routers' PTR records, tests/fixtures/ripe).
+# Suffixes, never substrings: NTT's `trans-telecom-0...gin.ntt.net` faces TTK but is NTT's.
 DEFAULT_NAME_SUFFIXES: dict[str, tuple[str, ...]] = {
     "china_unicom": ("chinaunicomglobal.com", "chinaunicom.cn"),
     "transtelecom": ("transtelecom.net", "zsttk.ru"),
 }
 
-# Last upstream hops seen before AS131279 in December 2025 (DOMAIN.md). 103.35.255.254 is unannounced,
-# so longest-prefix match alone cannot place it: the config names it.
+# Last upstream hops seen before AS131279 in December 2025 (tests/fixtures/ripe). 103.35.255.254 is
+# unannounced, so longest-prefix match alone cannot place it: the config names it.
 DEFAULT_BORDERS: dict[str, tuple[str, ...]] = {
     "china_unicom": ("103.35.255.254",),
     "transtelecom": ("188.43.225.153",),
 }
 
-# iptoasn.com publishes this table hourly, public domain (DOMAIN.md "IP-to-AS data").
+# iptoasn.com publishes this table hourly, public domain (https://iptoasn.com).
 DEFAULT_ASN_SOURCES: tuple[str, ...] = ("https://iptoasn.com/data/ip2asn-v4.tsv.gz",)
 # RIPEstat data API base (https://stat.ripe.net/docs/data_api): `nkprobe asn update` asks it for the
 # prefixes each configured AS announces.

@@ -1,11 +1,12 @@
 """Our own faults. Each message is one line that says what to do about it.
 
-A timeout or an unreachable target is a *result*, never one of these (DESIGN.md, idea 7).
+A timeout or an unreachable target is a *result*, never one of these (README "Commands": an unreachable target
+is a result).
 """
 
 
 class NkprobeError(Exception):
-    """Base of every fault we report ourselves. `exit_code` follows CONTRACT.md: 2 = usage/config/env."""
+    """Base of every fault we report ourselves. `exit_code`: 2 = usage/config/env (README "Commands")."""
 
     exit_code = 2
 

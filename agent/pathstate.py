@@ -10,7 +10,7 @@ so per-flow load balancers show every path they use; Augustin et al., IMC 2006).
 own tag (agent/classify.py). The round's *verdict*:
 
 - every classified flow that has evidence (not `unknown`) agrees on one tag: that tag;
-- the flows with evidence disagree: `mixed` (a per-flow split, as on 175.45.178.0/24; DOMAIN.md);
+- the flows with evidence disagree: `mixed` (a per-flow split, as on 175.45.178.0/24 in December 2025);
 - no flow has evidence: `unknown`; no flow was classified at all (every trace failed): no verdict.
 
 Flows tagged `unknown` next to flows with evidence do not dilute the verdict: `unknown` means "this trace
@@ -211,11 +211,11 @@ class LatencyWatch:
       away from every such median of the last `memory` answers: a level not seen lately;
     - unreachable: `loss_limit` probes lost in a row after an answer; and again when answers return.
 
-    "Not seen lately" rather than "different from the last": a /24 split per flow (DOMAIN.md) answers a
-    probe stream whose flow varies (TCP source ports) from both paths, so its TTL and RTT alternate
-    between two values all the time; both are in the memory, and nothing fires. A flip moves to a value
-    the memory does not hold, and fires once. The cost: a flip back within `memory` answers is left to
-    the periodic trace.
+    "Not seen lately" rather than "different from the last": a /24 split per flow (README "How it measures")
+    answers a probe stream whose flow varies (TCP source ports) from both paths, so its TTL and RTT alternate
+    between two values all the time; both are in the memory, and nothing fires. A flip moves to a value the
+    memory does not hold, and fires once. The cost: a flip back within `memory` answers is left to the
+    periodic trace.
 
     >>> w = LatencyWatch(window=3)
     >>> [w.observe(0.100, 60) for _ in range(3)]

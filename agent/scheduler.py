@@ -1,16 +1,16 @@
 """The scheduler: asyncio tasks that keep every target's latency probes and traces going.
 
 - Latency probes: one loop per target and protocol, every `ping.interval_s` with +-10 % jitter, from a
-  random start offset (a fleet of agents never probes in lockstep; DESIGN.md idea 9). A probe that is
-  still out when the next is due does not hold it back (the timeout may exceed the interval), up to a
-  bound of probes in flight.
+  random start offset (a fleet of agents never probes in lockstep: probes of many hosts in step add up to
+  bursts at the target). A probe that is still out when the next is due does not hold it back (the timeout
+  may exceed the interval), up to a bound of probes in flight.
 - Traces: one loop per target, a round of `trace.flows` Paris traces (flow ids fixed per target, so round
   after round the same flows cross the same per-flow balancers) every `trace.interval_s` with jitter,
   from a random offset.
 - Immediate re-trace: a latency probe whose reply TTL changes, whose RTT moves to a new level, or whose
   target stops answering (agent.pathstate.LatencyWatch) wakes the trace loops of every target in its /24
-  (routing is per /24; DOMAIN.md); so does a change of our own default route (agent.localnet). While
-  a new tag waits for confirmation (agent.pathstate.PathState.pending), the next round follows after
+  (routing is per /24: README, first section); so does a change of our own default route (agent.localnet).
+  While a new tag waits for confirmation (agent.pathstate.PathState.pending), the next round follows after
   `confirm_delay_s` instead of a whole interval: a flip is confirmed in seconds, not minutes.
 - The global packet budget (`agent.max_pps`) is enforced where packets leave (agent.net.engine asks
   agent.budget before every send), so pings and traces queue there; nothing here can exceed it. At most

@@ -2,8 +2,9 @@
 
 The scheduler (event loop thread) writes through the `record_*` methods; the HTTP server (its own
 threads) calls `snapshot()`. A lock guards both; a snapshot is an immutable copy, so a scrape never sees
-half a round and never waits on a probe (DESIGN.md idea 8). Memory is bounded by the number of targets,
-protocols and buckets, never by the number of packets (idea 9).
+half a round and never waits on a probe (as client_python's custom collectors). Memory is bounded by the
+number of targets, protocols and buckets, never by the number of packets (smokeping_prober once leaked memory
+per packet).
 
 Every series a snapshot can hold exists from the moment the State is built (counters at 0, gauges that
 have no value yet as NaN), so a dashboard's `rate()` and `absent()` see every label set from the start.
@@ -22,7 +23,8 @@ from agent.model import HIGH, LOW, NONE, PingResult, Target
 from agent.pathstate import TRIGGERS, PathState
 
 # Latency probe RTT buckets: fine from 100 to 500 ms, where paths from Europe, America and Asia to
-# 175.45.176.0/22 lie (DOMAIN.md: about 180-300 ms), coarse elsewhere. The lab's paths are shorter.
+# 175.45.176.0/22 lie (about 180-300 ms from Europe and North America in published traceroutes), coarse
+# elsewhere. The lab's paths are shorter.
 RTT_BUCKETS: tuple[float, ...] = (
     0.001,
     0.0025,

@@ -126,7 +126,8 @@ def configured_table(config: object, extra_files: Iterable[str | Path] = ()) -> 
     built-in table (a fresh install still tags offline), then `asn.files`, then `extra_files`
     (`--asn-file`), later ones winning ties. The built-in table is left out once an update exists: it is
     a hand-written snapshot, and a stale entry of it must not fill a gap the fresh data left on purpose
-    (unannounced router space, DOMAIN.md). `config` is an agent.config.Config (duck-typed).
+    (unannounced router space: RIPEstat announced-prefixes of AS4837). `config` is an agent.config.Config
+    (duck-typed).
     """
     asn = getattr(config, "asn", None)
     files = [*getattr(asn, "files", ()), *extra_files]

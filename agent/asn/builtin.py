@@ -4,12 +4,12 @@ So that a fresh install tags sensibly offline, before `nkprobe asn update` has r
 public facts, not a copy of any dataset; a configured or updated table overrides it (later sources win).
 
 Sources (checked 2026-11-26):
-- DOMAIN.md (this project's dated fact sheet): 175.45.176.0/22 AS131279; China Unicom AS4837 backbone in
-  219.158.0.0/16 (not all of it announced: 219.158.64.0/19 is unannounced router space and is left out on
-  purpose); AS9929 218.105.0.0/16, 210.51.0.0/16, 210.52.0.0/15 with AS4837 more-specifics inside;
-  AS10099 162.219.80.0/21; AS134544 103.35.252.0/23 and 103.35.254.0/24 (103.35.255.254, the last
-  China-side hop in December 2025, is unannounced: see agent.classify's known borders);
-  AS20485 217.150.32.0/19 and 188.43.0.0/16.
+- APNIC's delegation of 175.45.176.0/22 to KP (2010-01-22), announced by AS131279; China Unicom AS4837
+  backbone in 219.158.0.0/16 (not all of it announced: 219.158.64.0/19 is unannounced router space and is left
+  out on purpose); AS9929 218.105.0.0/16, 210.51.0.0/16, 210.52.0.0/15 with AS4837 more-specifics inside;
+  AS10099 162.219.80.0/21; AS134544 103.35.252.0/23 and 103.35.254.0/24 (103.35.255.254, the last China-side
+  hop in December 2025, is unannounced: see agent.classify's known borders); AS20485 217.150.32.0/19 and
+  188.43.0.0/16.
 - The announced, aggregated IPv4 routes of these ASes as published by RIPEstat "announced-prefixes" and
   mirrored by the public ipverse/asn-ip lists (2026), from which only the largest blocks are named here.
 """

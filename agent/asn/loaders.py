@@ -1,4 +1,5 @@
-"""Readers for the two IP-to-AS formats of CONTRACT.md, plain or gzip, detected from content.
+"""Readers for the two IP-to-AS formats (CAIDA RouteViews prefix2as, iptoasn.com), plain or gzip, detected
+from content.
 
 - CAIDA RouteViews prefix2as (https://www.caida.org/catalog/datasets/routeviews-prefix2as/):
   `PREFIX<TAB>LENGTH<TAB>ASN`; ASN is `A_B` for a prefix with several origins (MOAS) or `A,B` for an

@@ -5,7 +5,8 @@ Every input entry (a CAIDA prefix or an iptoasn.com range) is kept in three para
 entry covering it, so a lookup is one `bisect` over a packed array of segment starts. A full table of
 about 500,000 ranges costs a few megabytes instead of the ~150 MB that Python objects per prefix would.
 
-IPv6 is out of scope: the destination has no IPv6 (DOMAIN.md) and the loaders skip IPv6 lines.
+IPv6 is out of scope: the destination has no IPv6 (README, first section: one IPv4 block) and the loaders skip
+IPv6 lines.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 traced upstream tag is among them. Pure: documents in, answers out.
 
 Traffic to an address follows the most specific route covering it, so a /24's neighbours come from the
-routes of the longest announced prefix that covers it (AS131279 announces four /24s, DOMAIN.md; a
+routes of the longest announced prefix that covers it (AS131279 announces four /24s, tests/fixtures/bgp; a
 covering /22 counts only for a /24 nobody announces). A /24 no route covers falls back to the AS-level
 asn-neighbours answer, when one was given.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from agent.bgp.ripestat import LOOKING_GLASS, Document, neighbour_of
 
-OTHER = "other"  # the tag for a crossing from an AS in no upstream group (CONTRACT.md "Upstream tags")
+OTHER = "other"  # the tag for a crossing from an AS in no upstream group (README, first section)
 UNKNOWN = "unknown"
 
 

@@ -1,7 +1,7 @@
 """`nkprobe check-config PATH`: validate a config and list every problem by its key path.
 
 Exit 0 with a one-line summary on stdout (warnings on stderr), or exit 2 with, on stderr, a first line
-saying how many problems there are, then one problem a line (CONTRACT.md "Command line").
+saying how many problems there are, then one problem a line (README "Commands").
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
         problems = exc.problems or (str(exc),)
         count = len(problems)
         noun = "problem" if count == 1 else "problems"
-        # An error report: all of it on stderr, the count first (CONTRACT.md: exit 2, message on stderr).
+        # An error report: all of it on stderr, the count first (README "Commands": exit 2, message on
+        # stderr).
         lines = [f"{path}: {count} {noun}; fix {'it' if count == 1 else 'them'} and run check-config again:"]
         lines.extend(problems)
         print("\n".join(lines), file=sys.stderr)

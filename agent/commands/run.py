@@ -1,8 +1,8 @@
 """`nkprobe run`: the agent. Scheduled probes, path history, Prometheus metrics.
 
-This module is the composition root of the agent (DESIGN.md): it builds the real sockets (agent.net),
-the AS table, the classifier, the history writer, the state, the scheduler and the HTTP server, and
-hands them to each other. `run_agent()` is the whole agent as one call, for `nkprobe demo` too.
+This module is the composition root of the agent (README "Architecture"): it builds the real sockets
+(agent.net), the AS table, the classifier, the history writer, the state, the scheduler and the HTTP server,
+and hands them to each other. `run_agent()` is the whole agent as one call, for `nkprobe demo` too.
 
 Signals (with handle_signals): SIGTERM and SIGINT stop the loops, let the history writer commit what is
 queued, and exit 0. SIGHUP reloads the config file; an invalid new config is logged, counted
@@ -139,7 +139,7 @@ class _Classifier:
         from agent.classify import classify
 
         # No reverse names on the probing path: a PTR lookup would send hop addresses to the system
-        # resolver (DESIGN.md "Measurement practice"); the AS table and configured borders decide.
+        # resolver (README "Commands", Safety); the AS table and configured borders decide.
         return classify(path, self.lookup, self.settings)
 
 
@@ -294,7 +294,7 @@ async def _main(
                 )
             for task in tasks:
                 if task.done() and not task.cancelled() and task.exception() is not None:
-                    # A bug in our own loop: say so and exit 1 (CONTRACT.md), rather than run blind.
+                    # A bug in our own loop: say so and exit 1 (README "Commands"), rather than run blind.
                     log.error("%s stopped: %r", task.get_name(), task.exception())
                     return 1
     finally:

@@ -2,8 +2,8 @@
 
 Readable output: one line per hop (address, reverse name, AS, RTTs, reply codes like traceroute's !H !N
 !X), then the upstream tag and the evidence for it. `--json`: one RIPE Atlas traceroute result (an array
-of them with --flows N), with our additions (CONTRACT.md "Traceroute JSON"). An unreachable target is a
-result: exit 0 either way.
+of them with --flows N), with our additions (README "Commands": hostname, asn and "nkprobe"). An unreachable
+target is a result: exit 0 either way.
 """
 
 from __future__ import annotations

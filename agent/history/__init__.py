@@ -1,4 +1,4 @@
-"""Path history: one SQLite row per upstream change, under `agent.state_dir` (DESIGN.md "history/").
+"""Path history: one SQLite row per upstream change, under `agent.state_dir` (README "How it measures").
 
 - `record.py`  the row (`PathChange`) and its JSON columns;
 - `schema.py`  versioned schema, migrations keyed by `PRAGMA user_version`;

@@ -379,7 +379,7 @@ def _lab_info(prefix: str, names: dict[str, str], scenario: Scenario, backend: s
 
 
 def agent_config(info: LabInfo) -> str:
-    """A ready agent configuration for the lab (CONTRACT.md "Configuration")."""
+    """A ready agent configuration for the lab (README "Configuration")."""
     lines = [
         "# Written by `nkprobe lab up`: an agent config for this lab. Run the agent inside the vantage",
         f"# namespace: nkprobe run --config {info.config_file} --netns {info.vantage_ns}",

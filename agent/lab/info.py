@@ -29,8 +29,8 @@ from agent.lab import topology
 RUN_DIR = Path("/run/nkprobe-lab")
 DEFAULT_PREFIX = "nkp-"
 PREFIX_ENV = "NKPROBE_LAB_PREFIX"
-# CONTRACT.md: lab namespaces begin with "nkp-", and `lab down` deletes every namespace that begins with the
-# prefix, so a prefix without "nkp-" ("x") could take other programs' namespaces ("xvp", "xisp") with it.
+# README "The lab": lab namespaces begin with "nkp-", and `lab down` deletes every namespace that begins with
+# the prefix, so a prefix without "nkp-" ("x") could take other programs' namespaces ("xvp", "xisp") with it.
 # 16 characters at most: interface names built from it must fit IFNAMSIZ (15) with a short suffix.
 _PREFIX_RE = re.compile(r"nkp-[a-z0-9-]{0,12}")
 

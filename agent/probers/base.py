@@ -2,8 +2,8 @@
 
 Like blackbox_exporter's `ProbeFn` (prober/prober.go): every prober takes the shared probe engine (the
 sockets, the budget, the session table) and a `ProbeSpec`, and returns a result value; a timeout or an
-unreachable target is a result, never an exception (DESIGN.md idea 7). The map from name to prober is
-`agent.probers.PROBERS`.
+unreachable target is a result, never an exception (README "Commands": exit 0 either way). The map from name
+to prober is `agent.probers.PROBERS`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The TCP SYN latency prober: the RTT from a SYN to the target's SYN-ACK (port open) or RST (closed).
 
-DOMAIN.md: most of the destination ignores ICMP echo, and a SYN to an open port is the most reliable way
-in. The kernel resets the SYN-ACK it gets for our socketless SYN (see agent.net.sockets), so no
-half-open connection is left behind at the target.
+Most of the destination ignores ICMP echo (the 2016 DNS zone leak, the 2021 and 2025 scans; README "The
+lab"), and a SYN to an open port is the most reliable way in. The kernel resets the SYN-ACK it gets for our
+socketless SYN (see agent.net.sockets), so no half-open connection is left behind at the target.
 """
 
 from __future__ import annotations

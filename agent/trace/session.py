@@ -83,7 +83,7 @@ class Probe(NamedTuple):
 
 @dataclass(slots=True)
 class SessionStats:
-    """Counters by reason, for logs and metrics (DESIGN.md idea 7)."""
+    """Counters by reason, for logs and metrics: a lost or odd reply is counted, never raised."""
 
     sent: int = 0
     replies: int = 0

@@ -1,5 +1,6 @@
 """A scripted wire: a small fake topology that answers probe bytes, and a driver that runs a session
-against it on a stepped clock (DESIGN.md ideas 3 and 4). No sockets, no sleeping.
+against it on a stepped clock (time by stepping a number, the wire faked rather than the library: aioquic's
+tests, h11's paired connections). No sockets, no sleeping.
 
 The driver doubles as the reference for real drivers (agent.probers): it follows the session protocol
 of agent.trace.session exactly, including a packet budget that refuses sends.
