@@ -449,11 +449,10 @@ class Scheduler:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.state.count_history_write_error()
-                self.state.set_fault("history", True)
+                self.state.record_history_write(False)
                 self._log.warn("history", "writing path history failed: %s", exc)
             else:
-                self.state.set_fault("history", False)
+                self.state.record_history_write(True)
 
         task = asyncio.create_task(write())
         self._writes.add(task)

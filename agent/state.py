@@ -210,6 +210,8 @@ class State:
         self._asn_snapshot_time: float | None = None
         self._history_write_errors = 0
         self._history = (0, 0, 0)
+        self._history_sink_failed = False
+        self._history_writer_failed = False
 
     # -- configuration -------------------------------------------------------------------------------
 
@@ -339,11 +341,34 @@ class State:
             self._history_write_errors += 1
             self._errors["history"] += 1
 
-    def set_history_status(self, *, pending: int, written: int, dropped: int) -> None:
+    # nkprobe_fault{kind="history"} has one writer, `_set_history_fault`, fed by both things that can
+    # fail: a change handed to the history (the scheduler's sink raised, `record_history_write`) and the
+    # writer thread's commits (its status, `set_history_status`). It is 1 while either is failing, so
+    # neither side can clear the other's fault.
+
+    def record_history_write(self, ok: bool) -> None:
+        """A confirmed change was handed to the history (`ok`) or its sink raised (counted)."""
+        with self._lock:
+            if not ok:
+                self._history_write_errors += 1
+                self._errors["history"] += 1
+            self._history_sink_failed = not ok
+            self._set_history_fault()
+
+    def set_history_status(self, *, pending: int, written: int, dropped: int, fault: bool = False) -> None:
+        """The history writer's own status (agent.history.HistoryWriter.status), polled."""
         with self._lock:
             self._history = (pending, written, dropped)
+            self._history_writer_failed = fault
+            self._set_history_fault()
+
+    def _set_history_fault(self) -> None:
+        self._faults["history"] = self._history_sink_failed or self._history_writer_failed
 
     def set_fault(self, kind: str, on: bool) -> None:
+        """nkprobe_fault{kind} for probing and config (history: record_history_write, set_history_status)."""
+        if kind == "history":
+            raise ValueError("the history fault is derived: use record_history_write or set_history_status")
         with self._lock:
             self._faults[kind] = on
 

@@ -365,8 +365,9 @@ async def _poll_history(writer: HistoryWriter, state: State) -> None:
     last_error: str | None = None
     while True:
         status = writer.status()
-        state.set_fault("history", status.fault)
-        state.set_history_status(pending=status.pending, written=status.written, dropped=status.dropped)
+        state.set_history_status(
+            pending=status.pending, written=status.written, dropped=status.dropped, fault=status.fault
+        )
         if status.last_error is not None and status.last_error != last_error:
             state.count_history_write_error()
             log.error("path history: %s", status.last_error)
