@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=60.0,
         metavar="S",
-        help="switch 198.19.179.0/24 to the other upstream every S seconds (0: never; default 60)",
+        help="switch 198.19.179.0/24 to the other upstream as soon as the agent has tagged it, then every "
+        "S seconds (0: never; default 60)",
     )
     parser.add_argument(
         "--web.listen-address",
@@ -140,14 +141,24 @@ def _wait(args: argparse.Namespace, prefix: str, agent: subprocess.Popen[bytes] 
     from agent.lab.topology import CHINA, TTK
 
     start = time.monotonic()
+    # The first flip comes as soon as the agent has tagged the /24 (a newcomer sees a change within
+    # seconds, not after a minute); the later ones every --flip-every. Without the agent: on the clock.
+    first_flip_on_tag = agent is not None and args.flip_every > 0
     next_flip = start + args.flip_every if args.flip_every > 0 else float("inf")
     upstream = CHINA
+    next_look = start
     while args.duration is None or time.monotonic() - start < args.duration:
         now = time.monotonic()
+        if first_flip_on_tag and now >= next_look:
+            next_look = now + 0.5
+            if _tagged(args.listen, FLIP_PREFIX, upstream):
+                first_flip_on_tag = False
+                next_flip = now
         if now >= next_flip:
+            first_flip_on_tag = False
             upstream = TTK if upstream == CHINA else CHINA
             build.flip(prefix, upstream)
-            print(f"nkprobe demo: 198.19.179.0/24 now via {upstream}", flush=True)
+            print(f"nkprobe demo: {FLIP_PREFIX} now via {upstream}", flush=True)
             next_flip = now + args.flip_every
         if agent is not None and agent.poll() is not None:
             print(
@@ -155,3 +166,32 @@ def _wait(args: argparse.Namespace, prefix: str, agent: subprocess.Popen[bytes] 
             )
             agent = None
         time.sleep(0.2)
+
+
+FLIP_PREFIX = "198.19.179.0/24"  # the /24 the demo moves between upstreams (agent/lab/topology.py)
+
+
+def _tagged(listen: str, prefix: str, upstream: str) -> bool:
+    """Whether the demo's agent, serving /metrics at `listen` (HOST:PORT), tags every target of `prefix`
+    with `upstream`. False while it does not answer (it is still starting)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=1) as response:
+            text = response.read().decode()
+    except (OSError, ValueError):
+        return False
+    tags = {
+        s.labels["target"]: s.labels["upstream"]
+        for family in text_string_to_metric_families(text)
+        if family.name == "nkprobe_path_upstream"
+        for s in family.samples
+        if s.labels.get("prefix") == prefix and s.value == 1
+    }
+    return bool(tags) and all(tag == upstream for tag in tags.values())

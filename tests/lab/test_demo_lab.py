@@ -3,15 +3,13 @@
 198.19.179.0/24, serves /metrics where the test scrapes it as a user would with curl, and after
 --duration exits 0 with nothing left behind.
 
-`--duration 25 --plain --flip-every 8`, because of what the agent needs with the lab's config (10
-targets, max_pps 50, trace every 10 s), measured on a 2-core machine at load 0.2:
-- with the default flip every minute, a 20 s demo never flips;
-- in the default home lab (NAT, CGNAT, ICMP rate limits) the first tags took 8-24 s (rate limits thin
-  the budget-bound first round, so a second round must confirm it) and a flip reached
-  nkprobe_path_changes_total 6-9 s later: 30 s demos showed no change in one run of three;
-- in the plain lab the first tags took 2-9 s and each flip was counted 4.5-7 s after it (five runs),
-  so a flip at 8 s is on /metrics by about 15 s, and when the first tags come after it (one run in
-  five), the flip at 16 s is by about 23 s: 20 s failed then.
+`--duration 25 --plain`: the demo flips 198.19.179.0/24 as soon as its agent has tagged it (then every
+minute). Measured on a 2-core machine with the lab's config (10 targets, max_pps 50, trace every 10 s):
+- in the plain lab the first tags take 2-9 s and a flip is counted 4.5-7 s after it, so the change is on
+  /metrics by about 16 s;
+- in the default home lab (NAT, CGNAT, ICMP rate limits) the first tag of the /24 took 8-13 s (rate
+  limits thin the budget-bound first rounds, so more rounds must confirm) and the change 5 s more: a 20 s
+  demo showed it in two runs of three, so the home-lab variant is not asserted here.
 The home lab itself is tested by tests/lab/test_nat_lab.py (the demo's lab and the agent behind NAT).
 The demo's lab takes a prefix derived from the session's own (tests/conftest.py), so concurrent test
 sessions never collide, and a free port instead of the default 9931.
@@ -38,7 +36,7 @@ from .agent_harness import free_port
 
 pytestmark = pytest.mark.lab
 
-DURATION_S = 25.0
+DURATION_S = 25.0  # 20 s as the issue asks shows the change by ~16 s; 5 s of margin for a loaded CI machine
 FLIP_TARGETS = ("198.19.179.10", "198.19.179.20")
 
 
@@ -64,8 +62,14 @@ def test_demo_runs_the_agent_shows_a_flip_and_leaves_nothing_behind(lab: LabInfo
     assert program.exists(), f"{program}: the package's entry point, as quickstart.sh installs it"
     port = free_port()
     stderr = tmp_path / "demo.err"
-    cmd = [str(program), "demo", "--duration", str(int(DURATION_S)), "--plain", "--flip-every", "8",
-           "--web.listen-address", f"127.0.0.1:{port}"]  # fmt: skip
+    cmd = [
+        str(program),
+        "demo",
+        "--duration",
+        str(int(DURATION_S)),
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+    ]
     with open(stderr, "wb") as err:
         proc = subprocess.Popen(
             cmd,
