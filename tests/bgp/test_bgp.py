@@ -219,7 +219,7 @@ def test_agent_exports_whether_the_traced_upstream_is_in_bgp() -> None:
 
 
 def test_reload_rereads_the_snapshot_and_refuses_a_broken_one(tmp_path: Path) -> None:
-    from agent.commands.run import _Classifier
+    from agent.agent import Classifier as _Classifier
 
     snap = tmp_path / "bgp.json"
     shutil.copy(LG, snap)

@@ -1,0 +1,349 @@
+"""The agent: one object that owns what a round needs and the one way to change it, `Agent.reload`.
+
+`Agent(config)` holds the config in use, the results (`agent.state.State`), the classifier (AS table,
+settings, BGP cross-check), and once running the probe engine (sockets and the packet budget), the
+history writer and the scheduler. The scheduler times the rounds (agent.scheduler); what a round does
+with a target comes from here: the probes it sends (`ping`, `trace`, through the prober map of
+agent.probers, with the config in use at that moment), how a path is tagged (`classifier`), and where a
+confirmed change goes (`record_change`, the history).
+
+`reload(config)` applies a whole new config or keeps the old one: everything that can fail on bad input
+(the allowlist check of the targets, the AS tables, the BGP snapshot) is done first, off to the side;
+only then is each part switched over, the engine's allowlist before the scheduler's targets. What takes
+a restart (agent.listen, agent.netns, agent.state_dir) is kept and logged.
+
+`nkprobe run` (agent.commands.run) parses its flags, serves the metrics and starts `Agent.run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from agent.allowlist import Allowlist
+from agent.config import Config
+from agent.errors import NkprobeError
+from agent.model import Classification, Path, PingResult, Protocol, Target
+from agent.state import State
+
+if TYPE_CHECKING:
+    from agent.asn.table import AsnMatch
+    from agent.bgp import BgpCheck
+    from agent.classify import Settings
+    from agent.history import HistoryWriter
+    from agent.net.engine import ProbeEngine
+    from agent.scheduler import PathChange, Scheduler
+
+log = logging.getLogger("nkprobe.run")
+
+STOP_POLL_S = 0.2
+HISTORY_POLL_S = 1.0
+RESTART_ONLY = ("listen", "netns", "state_dir")  # [agent] keys a reload cannot apply
+
+
+def state_settings(config: Config) -> dict[str, Any]:
+    """What the state takes from the config, at start-up and on every reload alike."""
+    from agent.pathstate import tag_values
+
+    return {
+        "agent_name": config.agent.name,
+        "targets": config.targets,
+        "ping_protocols": config.ping_protocols_for,
+        "trace_protocol": config.trace.protocol,
+        "tags": tag_values(config.upstreams),
+    }
+
+
+def build_state(config: Config) -> State:
+    from agent import __version__
+
+    return State(version=__version__, **state_settings(config))
+
+
+def check_targets(config: Config) -> None:
+    """The hard rule: every target inside destination.prefixes (agent.allowlist), before any socket."""
+    allow = Allowlist(config.destination.prefixes)
+    for t in config.targets:
+        allow.check(t.address)
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """What the classifier reads, loaded whole from one config (or not at all)."""
+
+    lookup: Callable[[str], AsnMatch | None]
+    settings: Settings
+    bgp: BgpCheck | None
+    asn_files: tuple[str, ...]
+    entries: int
+    snapshot_time: float | None
+
+
+class Classifier:
+    """Path -> Classification with the AS table and settings of the config in use (swapped on reload)."""
+
+    def __init__(self, config: Config, state: State) -> None:
+        self.load(config, state)
+
+    @staticmethod
+    def tables(config: Config) -> _Tables:
+        """Load everything the classifier needs for `config`; raises NkprobeError, changing nothing."""
+        from agent.asn import configured_table
+        from agent.bgp import load_check
+        from agent.classify import Settings
+
+        table = configured_table(config)
+        # [bgp] snapshot, read with the AS tables: a reload that cannot read it is refused as a whole.
+        bgp = load_check(
+            config.bgp.snapshot, config.destination.asn, config.destination.prefixes, config.upstreams
+        )
+        return _Tables(
+            table.lookup, Settings.from_config(config), bgp, tuple(config.asn.files), len(table),
+            table.snapshot_time,
+        )  # fmt: skip
+
+    def adopt(self, tables: _Tables, state: State) -> None:
+        self.bgp = tables.bgp
+        self.lookup = tables.lookup
+        self.settings = tables.settings
+        state.set_asn_info(tables.asn_files, tables.entries, tables.snapshot_time)
+
+    def load(self, config: Config, state: State) -> None:
+        self.adopt(self.tables(config), state)
+
+    def __call__(self, path: Path) -> Classification:
+        from agent.classify import classify
+
+        # No reverse names on the probing path: a PTR lookup would send hop addresses to the system
+        # resolver (README "Commands", Safety); the AS table and configured borders decide.
+        return classify(path, self.lookup, self.settings)
+
+
+class Agent:
+    """The agent of one process: its config, results, classifier and, while `run` runs, its engine,
+    history writer and scheduler."""
+
+    def __init__(
+        self, config: Config, *, state: State | None = None, classifier: Classifier | None = None
+    ) -> None:
+        check_targets(config)
+        self._config = config
+        self.state = state if state is not None else build_state(config)
+        self.classifier = classifier if classifier is not None else Classifier(config, self.state)
+        self.engine: ProbeEngine | None = None
+        self.scheduler: Scheduler | None = None
+        self.writer: HistoryWriter | None = None
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    # -- what a round does ---------------------------------------------------------------------------
+
+    async def ping(self, target: Target, protocol: str) -> PingResult:
+        """One latency probe of `target` by the prober map, with the [ping] settings in use."""
+        from agent.probers import ProbeSpec, latency
+
+        assert self.engine is not None, "Agent.run opens the engine"
+        cfg = self._config
+        spec = ProbeSpec(
+            target=target.address,
+            protocol=Protocol(protocol),
+            port=cfg.ping_port_for(target.address) if protocol == "tcp" else None,
+            timeout_s=cfg.ping.timeout_s,
+        )
+        return await latency(self.engine, spec)
+
+    async def trace(self, target: Target, first_flow: int, flows: int) -> tuple[Path, ...]:
+        """`flows` Paris traceroutes of `target` by the prober map, with the [trace] settings in use."""
+        from agent.probers import trace
+        from agent.probers.base import trace_spec
+
+        assert self.engine is not None, "Agent.run opens the engine"
+        return await trace(
+            self.engine, trace_spec(self._config, target.address, flows=flows, first_flow=first_flow)
+        )
+
+    async def record_change(self, change: PathChange) -> None:
+        """A confirmed upstream change, to the history (the scheduler's sink)."""
+        from agent.history import PathChange as Row
+        from agent.history import hops_from_path
+
+        assert self.writer is not None, "Agent.run opens the history"
+        event, c = change, change.classification
+        await self.writer.record(
+            Row(
+                time=event.change.at,
+                agent=self._config.agent.name,
+                target=event.target.address,
+                prefix=event.target.prefix,
+                old_tag=event.change.old,
+                new_tag=event.change.new,
+                as_path=c.as_path if c else (),
+                hops=hops_from_path(event.path) if event.path else (),
+                evidence=c.evidence if c else (),
+                ratio=dict(event.ratio) or None,
+                protocol=str(event.path.protocol) if event.path else "",
+                border=c.border.address if c and c.border else None,
+            )
+        )
+
+    # -- reload --------------------------------------------------------------------------------------
+
+    async def reload(self, new: Config) -> bool:
+        """Apply the whole of `new`, or keep the config in use if any part of it cannot be applied."""
+        try:
+            check_targets(new)
+            tables = self.classifier.tables(new)
+        except NkprobeError as exc:
+            self.state.record_reload(False)
+            log.error("config reload failed, keeping the running config: %s", exc)
+            return False
+        old, self._config = self._config, new
+        for key in RESTART_ONLY:
+            before, after = getattr(old.agent, key), getattr(new.agent, key)
+            if before != after:
+                log.warning("agent.%s changed; that takes a restart (kept %r)", key, before)
+        self.classifier.adopt(tables, self.state)
+        if self.engine is not None:
+            if new.destination.prefixes != old.destination.prefixes:
+                # Before the scheduler moves to the new targets: a narrower list stops probes to what it
+                # no longer covers at once, and a wider one is in place before the targets it admits are
+                # probed.
+                self.engine.set_allowlist(Allowlist(new.destination.prefixes))
+                log.info("destination.prefixes now %s", ", ".join(new.destination.prefixes))
+            if new.agent.max_pps != old.agent.max_pps:
+                # In place: the sends of the last second still count against the new cap (a fresh
+                # Budget would let up to old + new caps leave within one second of the reload).
+                self.engine.budget.set_rate(new.agent.max_pps)
+        self.state.reconfigure(**state_settings(new))
+        if self.scheduler is not None:
+            await self.scheduler.reconfigure(new)
+        self.state.record_reload(True)
+        return True
+
+    async def reload_file(self, path: str | None) -> bool:
+        """`reload` with the config read from `path` (None: the shipped default), as SIGHUP does."""
+        from agent.config import load_config
+
+        try:
+            new = load_config(path)
+        except NkprobeError as exc:
+            self.state.record_reload(False)
+            log.error("config reload failed, keeping the running config: %s", exc)
+            return False
+        ok = await self.reload(new)
+        if ok:
+            log.info("config reloaded from %s", path or "the shipped default")
+        return ok
+
+    # -- running -------------------------------------------------------------------------------------
+
+    async def run(
+        self,
+        netns: str | None,
+        stop: threading.Event,
+        *,
+        config_path: str | None = None,
+        handle_signals: bool = False,
+        early_reload: threading.Event | None = None,
+        on_ready: Callable[[], None] | None = None,
+    ) -> int:
+        """Probe, tag, record and reload until `stop` is set; the exit status (1: a loop of ours died)."""
+        from agent.budget import Budget
+        from agent.history import HistoryWriter
+        from agent.localnet import LocalNetWatcher
+        from agent.net.engine import open_engine
+        from agent.pathstate import Trigger
+        from agent.scheduler import Scheduler
+
+        loop = asyncio.get_running_loop()
+        config, state = self._config, self.state
+        # The engine's own allowlist, the last line of the hard rule: a reload replaces it.
+        engine = open_engine(
+            Budget(config.agent.max_pps),
+            netns,
+            on_send=lambda proto: state.record_packets(proto, 1),
+            on_send_error=lambda _errno: state.count_error("send"),
+            allow=Allowlist(config.destination.prefixes),
+        )
+        self.engine = engine
+        engine.start()
+        writer = HistoryWriter(
+            config.agent.state_dir,
+            retention_days=config.history.retention_days,
+            prune_interval_s=config.history.prune_interval_s,
+            max_pending=config.history.max_pending,
+        )
+        self.writer = writer
+        writer.start()
+        scheduler = Scheduler(
+            config, state=state, pinger=self.ping, tracer=self.trace, classify=self.classifier,
+            history=self.record_change,
+        )  # fmt: skip
+        self.scheduler = scheduler
+        reload_requested = asyncio.Event()
+        if handle_signals:
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+            loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
+            if early_reload is not None and early_reload.is_set():  # a SIGHUP while we were starting
+                reload_requested.set()
+        watcher = LocalNetWatcher(
+            config.targets[0].address if config.targets else config.destination.prefixes[0].split("/")[0],
+            netns=netns,
+            on_change=lambda: scheduler.trigger(Trigger.LOCAL_NETWORK),
+            on_egress=state.set_egress,
+            on_error=lambda: state.count_error("localnet"),
+        )
+        tasks = [
+            asyncio.create_task(scheduler.run(), name="scheduler"),
+            asyncio.create_task(watcher.run(), name="localnet"),
+            asyncio.create_task(self._poll_history(), name="history status"),
+        ]
+        if on_ready is not None:
+            on_ready()
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(reload_requested.wait(), timeout=STOP_POLL_S)
+                if reload_requested.is_set():
+                    reload_requested.clear()
+                    await self.reload_file(config_path)
+                for task in tasks:
+                    if task.done() and not task.cancelled() and task.exception() is not None:
+                        # A bug in our own loop: say so and exit 1 (README "Commands"), rather than run
+                        # blind.
+                        log.error("%s stopped: %r", task.get_name(), task.exception())
+                        return 1
+        finally:
+            log.info("stopping: finishing history writes")
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await scheduler.flush()
+            if not await asyncio.to_thread(writer.close, 5.0):
+                log.error("some path changes could not be written before exit")
+            engine.close()
+        return 0
+
+    async def _poll_history(self) -> None:
+        """Mirror the writer's health into the metrics (a broken disk: nkprobe_fault{kind="history"})."""
+        assert self.writer is not None
+        last_error: str | None = None
+        while True:
+            status = self.writer.status()
+            self.state.set_history_status(
+                pending=status.pending, written=status.written, dropped=status.dropped, fault=status.fault
+            )
+            if status.last_error is not None and status.last_error != last_error:
+                self.state.count_history_write_error()
+                log.error("path history: %s", status.last_error)
+            last_error = status.last_error
+            await asyncio.sleep(HISTORY_POLL_S)
