@@ -26,10 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agent.allowlist import Allowlist
 from agent.config import Config
 from agent.errors import NkprobeError
 from agent.model import Classification, Path, PingResult, Protocol, Target
+from agent.net.allowlist import Allowlist
 from agent.state import State
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ RESTART_ONLY = ("listen", "netns", "state_dir")  # [agent] keys a reload cannot 
 
 def state_settings(config: Config) -> dict[str, Any]:
     """What the state takes from the config, at start-up and on every reload alike."""
-    from agent.pathstate import tag_values
+    from agent.upstream_state import tag_values
 
     return {
         "agent_name": config.agent.name,
@@ -67,7 +67,7 @@ def build_state(config: Config) -> State:
 
 
 def check_targets(config: Config) -> None:
-    """The hard rule: every target inside destination.prefixes (agent.allowlist), before any socket."""
+    """The hard rule: every target inside destination.prefixes (agent.net.allowlist), before any socket."""
     allow = Allowlist(config.destination.prefixes)
     for t in config.targets:
         allow.check(t.address)
@@ -256,12 +256,12 @@ class Agent:
         on_ready: Callable[[], None] | None = None,
     ) -> int:
         """Probe, tag, record and reload until `stop` is set; the exit status (1: a loop of ours died)."""
-        from agent.budget import Budget
         from agent.history import HistoryWriter
-        from agent.localnet import LocalNetWatcher
+        from agent.net.budget import Budget
         from agent.net.engine import open_engine
-        from agent.pathstate import Trigger
+        from agent.net.localnet import LocalNetWatcher
         from agent.scheduler import Scheduler
+        from agent.upstream_state import Trigger
 
         loop = asyncio.get_running_loop()
         config, state = self._config, self.state

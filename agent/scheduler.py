@@ -8,12 +8,13 @@
   after round the same flows cross the same per-flow balancers) every `trace.interval_s` with jitter,
   from a random offset.
 - Immediate re-trace: a latency probe whose reply TTL changes, whose RTT moves to a new level, or whose
-  target stops answering (agent.pathstate.LatencyWatch) wakes the trace loops of every target in its /24
-  (routing is per /24: README, first section); so does a change of our own default route (agent.localnet).
-  While a new tag waits for confirmation (agent.pathstate.PathState.pending), the next round follows after
-  `confirm_delay_s` instead of a whole interval: a flip is confirmed in seconds, not minutes.
+  target stops answering (agent.upstream_state.LatencyWatch) wakes the trace loops of every target in
+  its /24 (routing is per /24: README, first section); so does a change of our own default route
+  (agent.net.localnet). While a new tag waits for confirmation (agent.upstream_state.PathState.pending),
+  the next round follows after `confirm_delay_s` instead of a whole interval: a flip is confirmed in
+  seconds, not minutes.
 - The global packet budget (`agent.max_pps`) is enforced where packets leave (agent.net.engine asks
-  agent.budget before every send), so pings and traces queue there; nothing here can exceed it. At most
+  agent.net.budget before every send), so pings and traces queue there; nothing here can exceed it. At most
   `rounds_in_flight` periodic rounds run at once (urgent ones do not wait for them), so routine traces
   do not crowd out a flip's; the engine serves latency probes before trace packets (agent.net.engine).
 - A failing probe, trace, classification or history write is counted (nkprobe_errors_total{kind}) and
@@ -36,9 +37,9 @@ from typing import Protocol
 
 from agent.config import Config
 from agent.model import LOW, NONE, UNKNOWN, Classification, Path, PingResult, Target
-from agent.pathstate import Change, LatencyWatch, PathState, Trigger, tag_values
 from agent.state import State
 from agent.trace.rewrite import with_rewrite_evidence
+from agent.upstream_state import Change, LatencyWatch, PathState, Trigger, tag_values
 
 log = logging.getLogger("nkprobe.scheduler")
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.model import HIGH, LOW, NONE, PingResult, Target
-from agent.pathstate import TRIGGERS, PathState
+from agent.upstream_state import TRIGGERS, PathState
 
 # Latency probe RTT buckets: fine from 100 to 500 ms, where paths from Europe, America and Asia to
 # 175.45.176.0/22 lie (about 180-300 ms from Europe and North America in published traceroutes), coarse

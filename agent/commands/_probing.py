@@ -9,9 +9,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from agent.allowlist import Allowlist
-from agent.budget import Budget
 from agent.config import Config, load_config
+from agent.net.allowlist import Allowlist
+from agent.net.budget import Budget
 from agent.net.engine import ProbeEngine, open_engine
 
 T = TypeVar("T")

@@ -1,11 +1,14 @@
-"""The only place sockets are opened: raw probe sockets, kernel receive timestamps, namespaces.
+"""The network side: raw probe sockets, kernel receive timestamps, namespaces, what may leave and when.
 
 - `sockets`: the raw socket set (send via IPPROTO_RAW, receive ICMP and TCP), SO_TIMESTAMPNS, filters,
   the privilege check, the source-address lookup;
 - `clock`: monotonic send times and the mapping of kernel receive stamps onto that clock;
 - `engine`: `ProbeEngine`, the asyncio send path (under the global budget) and receive path (replies
   matched to sessions by their quoted headers);
-- `netns`: create sockets inside a named network namespace while the process stays where it is.
+- `netns`: create sockets inside a named network namespace while the process stays where it is;
+- `budget`: the global packet budget (`agent.max_pps`) every send spends from;
+- `allowlist`: `[destination] prefixes`, checked before any socket is opened and again at each send;
+- `localnet`: the watch on the local default route and links (a change re-traces every target).
 
 Typical use (composition root)::
 

@@ -27,9 +27,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Hashable
 
-from agent.allowlist import Allowlist
-from agent.budget import Budget
 from agent.net import clock
+from agent.net.allowlist import Allowlist
+from agent.net.budget import Budget
 from agent.net.netns import call_in_netns
 from agent.net.sockets import CMSG_SPACE, RECV_BUFSIZE, SocketSet, parse_timestamp, source_address
 from agent.trace.registry import ReplyHandler, ReplyTable

@@ -1,7 +1,7 @@
 """A scripted network for the scheduler: per-/24 upstreams that a test can flip, under one packet budget.
 
 Fake the wire, not the library (DESIGN.md idea 4): the fakes send "packets" through the real
-agent.budget.Budget exactly as agent.net.engine does (wait for a token, then spend it), on the event
+agent.net.budget.Budget exactly as agent.net.engine does (wait for a token, then spend it), on the event
 loop's (virtual) clock, and record every send time so a test can check the cap.
 """
 
@@ -12,8 +12,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from agent.budget import Budget
 from agent.model import Border, Classification, Hop, Path, PingResult, Protocol, Reply, ReplyKind, Target
+from agent.net.budget import Budget
 from agent.state import State
 
 # Each upstream: the hop address that betrays it, an RTT and the reply TTL its way back gives.
@@ -57,7 +57,7 @@ class FakeNet:
         way = self.upstream[target.prefix]
         if way == "split":
             # A per-flow balancer: a fixed hash of the flow id, as a real L4 hash is. (Rounds whose flows
-            # fall at random are tested on PathState alone, tests/agent/test_pathstate.py.)
+            # fall at random are tested on PathState alone, tests/agent/test_upstream_state.py.)
             return "china_unicom" if (flow * 2654435761) % 7 < 4 else "transtelecom"
         return way
 
@@ -106,7 +106,7 @@ def max_in_window(times: Sequence[float], window: float = 1.0) -> int:
     """The most sends within any half-open window of `window` seconds."""
     best, j = 0, 0
     for i, t in enumerate(times):
-        while times[j] + window <= t:  # the same arithmetic as agent.budget
+        while times[j] + window <= t:  # the same arithmetic as agent.net.budget
             j += 1
         best = max(best, i - j + 1)
     return best

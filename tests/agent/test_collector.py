@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.exporter import build_registry
 from agent.model import PingResult, Protocol, Target
-from agent.pathstate import PathState, tag_values
 from agent.state import RTT_BUCKETS, State
+from agent.upstream_state import PathState, tag_values
 
 TAGS = tag_values(["china_unicom", "transtelecom"])
 TARGETS = (Target("198.19.176.10", "cu"), Target("198.19.179.20"))

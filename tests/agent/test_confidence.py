@@ -9,12 +9,12 @@ import random
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.budget import Budget
 from agent.exporter import build_registry
 from agent.model import Border, Classification, Path, Target
-from agent.pathstate import PathState, tag_values
+from agent.net.budget import Budget
 from agent.scheduler import Scheduler
 from agent.state import State
+from agent.upstream_state import PathState, tag_values
 
 from .fakes import FakeNet, classify
 from .test_scheduler import config

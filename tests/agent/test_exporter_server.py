@@ -23,8 +23,8 @@ from agent.exporter import build_registry
 from agent.exporter.server import MetricsServer, parse_listen
 from agent.exporter.webconfig import WebConfig, load_web_config, parse_yaml_subset
 from agent.model import Target
-from agent.pathstate import tag_values
 from agent.state import State
+from agent.upstream_state import tag_values
 
 
 def bcrypt_hash(password: str) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agent.localnet import Egress, LocalNetWatcher, egress_changed, egress_from
+from agent.net.localnet import Egress, LocalNetWatcher, egress_changed, egress_from
 
 
 def test_egress_from_route_and_link_messages_keeps_only_the_name_for_export() -> None:

@@ -60,8 +60,8 @@ def test_a_reload_moves_the_engines_allowlist_before_the_targets(tmp_path: objec
     # the new targets without a restart; the scheduler is reconfigured after the engine has the new list.
     from pathlib import Path
 
-    from agent.allowlist import Allowlist
     from agent.errors import NotAllowedError
+    from agent.net.allowlist import Allowlist
     from tests.net.fakewire import fake_engine
 
     config_file = Path(str(tmp_path)) / "nkprobe.toml"

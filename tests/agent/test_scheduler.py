@@ -8,12 +8,12 @@ from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
-from agent.budget import Budget
 from agent.config import AgentSection, Config, PingSection, TraceSection
 from agent.model import Path, Protocol, Target
-from agent.pathstate import tag_values
+from agent.net.budget import Budget
 from agent.scheduler import PathChange, Scheduler, round_figures
 from agent.state import State
+from agent.upstream_state import tag_values
 
 from .fakes import FakeNet, classify, max_in_window
 from .vloop import run_virtual

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import agent.config
-from agent.allowlist import Allowlist
 from agent.commands import check_config
 from agent.config import Config, TargetOptions, load_config, loads_config
+from agent.net.allowlist import Allowlist
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "config.example.toml"

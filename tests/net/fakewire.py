@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from agent.budget import Budget
+from agent.net.budget import Budget
 from agent.net.engine import ProbeEngine
 from agent.net.sockets import SocketSet
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.allowlist import Allowlist
 from agent.errors import NotAllowedError, UsageError
+from agent.net.allowlist import Allowlist
 
 LAB = ["198.19.176.0/22"]
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.budget import Budget
+from agent.net.budget import Budget
 
 
 def take(b: Budget, now: float) -> bool:

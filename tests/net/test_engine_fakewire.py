@@ -73,8 +73,8 @@ def test_send_errors_reach_the_hook_and_a_rate_limited_warning(caplog: pytest.Lo
 
 
 def test_with_an_allowlist_the_engine_refuses_any_other_destination() -> None:
-    from agent.allowlist import Allowlist
     from agent.errors import NotAllowedError
+    from agent.net.allowlist import Allowlist
 
     async def main() -> None:
         engine, send = fake_engine(allow=Allowlist(["198.19.176.0/22"]))

@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from agent.allowlist import Allowlist
-from agent.budget import Budget
 from agent.model import Protocol, ReplyKind
 from agent.net import call_in_netns, source_address
+from agent.net.allowlist import Allowlist
+from agent.net.budget import Budget
 from agent.net.engine import ProbeEngine, open_engine
 from agent.probers import PROBERS, ProbeSpec
 from agent.probers.traceroute import probe as trace_probe

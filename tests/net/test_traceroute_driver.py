@@ -10,9 +10,9 @@ import asyncio
 
 import pytest
 
-from agent.allowlist import Allowlist
 from agent.errors import NotAllowedError
 from agent.model import Protocol
+from agent.net.allowlist import Allowlist
 from agent.packets import synth
 from agent.packets.parse import parse
 from agent.probers import ProbeSpec

@@ -8,8 +8,8 @@ import struct
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 
-import agent.allowlist
-import agent.budget
+import agent.net.allowlist
+import agent.net.budget
 import agent.net.clock
 import agent.packets.build
 import agent.packets.checksum
@@ -140,9 +140,9 @@ def test_checksum_arithmetic() -> None:
         agent.packets.checksum,
         agent.packets.icmpext,
         agent.trace.flow,
-        agent.budget,
+        agent.net.budget,
         agent.net.clock,
-        agent.allowlist,
+        agent.net.allowlist,
     ],
 )
 def test_doctests(module: object) -> None:

@@ -1,4 +1,5 @@
-"""Change detection: the upstream tag of one target, with hysteresis, and latency-based re-trace triggers.
+"""The per-target upstream state: one target's tag with hysteresis (its flips), and the latency-based
+re-trace triggers.
 
 Pure: nothing here reads a clock or a socket. Rounds of traces and latency probe results go in, with the
 time they were seen as a number; verdicts come out. The scheduler (agent/scheduler.py) owns the I/O.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from agent.pathstate import LatencyWatch, PathState, Trigger, ratios, round_verdict, tag_values
+from agent.upstream_state import LatencyWatch, PathState, Trigger, ratios, round_verdict, tag_values
 
 TAGS = tag_values(["china_unicom", "transtelecom"])
 CU, TTK = "china_unicom", "transtelecom"
