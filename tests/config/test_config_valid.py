@@ -170,5 +170,9 @@ def test_check_config_ok_prints_one_line(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_doctests() -> None:
-    failures, tried = doctest.testmod(agent.config)
-    assert tried > 0 and failures == 0
+    import agent.config.model
+    import agent.config.validate
+
+    for module in (agent.config.model, agent.config.validate):
+        failures, tried = doctest.testmod(module)
+        assert tried > 0 and failures == 0, module.__name__

@@ -1,0 +1,63 @@
+"""Reading a config: the TOML file (or the shipped default) to a validated `Config`, or one ConfigError
+listing every problem."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+
+from agent.config.model import DEFAULT_CONFIG_RESOURCE, Config
+from agent.config.validate import _build
+from agent.errors import ConfigError
+
+
+def load_config(path: str | None) -> Config:
+    """Read and validate a TOML config; None loads the shipped default (agent/data/default-config.toml).
+
+    Raises ConfigError with every problem (`problems`), and a one-line message naming the first one.
+    """
+    if path is None:
+        # Next to this module (package data "data/*"); by file, not by package name, so a test
+        # directory that happens to be called `agent` on sys.path cannot hide it.
+        with open(default_config_path(), encoding="utf-8") as fh:
+            return loads_config(fh.read(), source=None)
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        problem = f"{path}: cannot read the config file: {reason}"
+        raise ConfigError(f"{problem}; give a readable TOML file with --config", (problem,)) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problem = f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8"
+        raise ConfigError(problem, (problem,)) from exc
+    return loads_config(text, source=path)
+
+
+def default_config_path() -> str:
+    """Where the shipped default config is installed."""
+    # agent/data/, beside this package (agent/config/).
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.join(package, "data", DEFAULT_CONFIG_RESOURCE)
+
+
+def loads_config(text: str, source: str | None = None) -> Config:
+    """Validate TOML text; relative paths are taken relative to the directory of `source`."""
+    shown = source or "the shipped default config"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        problem = f"{shown}: not valid TOML: {exc}"
+        raise ConfigError(f"{problem}; fix the syntax and retry", (problem,)) from exc
+    base_dir = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
+    config, problems = _build(data, base_dir, source)
+    if problems:
+        count = len(problems)
+        noun = "problem" if count == 1 else "problems"
+        hint = f"; run 'nkprobe check-config {source}' to list them all" if source and count > 1 else ""
+        message = f"{shown}: {count} configuration {noun}, first: {problems[0]}{hint}"
+        raise ConfigError(message, tuple(problems))
+    assert config is not None
+    return config
