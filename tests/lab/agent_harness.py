@@ -12,17 +12,19 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import tomllib
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.lab.info import LabInfo
+from tests.waiting import wait_for
+
+__all__ = ["Agent", "Prometheus", "agent_config", "free_port", "history", "lab_flip", "wait_for"]
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -167,17 +169,6 @@ class Prometheus:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
-
-
-def wait_for(check: Callable[[], bool], timeout: float, message: str, step: float = 0.2) -> float:
-    """Poll `check` until true; the seconds it took. AssertionError with `message` on timeout."""
-    start = time.monotonic()
-    while True:
-        if check():
-            return time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            raise AssertionError(message)
-        time.sleep(step)
 
 
 def lab_flip(lab: LabInfo, upstream: str) -> None:
