@@ -10,9 +10,8 @@ from agent.asn import TableBuilder
 from agent.asn.loaders import load_lines
 from agent.classify import Settings, classify
 from agent.config import Config
+from agent.lab import topology
 from agent.model import Hop, Path, Protocol, Reply, ReplyKind
-
-topology = pytest.importorskip("agent.lab.topology")
 
 # What the lab's own config says (agent.lab.build.agent_config): its RFC 2544 space is routed there.
 ROUTED = ("198.18.0.0/15",)

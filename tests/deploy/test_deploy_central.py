@@ -8,7 +8,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from deployhelp import CENTRAL, DASHBOARDS, REPO, need_tool
 
 RULE_FILES = sorted((CENTRAL / "rules").glob("*.rules.yml"))
@@ -117,7 +116,8 @@ def test_setup_creates_credentials_and_a_valid_web_config(tmp_path: Path) -> Non
 
 
 def test_compose_file_parses_and_mounts_existing_paths() -> None:
-    yaml = pytest.importorskip("yaml")
+    import yaml  # PyYAML: a test dependency (pyproject [test]), never a skip
+
     compose = yaml.safe_load((CENTRAL / "docker-compose.yml").read_text())
     services = compose["services"]
     assert set(services) == {"prometheus", "grafana"}

@@ -14,7 +14,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
 from deployhelp import CENTRAL, DASHBOARDS, need_tool
 
 from bench.fleet import vm
@@ -23,7 +22,8 @@ STACK = CENTRAL / "victoriametrics"
 
 
 def test_compose_file_parses_and_mounts_existing_paths() -> None:
-    yaml = pytest.importorskip("yaml")
+    import yaml  # PyYAML: a test dependency (pyproject [test]), never a skip
+
     compose = yaml.safe_load((STACK / "docker-compose.yml").read_text())
     services = compose["services"]
     assert set(services) == {"victoriametrics", "vmauth", "vmalert", "grafana"}
