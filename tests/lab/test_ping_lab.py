@@ -49,11 +49,51 @@ def test_quiet_host_loses_echo_but_answers_tcp_and_exit_is_0(lab: LabInfo) -> No
     assert (tcp["sent"], tcp["rcvd"]) == (2, 2) and tcp["proto"] == "TCP"
 
 
-def test_closed_tcp_port_answers_with_rst(lab: LabInfo) -> None:
-    r = ping(
-        lab, lab.prefixes["198.19.176.0/24"].echo_host, "--protocol", "tcp", "--port", "81", "--count", "1"
-    )
-    assert r["rcvd"] == 1
+def _ping_text(lab: LabInfo, target: str, *args: str) -> str:
+    cmd = ["ip", "netns", "exec", lab.vantage_ns, sys.executable, "-m", "agent", "ping", target,
+           "--config", str(lab.config_file), *args]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+TCP_FIN, TCP_SYN, TCP_RST, TCP_ACK = 0x01, 0x02, 0x04, 0x10
+
+
+@pytest.mark.parametrize(
+    ("port", "flags", "shown"), [(81, TCP_RST | TCP_ACK, "R"), (80, TCP_SYN | TCP_ACK, "SA")]
+)
+def test_tcp_probe_answered_with_rst_on_a_closed_port_and_syn_ack_on_an_open_one(
+    lab: LabInfo, port: int, flags: int, shown: str
+) -> None:
+    """On the wire, the host answers our SYN with exactly RST+ACK (closed port, RFC 9293 3.10.7.1) or
+    SYN+ACK (open port), acknowledging our sequence number; the ping counts it answered and says which."""
+    from agent.net.capture import Capture
+
+    target = lab.prefixes["198.19.176.0/24"].echo_host
+    dev = json.loads(
+        subprocess.run(
+            ["ip", "-n", lab.vantage_ns, "-j", "route", "get", target], capture_output=True, text=True
+        ).stdout
+    )[0]["dev"]
+    with Capture(dev, netns=lab.vantage_ns) as cap:
+        out = _ping_text(lab, target, "--protocol", "tcp", "--port", str(port), "--count", "1")
+    assert f"from {target}: ttl=" in out and f" flags={shown} time=" in out, out
+    assert "1 sent, 1 received, 0% loss" in out, out
+    syns, answers = [], []
+    for frame in cap.frames:
+        ihl = (frame.data[0] & 0x0F) * 4
+        if frame.data[9] != 6:  # TCP only
+            continue
+        sport, dport, seq, ack = struct.unpack_from("!HHII", frame.data, ihl)
+        tcp_flags = frame.data[ihl + 13]
+        if frame.outgoing and frame.dst == target and dport == port and tcp_flags == TCP_SYN:
+            syns.append((sport, seq))
+        elif not frame.outgoing and frame.src == target and sport == port:
+            answers.append((dport, ack, tcp_flags))
+    assert len(syns) == 1, syns
+    (our_port, our_seq) = syns[0]
+    assert answers[:1] == [(our_port, (our_seq + 1) & 0xFFFFFFFF, flags)], answers
 
 
 def test_rtt_agrees_with_the_interface_within_0_3_ms(lab: LabInfo) -> None:

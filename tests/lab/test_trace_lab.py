@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,15 @@ def test_sixteen_flows_over_the_split_prefix_show_both_chains_one_per_flow(lab: 
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
     assert len(results) == 16 and sorted(r["paris_id"] for r in results) == list(range(16))
+    from ripe.atlas.sagan import TracerouteResult
+
+    for r in results:  # RIPE's parser reads every element of the --flows array, not just one
+        parsed = TracerouteResult(r, on_error=TracerouteResult.ACTION_FAIL)
+        assert not parsed.is_error and parsed.destination_ip_responded, r["paris_id"]
+        assert parsed.paris_id == r["paris_id"] and parsed.total_hops == len(r["result"])
+        assert [[p.origin for p in h.packets] for h in parsed.hops] == [
+            [x.get("from") for x in h["result"]] for h in r["result"]
+        ]
     chains = {up: lab.expected_hops(target, up) for up in (CHINA, TTK)}
     seen = set()
     for r in results:
@@ -207,11 +217,70 @@ def test_target_outside_the_lab_prefixes_is_refused_before_any_socket(lab: LabIn
 
 
 def test_unreachable_target_is_a_result_with_exit_0(lab: LabInfo, tmp_path: Path) -> None:
-    # 198.19.176.99 does not exist: the border router answers host unreachable (or nothing at all).
+    # 198.19.176.90 does not exist: the border router forwards it to the destination host, which does not
+    # forward and sends nothing back, so every hop past the border is silent up to --max-hops.
     config = lab_config(lab, tmp_path, timeout_s="0.3", retries="0")
-    cmd = trace_cmd(lab, "198.19.176.99", "--protocol", "icmp", "--max-hops", "8", config=config)
+    cmd = trace_cmd(lab, "198.19.176.90", "--protocol", "icmp", "--max-hops", "8", config=config)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["dst_addr"] == "198.19.176.99"
-    assert hop_list(result)[:3] == lab.expected_hops("198.19.176.10", CHINA)[:3]
+    assert result["dst_addr"] == "198.19.176.90"
+    chain = lab.expected_hops("198.19.176.10", CHINA)[:-1]  # up to the border, without the host
+    assert hop_list(result) == (*chain, None, None, None)
+    assert [r for hop in result["result"] for r in hop["result"] if "err" in r] == []
+    assert result["nkprobe"]["upstream"] == CHINA
+
+
+# The ICMP errors a router sends for a refused destination, by nftables' name, and the letter RIPE Atlas
+# (and so our JSON) writes for each (CONTRACT.md "Traceroute JSON"; RFC 792 / RFC 1812 codes 0, 1, 2, 13).
+# Rejected by a firewall rule rather than an `unreachable`/`prohibit` route: Linux rate-limits the
+# errors of those routes per peer (ip_error(), one a second after a burst of five, not adjustable inside
+# a namespace), so a second trace within seconds would see silence; a `reject` goes through icmp_send(),
+# which the lab leaves unlimited (icmp_ratelimit = 0).
+REFUSED = {
+    "198.19.176.96": ("net-unreachable", "N", "tcp"),
+    "198.19.176.97": ("host-unreachable", "H", "udp"),
+    "198.19.176.98": ("admin-prohibited", "A", "icmp"),
+    "198.19.176.99": ("prot-unreachable", "P", "tcp"),
+}
+
+
+@pytest.fixture
+def border_rejects(lab: LabInfo) -> Iterator[None]:
+    """An nftables table in the border router rejecting each REFUSED address with its ICMP error."""
+    border = f"{lab.prefix}border"
+    rules = ["table ip nkprobe_test {", "  chain forward {", "    type filter hook forward priority 0;"]
+    rules += [f"    ip daddr {addr} reject with icmp type {kind}" for addr, (kind, _, _) in REFUSED.items()]
+    rules += ["  }", "}"]
+    subprocess.run(["ip", "netns", "exec", border, "nft", "-f", "-"], input="\n".join(rules), text=True,
+                   check=True)  # fmt: skip
+    try:
+        yield
+    finally:
+        subprocess.run(
+            ["ip", "netns", "exec", border, "nft", "delete", "table", "ip", "nkprobe_test"], check=False
+        )
+
+
+@pytest.mark.usefixtures("border_rejects")
+def test_icmp_errors_from_a_router_end_the_trace_with_their_ripe_letter(lab: LabInfo) -> None:
+    procs = {}
+    for addr, (_, _, protocol) in REFUSED.items():
+        cmd = trace_cmd(lab, addr, "--protocol", protocol)
+        procs[addr] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The border router's filter sits after its TTL check (netfilter's forward hook comes after
+    # ip_forward() sends time-exceeded): the probe that expires there is answered as any other, the next
+    # one is refused, so the border shows twice, the second time with the error, and the trace stops.
+    chain = lab.expected_hops("198.19.176.10", CHINA)[:-1]
+    border = chain[-1]
+    for addr, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 0, stderr
+        result = json.loads(stdout)
+        kind, letter, protocol = REFUSED[addr]
+        assert result["proto"] == protocol.upper()
+        assert hop_list(result) == (*chain, border), f"{addr} ({kind}): {result['result']}"
+        *before, last = result["result"]
+        assert [r for hop in before for r in hop["result"] if "err" in r] == []
+        assert last["hop"] == len(chain) + 1
+        assert [(r["from"], r["err"]) for r in last["result"]] == [(border, letter)], last
