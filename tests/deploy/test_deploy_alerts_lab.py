@@ -220,11 +220,15 @@ def test_shipped_alerts_go_pending_from_lab_faults_and_resolve(lab_restored: Lab
             return lambda: p.active() == set(expected)
 
         # Both /24s observed are on china_unicom, the lab's start: the one-upstream alert, and only it.
+        def both_agents() -> bool:
+            agents_up = p.query(f'target:nkprobe_target_up:agents{{target="{FAULT_TARGET}"}} == 2')
+            return bool(agents_up) and fleet_up() and majority(CU)
+
+        # Both agents scraped and recorded (their first scrapes need not come in the same second).
+        wait_for(both_agents, STEP_TIMEOUT_S, lambda: f"not both agents up: {p.query('up')}")
         wait_for(
             active_are(ONE_UPSTREAM_CU), STEP_TIMEOUT_S, lambda: f"not just {ONE_UPSTREAM_CU}: {p.alerts()}"
         )
-        assert majority(CU) and fleet_up()
-        assert p.query(f'target:nkprobe_target_up:agents{{target="{FAULT_TARGET}"}}')[0]["value"][1] == "2"
 
         # The flip /24 moves to the other chain; one target stops answering both agents.
         lab_flip(lab, TTK)
@@ -239,8 +243,12 @@ def test_shipped_alerts_go_pending_from_lab_faults_and_resolve(lab_restored: Lab
         # Both faults mended: both alerts resolve (and both /24s are on one upstream again).
         lab_flip(lab, CU)
         subprocess.run(["ip", "-n", border, "route", "del", f"{FAULT_TARGET}/32"], check=True)
-        wait_for(active_are(ONE_UPSTREAM_CU), STEP_TIMEOUT_S, lambda: f"not resolved: {p.alerts()}")
-        assert majority(CU) and fleet_up()
+        # (The unreachable alert resolves once half the agents hear the target again; wait for all.)
+        wait_for(
+            lambda: active_are(ONE_UPSTREAM_CU)() and majority(CU) and fleet_up(),
+            STEP_TIMEOUT_S,
+            lambda: f"not resolved: {p.alerts()}",
+        )
 
         # One agent killed: it stops reporting; started again: it reports.
         second = agents[AGENTS[1]]
