@@ -105,17 +105,17 @@ def child_classify(path: str) -> None:
     """Run in a fresh process (no warm caches): JSON text in, classifications out, timed by stage.
 
     The stages are those of `nkprobe classify FILE` (agent/commands/classify.py): its reader, only the
-    addresses of each result (agent.ripe.addresses_from_ripe), the default table, classify_addresses,
+    addresses of each result (agent.formats.ripe.addresses_from_ripe), the default table, classify_addresses,
     with the cyclic GC paused as the command pauses it. Afterwards, not in the total: the same results
-    as full Path objects (agent.ripe.from_ripe, what `trace` and the history keep) and classify(Path).
+    as full Path objects (agent.formats.ripe.from_ripe, what `trace` and the history keep) and classify(Path).
     """
     t0, c0 = time.perf_counter(), time.process_time()
     from agent.asn import load_table
     from agent.classify import Settings, classify, classify_addresses
     from agent.commands.classify import read_results
     from agent.config import Config
+    from agent.formats.ripe import addresses_from_ripe, from_ripe, gc_paused
     from agent.model import Classification
-    from agent.ripe import addresses_from_ripe, from_ripe, gc_paused
 
     stages: list[tuple[str, float, float]] = []
     t1, c1 = time.perf_counter(), time.process_time()
@@ -298,9 +298,11 @@ def main() -> int:
 
 NOTES = (
     "The end-to-end pipeline is the one `nkprobe classify` runs: its reader, then only the responding "
-    "addresses of each result (agent.ripe.addresses_from_ripe: the same checks and errors as from_ripe, "
+    "addresses of each result (agent.formats.ripe.addresses_from_ripe: the same checks and errors as "
+    "from_ripe, "
     "no Reply object per answer), then classify_addresses, with the cyclic garbage collector paused "
-    "(agent.ripe.gc_paused: json.loads builds ~50 containers per result and the collector rescanned "
+    "(agent.formats.ripe.gc_paused: json.loads builds ~50 containers per result and the collector "
+    "rescanned "
     "them, about half the reading time). A test checks that both ways give the same tags and evidence. "
     "Before (2026-11-26 20:37, traces of 10.6 hops and 3 lines per hop): reading into Path objects "
     "3.76 s + classifying 0.78 s. Wall times on this shared VM vary by about a third from run to run "

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from agent.errors import InputError
-    from agent.ripe import gc_paused
+    from agent.formats.ripe import gc_paused
 
     name = "<stdin>" if args.file == "-" else args.file
     try:
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"cannot read {name}: {exc.strerror or exc}; give a readable file or '-'") from None
     except UnicodeDecodeError:
         raise InputError(f"{name}: not UTF-8 text; expected RIPE Atlas traceroute JSON") from None
-    with gc_paused():  # thousands of results at once: see agent.ripe.gc_paused
+    with gc_paused():  # thousands of results at once: see agent.formats.ripe.gc_paused
         return _classify_all(args, text, name)
 
 
@@ -84,7 +84,7 @@ def _classify_all(args: argparse.Namespace, text: str, name: str) -> int:
     from agent.classify import Settings, classify_addresses
     from agent.config import load_config
     from agent.errors import InputError
-    from agent.ripe import addresses_from_ripe, classification_to_ripe
+    from agent.formats.ripe import addresses_from_ripe, classification_to_ripe
 
     items, shape = read_results(text, name)
     config = load_config(args.config)

@@ -7,11 +7,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from agent.model import PingResult
-    from agent.probers.base import ProbeSpec
 
 PROTOCOLS = ("icmp", "tcp")
 
@@ -35,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     from agent.commands._probing import config_and_target, run_with_engine
     from agent.errors import UsageError
+    from agent.formats import ripe
     from agent.model import Protocol
     from agent.net.engine import ProbeEngine
     from agent.probers import latency
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     results = run_with_engine(config, body)
     rtts = [r.rtt_s * 1000 for r in results if r.rtt_s is not None]
     if args.json:
-        print(json.dumps(to_ripe_ping(results, spec, source[0])))
+        print(json.dumps(ripe.to_ripe_ping(results, spec, source[0])))
         return 0
     loss = 100.0 * (len(results) - len(rtts)) / len(results)
     print(f"--- {target} ping statistics ---")
@@ -110,33 +110,3 @@ def line(seq: int, result: PingResult) -> str:
         return f"seq={seq} " + (f"!{err} from {result.extra.get('from')}" if err else "no answer")
     flags = f" flags={result.extra['flags']}" if "flags" in result.extra else ""
     return f"seq={seq} from {result.target}: ttl={result.reply_ttl}{flags} time={result.rtt_s * 1000:.3f} ms"
-
-
-def to_ripe_ping(results: list[PingResult], spec: ProbeSpec, src: str = "") -> dict[str, Any]:
-    """RIPE Atlas ping result (atlas.ripe.net/docs/apis/result-format/, "ping"); msm_id/prb_id 0 say
-    "not a RIPE Atlas measurement", as in agent.ripe."""
-    rtts = [r.rtt_s * 1000 for r in results if r.rtt_s is not None]
-    ttl = next((r.reply_ttl for r in results if r.rtt_s is not None), None)
-    return {
-        "fw": 5080,
-        "msm_id": 0,
-        "prb_id": 0,
-        "type": "ping",
-        "af": 4,
-        "proto": spec.protocol.value.upper(),
-        "dst_addr": spec.target,
-        "dst_name": spec.target,
-        "src_addr": src,
-        "from": src,
-        "timestamp": int(results[0].sent_at),
-        "sent": len(results),
-        "rcvd": len(rtts),
-        "dup": 0,
-        "size": 0,
-        "ttl": ttl,
-        "min": round(min(rtts), 3) if rtts else -1,
-        "avg": round(sum(rtts) / len(rtts), 3) if rtts else -1,
-        "max": round(max(rtts), 3) if rtts else -1,
-        "result": [{"x": "*"} if r.rtt_s is None else {"rtt": round(r.rtt_s * 1000, 3)} for r in results],
-        "nkprobe": {"port": spec.port},
-    }

@@ -112,7 +112,7 @@ class _Tagging:
 
     def __init__(self, table: AsnTable, settings: Settings) -> None:
         from agent.classify import classify
-        from agent.ripe import to_ripe
+        from agent.formats.ripe import to_ripe
 
         self.table, self.settings = table, settings
         self.classify, self.to_ripe = classify, to_ripe
@@ -192,10 +192,10 @@ class ResolverCheck:
 async def reverse_names(addresses: set[str], timeout_s: float) -> dict[str, str]:
     """Reverse names of `addresses`, looked up in parallel after the trace, within `timeout_s` in all
     ([names] timeout_s): a slow resolver must not hold the answer hostage (the name is decoration; the
-    tag never depends on DNS being up). agent.rdns runs the blocking lookups in daemon threads, so one
-    stuck in gethostbyaddr (no timeout of its own) delays neither this answer nor the process's exit.
+    tag never depends on DNS being up). agent.classify.rdns runs the blocking lookups in daemon threads, so
+    one stuck in gethostbyaddr (no timeout of its own) delays neither this answer nor the process's exit.
     A cache of its own: nothing outlives the command, and no future is shared across event loops."""
-    from agent import rdns
+    from agent.classify import rdns
 
     wanted = sorted(addresses)[:MAX_LOOKUPS]
     if not wanted:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from agent.exchanges import DEFAULT_EXCHANGE_PREFIXES
+from agent.classify.exchanges import DEFAULT_EXCHANGE_PREFIXES
 from agent.model import OTHER, UNKNOWN, Target
 from agent.trace.settings import TraceSettings
 
@@ -114,7 +114,7 @@ class NamesSection:
 
 @dataclass(frozen=True)
 class ClassifySection:
-    # Exchange-point peering LANs: hops answering from them are passed over (agent/exchanges.py).
+    # Exchange-point peering LANs: hops answering from them are passed over (agent/classify/exchanges.py).
     exchange_prefixes: tuple[str, ...] = tuple(DEFAULT_EXCHANGE_PREFIXES)
     # Special-purpose space (RFC 6890) that is routed here, so its hops count like public ones: a test
     # bed's own range. The lab writes ["198.18.0.0/15"] (RFC 2544) into its config; the default is none.

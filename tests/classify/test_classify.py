@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from agent.asn import AsnTable, load_table
 from agent.classify import Settings, classify
 from agent.config import Config
+from agent.formats.ripe import from_ripe
 from agent.model import Classification, Hop, Path, Protocol, Reply, ReplyKind
-from agent.ripe import from_ripe
 
 FIXTURES = FsPath(__file__).parent.parent / "fixtures" / "ripe"
 TABLE: AsnTable = load_table([FIXTURES / "transit.pfx2as"])

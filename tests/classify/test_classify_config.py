@@ -9,10 +9,10 @@ import pytest
 
 from agent.asn import load_table
 from agent.classify import Settings, classify
+from agent.classify.exchanges import DEFAULT_EXCHANGE_PREFIXES
 from agent.config import Config, load_config, loads_config
-from agent.exchanges import DEFAULT_EXCHANGE_PREFIXES
+from agent.formats.ripe import from_ripe
 from agent.model import Hop, Path, Protocol, Reply, ReplyKind
-from agent.ripe import from_ripe
 
 FIXTURES = FsPath(__file__).parent.parent / "fixtures" / "ripe"
 TABLE = load_table([FIXTURES / "transit.pfx2as"])
@@ -47,7 +47,7 @@ def test_the_suffixes_come_from_the_config() -> None:
     renamed = loads_config('[names.suffixes]\ntranstelecom = ["chinaunicom.cn"]\n')
     c = classify(PATH, TABLE.lookup, Settings.from_config(renamed), NAME)
     # The configured suffix now says transtelecom; the name's own token still says China Unicom
-    # (agent.rdns.NAME_TOKEN_PATTERNS): the signals disagree, so no tag.
+    # (agent.classify.rdns.NAME_TOKEN_PATTERNS): the signals disagree, so no tag.
     assert c.upstream == "unknown"
     assert any("ends in chinaunicom.cn: transtelecom" in e and "china_unicom" in e for e in c.evidence)
 

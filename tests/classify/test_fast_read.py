@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import ripe
 from agent.asn import load_table
 from agent.classify import Settings, classify, classify_addresses
 from agent.config import Config
+from agent.formats import ripe
+from agent.formats.ripe import addresses_from_ripe, from_ripe, gc_paused
 from agent.model import Hop, Path
-from agent.ripe import addresses_from_ripe, from_ripe, gc_paused
 
 FIXTURES = FsPath(__file__).parent.parent / "fixtures" / "ripe"
 DST = "175.45.176.71"

@@ -1,4 +1,4 @@
-"""agent.rdns: reverse names within a budget, cached and bounded; fake resolvers only (no real DNS)."""
+"""agent.classify.rdns: reverse names within a budget, cached, bounded; fake resolvers only (no real DNS)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 
-from agent.rdns import ReverseNames
+from agent.classify.rdns import ReverseNames
 
 NAMES = {"188.43.225.153": "KPTC-gw.transtelecom.net", "219.158.39.42": None}
 
@@ -101,7 +101,7 @@ def test_a_stuck_lookup_does_not_hold_the_process_at_exit() -> None:
 
     code = (
         "import threading\n"
-        "from agent.rdns import ReverseNames\n"
+        "from agent.classify.rdns import ReverseNames\n"
         "rn = ReverseNames(lambda a: threading.Event().wait(60) and None)\n"
         "print(rn.names_blocking(['192.0.2.1'], budget_s=0.1))\n"
     )

@@ -1,4 +1,4 @@
-"""agent.ripe: our paths in RIPE Atlas' traceroute format, read back by us and by ripe.atlas.sagan."""
+"""agent.formats.ripe: our paths in RIPE Atlas' traceroute format, read back by us and by ripe.atlas.sagan."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from ripe.atlas.sagan import TracerouteResult
 
 from agent.errors import InputError
+from agent.formats.ripe import classification_from_ripe, from_ripe, to_ripe
 from agent.model import Border, Classification, Hop, MplsLabel, Path, Protocol, Reply, ReplyKind
-from agent.ripe import classification_from_ripe, from_ripe, to_ripe
 
 FIXTURES = FsPath(__file__).parent.parent / "fixtures" / "ripe"
 

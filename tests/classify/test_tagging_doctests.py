@@ -1,4 +1,5 @@
-"""The doctest examples in the path-tagging modules run with the suite (pytest's testpaths is tests/)."""
+"""The tagging modules keep their worked examples: pytest's --doctest-modules (pyproject.toml) runs every
+doctest of agent/, and would pass just as well if these modules lost theirs, so this counts them."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import importlib
 
 import pytest
 
-MODULES = ["agent.ripe", "agent.classify", "agent.asn.table", "agent.asn.loaders"]
+MODULES = ["agent.formats.ripe", "agent.classify.tagger", "agent.asn.table", "agent.asn.loaders"]
 
 
 @pytest.mark.parametrize("name", MODULES)
-def test_doctests(name: str) -> None:
-    result = doctest.testmod(importlib.import_module(name))
-    assert result.attempted > 0 and result.failed == 0
+def test_module_has_doctest_examples(name: str) -> None:
+    tests = doctest.DocTestFinder().find(importlib.import_module(name))
+    assert sum(len(t.examples) for t in tests) > 0, f"{name} lost its doctest examples"

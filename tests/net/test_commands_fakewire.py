@@ -123,11 +123,11 @@ def test_trace_honours_names_reverse_dns_false(
     from agent.commands import trace
 
     asked: list[str] = []
-    monkeypatch.setattr("agent.rdns.system_resolver", lambda a: asked.append(a) or "r1.example.net")
+    monkeypatch.setattr("agent.classify.rdns.system_resolver", lambda a: asked.append(a) or "r1.example.net")
     use_fake_wire(monkeypatch, two_hops)
     assert trace.run(trace_args(names_config(tmp_path, "reverse_dns = false\n"))) == 0
     assert asked == [] and "r1.example.net" not in capsys.readouterr().out
-    # The default (reverse_dns = true) looks names up, with the system resolver of agent.rdns.
+    # The default (reverse_dns = true) looks names up, with the system resolver of agent.classify.rdns.
     assert trace.run(trace_args(names_config(tmp_path, "timeout_s = 2\n"))) == 0
     assert sorted(asked) == [ROUTER, DST] and f"{ROUTER} (r1.example.net)" in capsys.readouterr().out
     # --no-dns still wins over the config.
@@ -150,7 +150,7 @@ def test_a_hung_resolver_delays_the_trace_by_names_timeout_at_most(
         release.wait(30)
         return "too-late.example.net"
 
-    monkeypatch.setattr("agent.rdns.system_resolver", hung)
+    monkeypatch.setattr("agent.classify.rdns.system_resolver", hung)
     use_fake_wire(monkeypatch, two_hops)
     try:
         started = time.monotonic()
@@ -170,7 +170,7 @@ def test_a_hung_resolver_does_not_hold_the_process_exit() -> None:
 
     code = (
         "import asyncio, threading\n"
-        "from agent import rdns\n"
+        "from agent.classify import rdns\n"
         "from agent.commands import trace\n"
         "rdns.system_resolver = lambda a: threading.Event().wait(60)\n"
         "print(asyncio.run(trace.reverse_names({'198.18.1.1', '198.18.1.2'}, 0.2)))\n"

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from agent.asn.table import AsnMatch, ip_to_int
-from agent.exchanges import DEFAULT_EXCHANGE_PREFIXES
+from agent.classify.exchanges import DEFAULT_EXCHANGE_PREFIXES
+from agent.classify.rdns import name_tokens
 from agent.model import HIGH, LOW, NONE, OTHER, UNKNOWN, Border, Classification, Hop, Path
-from agent.rdns import name_tokens
 
 Lookup = Callable[[str], AsnMatch | None]
 
@@ -73,7 +73,7 @@ class Settings:
     destination_prefixes: tuple[str, ...] = ("175.45.176.0/22",)
     borders: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # group -> addresses
     name_suffixes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # group -> suffixes
-    # Exchange-point peering LANs, passed over (defaults, sources and check date: agent/exchanges.py).
+    # Exchange-point peering LANs, passed over (defaults, sources, check date: agent/classify/exchanges.py).
     exchange_prefixes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_EXCHANGE_PREFIXES))
     # Special-purpose space routed here (a test bed's own range; the lab's config names 198.18.0.0/15).
     routed_prefixes: tuple[str, ...] = ()
@@ -182,7 +182,7 @@ class Settings:
         return any(lo <= value <= hi for lo, hi in self._special)
 
     def name_tokens(self, name: str) -> tuple[tuple[str, str], ...]:
-        """agent.rdns.name_tokens, cached (bounded): the same routers' names come back every round."""
+        """rdns.name_tokens, cached (bounded): the same routers' names come back every round."""
         hit = self._tokens.get(name)
         if hit is None:
             if len(self._tokens) >= 16384:
@@ -236,7 +236,7 @@ def _name_signals(settings: Settings, a: _Addr) -> list[tuple[str, str]]:
     """(group, why) from the hop's reverse name: its operator's domain, then neighbour tokens.
 
     A configured suffix is the operator's own domain: the router is that group's. A token
-    (agent.rdns.NAME_TOKEN_PATTERNS, `asNNNN`) names the network across the interface: the answering
+    (agent.classify.rdns.NAME_TOKEN_PATTERNS, `asNNNN`) names the network across the interface: the answering
     router may be either side of that link (bdrmap, IMC 2016: interconnects are numbered from one side's
     space), so a token backs a tag of the group it names and contradicts any other one.
     """
@@ -471,8 +471,8 @@ def classify_addresses(
     errors: Mapping[int, Iterable[str]] = {},  # read only
 ) -> Classification:
     """`classify` from what it reads of a path: per hop its number and distinct responding addresses, and
-    the RIPE "err" letters by hop index (agent.ripe.addresses_from_ripe gives both without building the
-    replies: the fast way to tag stored results)."""
+    the RIPE "err" letters by hop index (agent.formats.ripe.addresses_from_ripe gives both without
+    building the replies: the fast way to tag stored results)."""
     return _classify(hops, lambda index: set(errors.get(index, ())), lookup, settings, names)
 
 

@@ -17,7 +17,7 @@ import gc
 import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agent.errors import InputError
 from agent.model import (
@@ -30,6 +30,10 @@ from agent.model import (
     Reply,
     ReplyKind,
 )
+
+if TYPE_CHECKING:
+    from agent.model import PingResult
+    from agent.probers.base import ProbeSpec
 
 # RIPE Atlas requires these top-level keys (sagan refuses a result without them). We are not a RIPE Atlas
 # probe: msm_id and prb_id 0 say "no measurement, no probe"; fw is the firmware version whose format we
@@ -538,3 +542,33 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def to_ripe_ping(results: list[PingResult], spec: ProbeSpec, src: str = "") -> dict[str, Any]:
+    """RIPE Atlas ping result (atlas.ripe.net/docs/apis/result-format/, "ping"); msm_id/prb_id 0 say
+    "not a RIPE Atlas measurement", as in to_ripe."""
+    rtts = [r.rtt_s * 1000 for r in results if r.rtt_s is not None]
+    ttl = next((r.reply_ttl for r in results if r.rtt_s is not None), None)
+    return {
+        "fw": 5080,
+        "msm_id": 0,
+        "prb_id": 0,
+        "type": "ping",
+        "af": 4,
+        "proto": spec.protocol.value.upper(),
+        "dst_addr": spec.target,
+        "dst_name": spec.target,
+        "src_addr": src,
+        "from": src,
+        "timestamp": int(results[0].sent_at),
+        "sent": len(results),
+        "rcvd": len(rtts),
+        "dup": 0,
+        "size": 0,
+        "ttl": ttl,
+        "min": round(min(rtts), 3) if rtts else -1,
+        "avg": round(sum(rtts) / len(rtts), 3) if rtts else -1,
+        "max": round(max(rtts), 3) if rtts else -1,
+        "result": [{"x": "*"} if r.rtt_s is None else {"rtt": round(r.rtt_s * 1000, 3)} for r in results],
+        "nkprobe": {"port": spec.port},
+    }
