@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 # Light at module level: `nkprobe run --help` imports this module, and asyncio (which pulls in ssl),
 # signal and threading cost tens of milliseconds; they are imported where the agent starts.
@@ -24,11 +24,7 @@ if TYPE_CHECKING:
     import threading
     from collections.abc import Callable
 
-    from agent.agent import Classifier
     from agent.config import Config
-    from agent.net.engine import ProbeEngine
-    from agent.scheduler import Scheduler
-    from agent.state import State
 
 log = logging.getLogger("nkprobe.run")
 
@@ -108,7 +104,7 @@ def run_agent(
     early_reload = threading.Event()
     if handle_signals:
         # Before anything is served: once /-/healthy answers, a supervisor may send SIGHUP or SIGTERM,
-        # and their default action would kill us. The event loop takes over these signals in _main.
+        # and their default action would kill us. The event loop takes over these signals in Agent.run.
         signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())
         signal.signal(signal.SIGHUP, lambda _sig, _frame: early_reload.set())
     web = load_web_config(web_config_file or config.agent.web_config_file or None)
@@ -135,70 +131,3 @@ def run_agent(
         )
     finally:
         server.stop()
-
-
-# -- kept for tests/agent/test_run.py, which drives these names; each is one call into agent.agent ------
-
-
-def _build_state(config: Config) -> State:
-    from agent.agent import build_state
-
-    return build_state(config)
-
-
-def _reconfigure_state(state: State, config: Config) -> None:
-    from agent.agent import state_settings
-
-    state.reconfigure(**state_settings(config))
-
-
-def _check_targets(config: Config) -> None:
-    from agent.agent import check_targets
-
-    check_targets(config)
-
-
-def __getattr__(name: str) -> Any:
-    if name == "_Classifier":  # agent.agent.Classifier, imported only when asked for
-        from agent.agent import Classifier
-
-        return Classifier
-    raise AttributeError(name)
-
-
-async def _main(
-    config: Config,
-    state: State,
-    classifier: Classifier | None,
-    netns: str | None,
-    stop: threading.Event,
-    *,
-    config_path: str | None,
-    handle_signals: bool,
-    early_reload: threading.Event,
-    on_ready: Callable[[], None] | None,
-) -> int:
-    from agent.agent import Agent
-
-    agent = Agent(config, state=state, classifier=classifier)
-    return await agent.run(
-        netns, stop, config_path=config_path, handle_signals=handle_signals, early_reload=early_reload,
-        on_ready=on_ready,
-    )  # fmt: skip
-
-
-async def _reload(
-    *,
-    path: str | None,
-    holder: dict[str, Config],
-    state: State,
-    classifier: Classifier,
-    scheduler: Scheduler,
-    engine: ProbeEngine,
-) -> None:
-    from agent.agent import Agent
-
-    agent = Agent(holder["config"], state=state, classifier=classifier)
-    agent.engine, agent.scheduler = engine, scheduler
-    await agent.reload_file(path)
-    holder["config"] = agent.config

@@ -1,4 +1,5 @@
-"""The composition root (agent.commands.run): what it hands to the engine. No sockets are opened."""
+"""The Agent (agent.agent) as `nkprobe run` starts it: what it hands to the engine, and what a reload
+changes. No sockets are opened."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 
 import pytest
 
-from agent.commands import run as run_module
+from agent.agent import Agent, build_state
 from agent.config import load_config
 from agent.net import engine as engine_module
 
@@ -23,18 +24,9 @@ def test_the_agent_engine_carries_the_allowlist_and_counts_send_errors(
 
     monkeypatch.setattr(engine_module, "open_engine", fake_open_engine)
     config = load_config(None)
-    state = run_module._build_state(config)
-    main = run_module._main(
-        config,
-        state,
-        None,  # type: ignore[arg-type]  # not reached: the engine is the first thing built
-        None,
-        threading.Event(),
-        config_path=None,
-        handle_signals=False,
-        early_reload=threading.Event(),
-        on_ready=None,
-    )
+    state = build_state(config)
+    # The engine is the first thing `run` builds: nothing after it is reached.
+    main = Agent(config, state=state).run(None, threading.Event(), handle_signals=False)
     with pytest.raises(RuntimeError, match="stop here"):
         asyncio.run(main)
     allow = seen["allow"]
@@ -49,10 +41,12 @@ def test_a_reload_reconfigures_the_state_as_start_up_built_it() -> None:
     import dataclasses
 
     config = load_config(None)
-    state = run_module._build_state(config)
+    agent = Agent(config)
     renamed = dataclasses.replace(config, agent=dataclasses.replace(config.agent, name="vp-2"))
-    run_module._reconfigure_state(state, renamed)
-    assert state.snapshot().agent_name == "vp-2"
+    assert asyncio.run(agent.reload(renamed))
+    assert agent.config is renamed
+    assert agent.state.snapshot().agent_name == "vp-2"
+    assert agent.state.snapshot().agent_name == build_state(renamed).snapshot().agent_name
 
 
 def test_a_reload_moves_the_engines_allowlist_before_the_targets(tmp_path: object) -> None:
@@ -69,7 +63,8 @@ def test_a_reload_moves_the_engines_allowlist_before_the_targets(tmp_path: objec
         '[destination]\nprefixes = ["198.19.177.0/24"]\n\n[[targets]]\naddress = "198.19.177.10"\n'
     )
     config = load_config(None)
-    state = run_module._build_state(config)
+    agent = Agent(config)
+    state = agent.state
     engine, _ = fake_engine(allow=Allowlist(config.destination.prefixes))
     seen_at_reconfigure: list[bool] = []
 
@@ -79,11 +74,8 @@ def test_a_reload_moves_the_engines_allowlist_before_the_targets(tmp_path: objec
 
     async def main() -> None:
         assert engine.try_send(b"x" * 28, "175.45.176.71", "icmp") is not None
-        await run_module._reload(
-            path=str(config_file), holder={"config": config}, state=state,
-            classifier=run_module._Classifier(config, state), scheduler=Scheduler(),  # type: ignore[arg-type]
-            engine=engine,
-        )  # fmt: skip
+        agent.engine, agent.scheduler = engine, Scheduler()  # type: ignore[assignment]
+        assert await agent.reload_file(str(config_file))
         assert engine.try_send(b"x" * 28, "198.19.177.10", "icmp") is not None
         with pytest.raises(NotAllowedError):
             engine.try_send(b"x" * 28, "175.45.176.71", "icmp")  # admitted before, refused now
