@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _classify_all(args: argparse.Namespace, text: str, name: str) -> int:
     import json
+    import sys
 
     from agent.asn import configured_table
     from agent.asn.table import AsnMatch
@@ -92,7 +93,16 @@ def _classify_all(args: argparse.Namespace, text: str, name: str) -> int:
     settings = Settings.from_config(config)
 
     out: list[Any] = []
-    for index, (where, obj) in enumerate(items):
+    ipv6 = 0
+    printed = 0
+    for where, obj in items:
+        if is_ipv6(obj):
+            # Tags are IPv4 only (the destination is 175.45.176.0/22, which has no IPv6): such a result is
+            # counted, left as it is in --json output and not tagged. Atlas measurements often mix both.
+            ipv6 += 1
+            if args.json:
+                out.append(obj)
+            continue
         try:
             # Only the responding addresses: tagging needs no Reply objects (bench/classify_bench.py).
             path = addresses_from_ripe(obj)
@@ -110,9 +120,13 @@ def _classify_all(args: argparse.Namespace, text: str, name: str) -> int:
         if args.json:
             out.append({**obj, "nkprobe": classification_to_ripe(result)})
             continue
-        if index:
+        if printed:
             print()
-        print(f"{path.target} ({path.protocol.value}, paris id {path.flow_id}): {result.upstream}")
+        printed += 1
+        print(
+            f"{path.target} ({path.protocol.value}, paris id {path.flow_id}): {result.upstream}"
+            f" (confidence {result.confidence})"
+        )
         if result.border is not None:
             b = result.border
             asn = f" AS{b.asn}" if b.asn is not None else ""
@@ -123,7 +137,14 @@ def _classify_all(args: argparse.Namespace, text: str, name: str) -> int:
             print(f"  - {line}")
     if args.json:
         print(json.dumps(out[0] if shape == "object" else out))
+    if ipv6:
+        print(f"nkprobe classify: {ipv6} IPv6 result(s) not tagged (only IPv4 paths are)", file=sys.stderr)
     return 0
+
+
+def is_ipv6(obj: Any) -> bool:
+    """A RIPE Atlas result of an IPv6 measurement ("af": 6, or an IPv6 destination address)."""
+    return isinstance(obj, dict) and (obj.get("af") == 6 or ":" in str(obj.get("dst_addr", "")))
 
 
 def _annotations(obj: Any) -> tuple[dict[str, str], dict[str, int]]:

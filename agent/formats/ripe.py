@@ -314,7 +314,10 @@ def _header(obj: Any) -> tuple[str, Protocol, list[Any]]:
         raise InputError(f"not a traceroute result (type {kind!r})")
     dst = obj.get("dst_addr")
     if not isinstance(dst, str) or not dst:
-        raise InputError("traceroute result has no 'dst_addr'")
+        raise InputError(
+            "not a RIPE Atlas traceroute result (no 'dst_addr'); expected the results API's JSON: an array"
+            " of results, one result, or one result a line"
+        )
     if not _is_ip(dst):
         raise InputError(f"'dst_addr' is not an IP address: {dst!r}")
     proto = _PROTOCOLS.get(str(obj.get("proto", "ICMP")).lower())
