@@ -5,7 +5,7 @@ The JSON files are generated so that every panel follows the same conventions (d
 units, legends) and stay reviewable as Python. Run `python3 dashboards/generate.py` after editing;
 tests/deploy/test_deploy_dashboards.py fails when the JSON and this file disagree.
 
-Metric names used here are the agent's (CONTRACT.md "Metrics") and the central recording rules'
+Metric names used here are the agent's (README "Metrics") and the central recording rules'
 (deploy/central/rules/nkprobe.rules.yml); the tests check both.
 """
 

@@ -25,7 +25,8 @@ Resolver = Callable[[str], "str | None"]
 
 # Hostname hints: the one table of patterns the classifier reads reverse names with (agent.classify).
 # Operators name the interface that faces a neighbour after that neighbour, in their own domain: NTT's
-# `trans-telecom-0.ae-3.r20.frnkge13.de.bb.gin.ntt.net` (DOMAIN.md), Telia's `<peer>-ic-<id>-...telia.net`,
+# `trans-telecom-0.ae-3.r20.frnkge13.de.bb.gin.ntt.net` (README "How it tags"), Telia's
+# `<peer>-ic-<id>-...telia.net`,
 # and many `asNNNN` tokens (Luckie et al., "bdrmap: Inference of Borders Between IP Networks", IMC 2016,
 # sec. 4; Luckie et al., "Learning to Extract and Use ASNs in Hostnames", IMC 2020, which found AS
 # numbers in the hostnames of 2.1M router interfaces, most naming the neighbour across the link). So a

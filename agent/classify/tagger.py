@@ -1,6 +1,6 @@
 """Pure: a traced path -> the upstream it crossed into the destination, with evidence a person can check.
 
-The rule (DOMAIN.md "The upstreams"):
+The rule (README "How it tags" gives the source of each):
 1. Find the first hop inside the destination (its AS is destination.asn, or it is in destination.prefixes).
 2. The upstream is the group of the nearest public, responding hop before it. Private (RFC 1918), shared
    (RFC 6598), loopback, link-local and exchange-point addresses are passed over: MPLS tunnels answer from
@@ -79,7 +79,7 @@ class Settings:
     routed_prefixes: tuple[str, ...] = ()
     max_gap: int = 5  # silent or passed-over hops allowed between the upstream hop and the destination
     # `other` claims that no upstream group carried the path: only when at most the usual silent hops
-    # inside the destination (about three, DOMAIN.md) separate that hop from it, or a silent upstream
+    # inside the destination (about three on published traces) separate that hop from it, or a silent upstream
     # router could hide in the gap.
     other_max_gap: int = 3
     _group_of: dict[int, str] = field(init=False, repr=False, compare=False)

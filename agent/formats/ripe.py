@@ -1,4 +1,4 @@
-"""Paths to and from the RIPE Atlas traceroute result format (CONTRACT.md "Traceroute JSON").
+"""Paths to and from the RIPE Atlas traceroute result format (README "Commands", `trace --json`).
 
 The format is RIPE Atlas' own (https://atlas.ripe.net/docs/apis/result-format/, "traceroute"), so the
 results of `nkprobe trace --json` can be read by ripe.atlas.sagan and by tools written for RIPE Atlas
@@ -108,7 +108,7 @@ def _hop_to_ripe(
 
 
 def classification_to_ripe(classification: Classification) -> dict[str, Any]:
-    """The "nkprobe" object of CONTRACT.md."""
+    """The "nkprobe" object we add to a result: upstream, confidence, border, AS path and evidence."""
     border: dict[str, Any] | None = None
     if classification.border is not None:
         b = classification.border
