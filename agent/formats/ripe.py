@@ -572,6 +572,21 @@ def to_ripe_ping(results: list[PingResult], spec: ProbeSpec, src: str = "") -> d
         "min": round(min(rtts), 3) if rtts else -1,
         "avg": round(sum(rtts) / len(rtts), 3) if rtts else -1,
         "max": round(max(rtts), 3) if rtts else -1,
-        "result": [{"x": "*"} if r.rtt_s is None else {"rtt": round(r.rtt_s * 1000, 3)} for r in results],
+        "result": [_ping_reply(r) for r in results],
         "nkprobe": {"port": spec.port},
     }
+
+
+def _ping_reply(result: PingResult) -> dict[str, Any]:
+    """One element of a ping result's "result": {"rtt": MS}, {"x": "*"} for no answer, or, when a router
+    refused the probe with an ICMP error (a loss, not a timeout), {"error": TEXT, "srcaddr": ROUTER}:
+    RIPE Atlas' "error" element, with the address the error came from as Atlas' "srcaddr"."""
+    if result.rtt_s is not None:
+        return {"rtt": round(result.rtt_s * 1000, 3)}
+    err, source = result.extra.get("err"), result.extra.get("from")
+    if not err:
+        return {"x": "*"}
+    out: dict[str, Any] = {"error": f"ICMP destination unreachable '{err}'"}  # the RIPE "err" letter
+    if source:
+        out["srcaddr"] = source
+    return out

@@ -43,12 +43,19 @@ def test_ping_lines_and_ripe_ping_json() -> None:
     assert line(1, ok) == "seq=1 from 198.19.176.10: ttl=59 flags=SA time=40.000 ms"
     assert line(2, lost) == "seq=2 no answer"
     assert line(3, prohibited) == "seq=3 !A from 10.0.0.1"
-    obj = to_ripe_ping([ok, lost], ProbeSpec("198.19.176.10", Protocol.TCP, port=80))
-    assert obj["result"] == [{"rtt": 40.0}, {"x": "*"}]
-    assert (obj["sent"], obj["rcvd"], obj["min"], obj["ttl"]) == (2, 1, 40.0, 59)
+    obj = to_ripe_ping([ok, lost, prohibited], ProbeSpec("198.19.176.10", Protocol.TCP, port=80))
+    # A refusal is a loss that says who refused, not a timeout (RIPE Atlas ping "error" and "srcaddr").
+    assert obj["result"] == [
+        {"rtt": 40.0},
+        {"x": "*"},
+        {"error": "ICMP destination unreachable 'A'", "srcaddr": "10.0.0.1"},
+    ]
+    assert (obj["sent"], obj["rcvd"], obj["min"], obj["ttl"]) == (3, 1, 40.0, 59)
 
     from ripe.atlas.sagan import PingResult as SaganPing
 
     parsed = SaganPing(obj, on_error=SaganPing.ACTION_FAIL)
     assert not parsed.is_error
-    assert parsed.packets_sent == 2 and parsed.packets_received == 1 and parsed.rtt_min == 40.0
+    assert parsed.packets_sent == 3 and parsed.packets_received == 1 and parsed.rtt_min == 40.0
+    assert [p.rtt for p in parsed.packets] == [40.0, None, None]
+    assert parsed.packets[2].source_address == "10.0.0.1"
