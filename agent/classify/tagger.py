@@ -419,7 +419,14 @@ def _nearest_public(rows: _Rows, end: int) -> int | None:
 def _hop_verdict(settings: Settings, rows: _Rows, index: int) -> tuple[_Verdict, _Addr]:
     """The verdict for hop `index` (its public addresses must agree) and the address used as the border."""
     publics = [a for a in rows.addrs(index) if a.kind == "public"]
+    own = {a.address for a in publics}
     before_index = _nearest_public(rows, index)
+    # The same address at an earlier TTL (a router that answers twice, as 219.158.39.42 does on a path
+    # whose probes loop or are rate limited) is this router again, not a second, agreeing signal.
+    while before_index is not None and any(
+        a.address in own for a in rows.addrs(before_index) if a.kind == "public"
+    ):
+        before_index = _nearest_public(rows, before_index)
     before = None
     if before_index is not None:
         before = next(a for a in rows.addrs(before_index) if a.kind == "public")
@@ -460,7 +467,8 @@ def classify(
     def errors_at(index: int) -> set[str]:
         return {r.err for r in hops[index].replies if r.err is not None}
 
-    return _classify([(h.ttl, _addresses(h)) for h in hops], errors_at, lookup, settings, names)
+    rows = [(h.ttl, _addresses(h)) for h in hops]
+    return _classify(rows, errors_at, lookup, settings, names, target=path.target)
 
 
 def classify_addresses(
@@ -469,11 +477,13 @@ def classify_addresses(
     settings: Settings,
     names: Mapping[str, str] = {},  # read only
     errors: Mapping[int, Iterable[str]] = {},  # read only
+    *,
+    target: str = "",
 ) -> Classification:
-    """`classify` from what it reads of a path: per hop its number and distinct responding addresses, and
-    the RIPE "err" letters by hop index (agent.formats.ripe.addresses_from_ripe gives both without
-    building the replies: the fast way to tag stored results)."""
-    return _classify(hops, lambda index: set(errors.get(index, ())), lookup, settings, names)
+    """`classify` from what it reads of a path: per hop its number and distinct responding addresses, the
+    RIPE "err" letters by hop index and the trace's target (agent.formats.ripe.addresses_from_ripe gives
+    them without building the replies: the fast way to tag stored results)."""
+    return _classify(hops, lambda index: set(errors.get(index, ())), lookup, settings, names, target=target)
 
 
 def _rows(
@@ -527,6 +537,8 @@ def _classify(
     lookup: Lookup,
     settings: Settings,
     names: Mapping[str, str],
+    *,
+    target: str,
 ) -> Classification:
     rows, dest_index = _rows(hops, lookup, settings, names)
     as_path = _as_path(rows.asns)
@@ -535,6 +547,15 @@ def _classify(
         return Classification(UNKNOWN, None, as_path, why, NONE)
 
     if dest_index is None:
+        if target and not _aimed_at_destination(settings, lookup, target):
+            # The tags say which way a path crossed into the destination; a trace aimed elsewhere (a
+            # RIPE Atlas measurement of another network, say) crosses into none, whichever upstream's
+            # routers it passes: tagging it from its last hop would count it as a path to North Korea.
+            where = ", ".join(settings.destination_prefixes)
+            return unknown(
+                f"the trace's target {target} is outside the destination ({where}); only paths toward the"
+                " destination are tagged"
+            )
         return _classify_unreached(settings, rows, errors_at, as_path)
     first = next(a for a in rows.addrs(dest_index) if a.kind == "destination")
     inside = f"hop {first.ttl} {first.address} is in " + (
@@ -575,6 +596,16 @@ def _classify(
     if verdict.confidence != HIGH:
         evidence.append("confidence low: one signal only; an agreeing name or neighbour hop would confirm it")
     return Classification(verdict.group, border, as_path, tuple(evidence), verdict.confidence)
+
+
+def _aimed_at_destination(settings: Settings, lookup: Lookup, target: str) -> bool:
+    """The target is in the destination prefixes or the destination AS (an address that is not an IPv4
+    address, such as a hostname left in "dst_addr", is given the benefit of the doubt)."""
+    kind, _ = settings.kind_of(target)
+    if kind in {"destination", "invalid"}:
+        return True
+    match = lookup(target)
+    return match is not None and match.asn == settings.destination_asn
 
 
 def _context(settings: Settings, rows: _Rows, index: int) -> list[str]:

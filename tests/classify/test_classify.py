@@ -242,3 +242,28 @@ def test_every_unknown_carries_a_reason(addrs: list[str | None]) -> None:
         assert c.evidence and all(e for e in c.evidence)
     else:
         assert c.border is not None
+
+
+def test_the_same_router_at_an_earlier_ttl_is_not_its_own_neighbour() -> None:
+    # 219.158.39.42 answers at hop 19 and again (with !X) at hop 22 (tests/fixtures/corpus): the hop before
+    # it is the next earlier *other* router, hop 13's 219.158.102.214, not itself counted twice.
+    corpus = FIXTURES.parent / "corpus"
+    path = from_ripe(json.loads((corpus / "cu_udp_admin_prohibited_2019.json").read_text()))
+    c = tag(path, load_table([corpus / "corpus.pfx2as"]), {})
+    assert c.upstream == "china_unicom" and c.confidence == "low"
+    assert "hop 13 219.158.102.214 before it is china_unicom's too" in c.evidence[0]
+    assert "hop 19 219.158.39.42 before it" not in " ".join(c.evidence)
+
+
+def test_a_trace_aimed_outside_the_destination_is_never_tagged() -> None:
+    # The TTK path, re-aimed at an address outside 175.45.176.0/22 and cut before North Korea: its last
+    # public hop is TTK's, but a path to another network says nothing of North Korea's upstream.
+    path = load("ttk_mpls_handoff")
+    cut = dataclasses.replace(path, target="217.150.60.105", hops=path.hops[:9], reached=False)
+    c = tag(cut)
+    assert (c.upstream, c.confidence, c.border) == ("unknown", "none", None)
+    assert c.evidence == (
+        "the trace's target 217.150.60.105 is outside the destination (175.45.176.0/22); only paths toward"
+        " the destination are tagged",
+    )
+    assert tag(dataclasses.replace(cut, target="175.45.177.10")).upstream == "transtelecom"  # aimed at NK

@@ -81,9 +81,10 @@ def test_fixtures_same_hops_errors_and_tags(warm: bool) -> None:
             if any(r.err is not None for r in h.replies)
         }
         for n in ({}, names):
-            assert classify_addresses(fast.hops, table.lookup, settings_, n, fast.errors) == classify(
-                path, table.lookup, settings_, n
+            fast_tag = classify_addresses(
+                fast.hops, table.lookup, settings_, n, fast.errors, target=fast.target
             )
+            assert fast_tag == classify(path, table.lookup, settings_, n)
 
 
 # Reply lines with every odd value a stored result may hold, well-formed or not.
