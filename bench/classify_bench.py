@@ -141,7 +141,7 @@ def child_classify(path: str) -> None:
         tags: dict[str, int] = {}
         out: list[Classification] = []
         for r in results:
-            c = classify_addresses(r.hops, table.lookup, settings, {}, r.errors, target=r.target)
+            c = classify_addresses(r.hops, table.lookup, settings, {}, r.errors, target=r.target, rtts=r.rtts)
             out.append(c)
             tags[c.upstream] = tags.get(c.upstream, 0) + 1
         mark("classify_addresses")

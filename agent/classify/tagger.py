@@ -468,7 +468,8 @@ def classify(
         return {r.err for r in hops[index].replies if r.err is not None}
 
     rows = [(h.ttl, _addresses(h)) for h in hops]
-    return _classify(rows, errors_at, lookup, settings, names, target=path.target)
+    rtts = {i: min(r.rtt_s for r in h.replies) for i, h in enumerate(hops) if h.replies}
+    return _classify(rows, errors_at, lookup, settings, names, target=path.target, rtts=rtts)
 
 
 def classify_addresses(
@@ -479,11 +480,15 @@ def classify_addresses(
     errors: Mapping[int, Iterable[str]] = {},  # read only
     *,
     target: str = "",
+    rtts: Mapping[int, float] = {},  # read only
 ) -> Classification:
     """`classify` from what it reads of a path: per hop its number and distinct responding addresses, the
-    RIPE "err" letters by hop index and the trace's target (agent.formats.ripe.addresses_from_ripe gives
-    them without building the replies: the fast way to tag stored results)."""
-    return _classify(hops, lambda index: set(errors.get(index, ())), lookup, settings, names, target=target)
+    RIPE "err" letters and the smallest RTT (seconds) by hop index, and the trace's target
+    (agent.formats.ripe.addresses_from_ripe gives them without building the replies: the fast way to
+    tag stored results)."""
+    return _classify(
+        hops, lambda index: set(errors.get(index, ())), lookup, settings, names, target=target, rtts=rtts
+    )
 
 
 def _rows(
@@ -539,6 +544,7 @@ def _classify(
     names: Mapping[str, str],
     *,
     target: str,
+    rtts: Mapping[int, float],
 ) -> Classification:
     rows, dest_index = _rows(hops, lookup, settings, names)
     as_path = _as_path(rows.asns)
@@ -593,9 +599,32 @@ def _classify(
         )
         return unknown(*evidence)
     border = Border(hop=border_addr.ttl, address=border_addr.address, asn=border_addr.asn)
-    if verdict.confidence != HIGH:
+    confidence = verdict.confidence
+    step = _satellite_step(rtts, up_index, dest_index) if verdict.group != OTHER else None
+    if step is not None:
+        evidence.append(
+            f"the RTT rises {step * 1000:.0f} ms from hop {border_addr.ttl} to hop {first.ttl}: the delay of"
+            f" a geostationary satellite hop, not of {verdict.group}'s terrestrial hand-off; confidence low"
+        )
+        confidence = LOW
+    elif confidence != HIGH:
         evidence.append("confidence low: one signal only; an agreeing name or neighbour hop would confirm it")
-    return Classification(verdict.group, border, as_path, tuple(evidence), verdict.confidence)
+    return Classification(verdict.group, border, as_path, tuple(evidence), confidence)
+
+
+# A geostationary satellite sits 35,786 km up: one hop through it is 71,572 km each way, 477 ms a round
+# trip at the speed of light (more in practice: ~550-650 ms over a VSAT link). No fibre hand-off between
+# two neighbouring routers adds that much, so such a step at the border contradicts a terrestrial
+# upstream (North Korea's 2012-2013 Intelsat path, AS22351, was tagged by its own AS, `other`).
+SATELLITE_STEP_S = 0.45
+
+
+def _satellite_step(rtts: Mapping[int, float], up_index: int, dest_index: int) -> float | None:
+    """The RTT step from the upstream hop to the destination's first hop, if a satellite hop's size."""
+    up, dest = rtts.get(up_index), rtts.get(dest_index)
+    if up is None or dest is None or dest - up < SATELLITE_STEP_S:
+        return None
+    return dest - up
 
 
 def _aimed_at_destination(settings: Settings, lookup: Lookup, target: str) -> bool:

@@ -116,7 +116,9 @@ def _classify_all(args: argparse.Namespace, text: str, name: str) -> int:
                 return AsnMatch(given[address], f"{address}/32", (), "the result's own 'asn'")
             return found
 
-        result = classify_addresses(path.hops, lookup, settings, names, path.errors, target=path.target)
+        result = classify_addresses(
+            path.hops, lookup, settings, names, path.errors, target=path.target, rtts=path.rtts
+        )
         if args.json:
             out.append({**obj, "nkprobe": classification_to_ripe(result)})
             continue

@@ -444,6 +444,7 @@ class Addresses(NamedTuple):
     flow_id: int
     hops: list[tuple[int, tuple[str, ...]]]  # (hop number, distinct addresses in order of first answer)
     errors: dict[int, tuple[str, ...]]  # index in `hops` -> RIPE "err" letters of its replies (Reply.err)
+    rtts: dict[int, float]  # index in `hops` -> its smallest RTT in seconds, for hops that answered
 
 
 def addresses_from_ripe(obj: Any) -> Addresses:
@@ -452,12 +453,13 @@ def addresses_from_ripe(obj: Any) -> Addresses:
     >>> a = addresses_from_ripe({"dst_addr": "175.45.176.71", "result": [
     ...     {"hop": 1, "result": [{"from": "10.0.0.1", "rtt": 1.5}, {"x": "*"}]},
     ...     {"hop": 2, "result": [{"from": "175.45.176.71", "rtt": 9.0, "err": "A"}]}]})
-    >>> a.hops, a.errors
-    ([(1, ('10.0.0.1',)), (2, ('175.45.176.71',))], {1: ('A',)})
+    >>> a.hops, a.errors, a.rtts
+    ([(1, ('10.0.0.1',)), (2, ('175.45.176.71',))], {1: ('A',)}, {0: 0.0015, 1: 0.009})
     """
     dst, proto, raw_hops = _header(obj)
     hops: list[tuple[int, tuple[str, ...]]] = []
     errors: dict[int, tuple[str, ...]] = {}
+    rtts: dict[int, float] = {}
     valid, plain_keys = _VALID, _ADDRESS_KEYS
     for index, raw_hop in enumerate(raw_hops):
         if type(raw_hop) is dict:
@@ -467,6 +469,7 @@ def addresses_from_ripe(obj: Any) -> Addresses:
             ttl, raw_replies = _hop_header(raw_hop, index)
         addresses: list[str] = []
         errs: list[str] | None = None  # rare: made when needed
+        best = -1.0  # smallest RTT of the hop in seconds, computed as from_ripe does (-1: none yet)
         for raw in raw_replies:
             if type(raw) is dict and raw.keys() <= plain_keys:
                 # `_plain`, inlined: this runs for every reply line of every stored result.
@@ -482,6 +485,9 @@ def addresses_from_ripe(obj: Any) -> Addresses:
                         _mpls(raw["icmpext"])  # read only for its errors, as from_ripe reads it
                     if address not in addresses:
                         addresses.append(address)
+                    rtt = raw["rtt"] / 1000.0
+                    if best < 0 or rtt < best:
+                        best = rtt
                     continue
             if type(raw) is dict and "x" in raw:
                 continue  # a timeout
@@ -494,17 +500,21 @@ def addresses_from_ripe(obj: Any) -> Addresses:
                 continue
             if reply.address not in addresses:
                 addresses.append(reply.address)
+            if best < 0 or reply.rtt_s < best:
+                best = reply.rtt_s
             err = reply.err
             if err is not None:
                 if errs is None:
                     errs = []
                 if err not in errs:
                     errs.append(err)
+        if best >= 0:
+            rtts[len(hops)] = best
         hops.append((ttl, tuple(addresses)))
         if errs is not None:
             errors[index] = tuple(errs)
     flow_id = _trailer(obj)[0]
-    return Addresses(dst, proto, flow_id, hops, errors)
+    return Addresses(dst, proto, flow_id, hops, errors, rtts)
 
 
 def classification_from_ripe(obj: Any) -> Classification | None:

@@ -267,3 +267,36 @@ def test_a_trace_aimed_outside_the_destination_is_never_tagged() -> None:
         " the destination are tagged",
     )
     assert tag(dataclasses.replace(cut, target="175.45.177.10")).upstream == "transtelecom"  # aimed at NK
+
+
+def _delayed_after_border(path: Path, border_hop: int, extra_s: float) -> Path:
+    """`path` with every reply after hop `border_hop` `extra_s` later: a long link at the border."""
+    hops = tuple(
+        h if h.ttl <= border_hop else dataclasses.replace(
+            h, replies=tuple(r._replace(rtt_s=r.rtt_s + extra_s) for r in h.replies)
+        )
+        for h in path.hops
+    )  # fmt: skip
+    return dataclasses.replace(path, hops=hops)
+
+
+def test_a_satellite_sized_rtt_step_at_the_border_lowers_a_terrestrial_tag() -> None:
+    from agent.classify import classify_addresses
+    from agent.formats.ripe import addresses_from_ripe, to_ripe
+
+    path = load("ttk_mpls_handoff")
+    assert tag(path).confidence == "high"
+    far = _delayed_after_border(path, 10, 0.48)  # one geostationary hop: ~477 ms a round trip
+    c = tag(far)
+    assert (c.upstream, c.confidence) == ("transtelecom", "low")
+    assert any(
+        e.startswith("the RTT rises ") and "from hop 10 to hop 14: the delay of a geostationary satellite hop"
+        in e for e in c.evidence
+    ), c.evidence
+    # The fast reader of stored results sees the same step and gives the same answer.
+    fast = addresses_from_ripe(to_ripe(far))
+    assert classify_addresses(
+        fast.hops, TABLE.lookup, SETTINGS, NAMES, fast.errors, target=fast.target, rtts=fast.rtts
+    ) == c
+    # A long terrestrial link (Moscow to Pyongyang over TTK's fibre is about 100-150 ms) changes nothing.
+    assert tag(_delayed_after_border(path, 10, 0.2)).confidence == "high"

@@ -82,7 +82,7 @@ def test_fixtures_same_hops_errors_and_tags(warm: bool) -> None:
         }
         for n in ({}, names):
             fast_tag = classify_addresses(
-                fast.hops, table.lookup, settings_, n, fast.errors, target=fast.target
+                fast.hops, table.lookup, settings_, n, fast.errors, target=fast.target, rtts=fast.rtts
             )
             assert fast_tag == classify(path, table.lookup, settings_, n)
 
