@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deployhelp import CENTRAL, REPO, FakeRoot, need_tool
+from deployhelp import CENTRAL, DEPLOY, MDWE_EXEC, REPO, FakeRoot, need_tool, unit_directives
 
 from agent.net.netns import call_in_netns
 from tests.waiting import wait_for
@@ -244,15 +244,35 @@ def _forwarder_files(tmp_path: Path, kind: str, central: Central, agent_port: in
     return config, password
 
 
+def _prometheus_forwarder_argv(config: Path, data: Path, port: int) -> list[str]:
+    """The shipped nkprobe-forwarder-prometheus.service's ExecStart=, as systemd would run it, with only
+    what differs here: the config's path (install.sh's /etc/nkprobe/forwarder.yml, rendered into a fake
+    root), the state directory (%S, systemd's StateDirectory base) and a free port for the fixed 9932.
+    A flag added to or dropped from the unit changes what runs here."""
+    (exec_start,) = unit_directives(DEPLOY / "systemd" / "nkprobe-forwarder-prometheus.service")["ExecStart"]
+    argv = exec_start.split()
+    assert argv[0] == "/usr/bin/prometheus" and "--enable-feature=agent" in argv, argv
+    here = {
+        "=/etc/nkprobe/forwarder.yml": f"={config}",
+        "%S/nkprobe-forwarder": str(data),
+        "=127.0.0.1:9932": f"=127.0.0.1:{port}",
+    }
+    out = [need_tool("prometheus")]
+    for word in argv[1:]:
+        for shipped, local in here.items():
+            word = word.replace(shipped, local)  # noqa: PLW2901
+        assert "%" not in word, f"a systemd specifier this test does not stand in for: {word}"
+        out.append(word)
+    assert f"--config.file={config}" in out and f"--storage.agent.path={data}" in out, out
+    return out
+
+
 def _start_forwarder(kind: str, tmp_path: Path, procs: Processes, central: Central, agent_port: int) -> None:
     config, password = _forwarder_files(tmp_path, kind, central, agent_port)
     port = _free_port()
     log = tmp_path / f"forwarder-{kind}.log"
     if kind == "prometheus":
-        args = [
-            need_tool("prometheus"), "--enable-feature=agent", f"--config.file={config}",
-            f"--storage.agent.path={tmp_path / 'fwd-data'}", f"--web.listen-address=127.0.0.1:{port}",
-        ]  # fmt: skip
+        args = _prometheus_forwarder_argv(config, tmp_path / "fwd-data", port)
     else:
         args = [
             need_tool("vmagent"), f"-promscrape.config={config}", f"-remoteWrite.url={central.write_url}",
@@ -293,18 +313,6 @@ def test_remote_write_refuses_strangers(central: Central) -> None:
     assert err.value.code == 401
 
 
-# Runs argv[1:] with Linux's memory-deny-write-execute set (PR_SET_MDWE, kept across execve), the kernel's
-# counterpart of the unit's MemoryDenyWriteExecute=yes: if the agent (Python, scapy, ctypes) needed
-# writable executable memory, it would die here instead of on a volunteer's Pi. Kernels before 6.3 lack
-# it: then the agent runs without.
-MDWE_EXEC = """
-import ctypes, os, sys
-PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1
-ctypes.CDLL(None, use_errno=True).prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0)
-os.execv(sys.argv[1], sys.argv[1:])
-"""
-
-
 def assert_run_command() -> None:
     """`nkprobe run` exists with the flags these tests give it: `python -m agent run --help`, the way a
     user would ask. A failure, never a skip, so these tests cannot silently stop running."""
@@ -335,6 +343,8 @@ def _start_real_agent(tmp_path: Path, procs: Processes, lab: Any) -> int:
         cwd=REPO,
     )  # fmt: skip
     _wait_http(f"http://127.0.0.1:{agent_port}/metrics", proc, log)
+    # deployhelp.MDWE_EXEC exits 126 unless the kernel confirms the rule: the agent serves under it.
+    assert "mdwe: on" in log.read_text(errors="replace"), log.read_text(errors="replace")[-2000:]
     return agent_port
 
 
