@@ -36,6 +36,7 @@ from agent.lab.topology import CGNAT_PUBLIC, CHINA, TTK, Options, link
 from agent.net.capture import Capture, Frame, max_in_window
 from agent.packets.parse import parse
 from tests.conftest import lab_skip_reason
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -164,6 +165,22 @@ def replies_by_ttl(frames: list[Frame], sent: list[Probe], target: str, proto: s
     return out
 
 
+def wait_captured(caps: dict[str, Capture], stdout: str, target: str, proto: str) -> None:
+    """Wait (bounded) until the vantage capture holds every answer the trace reported: its thread reads
+    the frames some milliseconds after the kernel delivered them to the trace, which may exit first."""
+    doc = json.loads(stdout)
+    reported = sum(
+        1 for r in (doc if isinstance(doc, list) else [doc]) for hop in r["result"] for x in hop["result"]
+        if "from" in x
+    )  # fmt: skip
+
+    def seen() -> int:
+        frames = list(caps["vantage"].frames)
+        return sum(replies_by_ttl(frames, probes(frames, target, proto), target, proto).values())
+
+    wait_for(lambda: seen() >= reported, 10, lambda: f"{seen()} of the trace's {reported} answers captured")
+
+
 @contextlib.contextmanager
 def captures(points: dict[str, tuple[str, str]]) -> Iterator[dict[str, Capture]]:
     """Several captures at once: name -> (namespace, interface)."""
@@ -217,8 +234,8 @@ def nat_traces(
                         text=True,
                         timeout=60,
                     )
-                    time.sleep(0.05)  # the last answers reach every capture
-                assert proc.returncode == 0, proc.stderr
+                    assert proc.returncode == 0, proc.stderr
+                    wait_captured(caps, proc.stdout, target, proto)
                 out[(kind, upstream, proto)] = (
                     json.loads(proc.stdout),
                     {n: c.frames for n, c in caps.items()},
@@ -275,8 +292,8 @@ def test_sixteen_flows_through_nat_stay_sixteen_flows_beyond_it(labs: dict[str, 
             trace_cmd(lab, target, "--protocol", "udp", "--flows", "16"), capture_output=True, text=True,
             timeout=90,
         )  # fmt: skip
-        time.sleep(0.05)
-    assert proc.returncode == 0, proc.stderr
+        assert proc.returncode == 0, proc.stderr
+        wait_captured(caps, proc.stdout, target, "udp")
     results = json.loads(proc.stdout)
     inside = probes(caps["vantage"].frames, target, "udp")
     beyond = probes(caps["home-wan"].frames, target, "udp")
@@ -329,8 +346,8 @@ def test_rate_limited_hops_show_what_they_answered_within_the_budget_and_keep_th
             trace_cmd(lab, target, "--protocol", "icmp", "--flows", "8"), capture_output=True, text=True,
             timeout=90,
         )  # fmt: skip
-        time.sleep(0.05)
-    assert proc.returncode == 0, proc.stderr
+        assert proc.returncode == 0, proc.stderr
+        wait_captured(caps, proc.stdout, target, "icmp")
     results = json.loads(proc.stdout)
     frames = caps["vantage"].frames
     expected = lab.expected_hops(target, CHINA)
