@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -378,8 +378,9 @@ def _lab_info(prefix: str, names: dict[str, str], scenario: Scenario, backend: s
     )
 
 
-def agent_config(info: LabInfo) -> str:
-    """A ready agent configuration for the lab (README "Configuration")."""
+def agent_config(info: LabInfo, targets: Collection[str] | None = None) -> str:
+    """A ready agent configuration for the lab (README "Configuration"): every /24's echo and quiet host,
+    or only those of them in `targets`."""
     lines = [
         "# Written by `nkprobe lab up`: an agent config for this lab. Run the agent inside the vantage",
         f"# namespace: nkprobe run --config {info.config_file} --netns {info.vantage_ns}",
@@ -394,6 +395,8 @@ def agent_config(info: LabInfo) -> str:
     for p in info.prefixes.values():
         third = p.prefix.split(".")[2]
         for kind, addr in (("echo", p.echo_host), ("quiet", p.quiet_host)):
+            if targets is not None and addr not in targets:
+                continue
             lines += ["[[targets]]", f'address = "{addr}"', f'name = "lab-{third}-{kind}"', ""]
     lines += [
         "[ping]",
