@@ -290,13 +290,17 @@ def test_a_satellite_sized_rtt_step_at_the_border_lowers_a_terrestrial_tag() -> 
     c = tag(far)
     assert (c.upstream, c.confidence) == ("transtelecom", "low")
     assert any(
-        e.startswith("the RTT rises ") and "from hop 10 to hop 14: the delay of a geostationary satellite hop"
-        in e for e in c.evidence
+        e.startswith("the RTT rises ")
+        and "from hop 10 to hop 14: the delay of a geostationary satellite hop" in e
+        for e in c.evidence
     ), c.evidence
     # The fast reader of stored results sees the same step and gives the same answer.
     fast = addresses_from_ripe(to_ripe(far))
-    assert classify_addresses(
-        fast.hops, TABLE.lookup, SETTINGS, NAMES, fast.errors, target=fast.target, rtts=fast.rtts
-    ) == c
+    assert (
+        classify_addresses(
+            fast.hops, TABLE.lookup, SETTINGS, NAMES, fast.errors, target=fast.target, rtts=fast.rtts
+        )
+        == c
+    )
     # A long terrestrial link (Moscow to Pyongyang over TTK's fibre is about 100-150 ms) changes nothing.
     assert tag(_delayed_after_border(path, 10, 0.2)).confidence == "high"
