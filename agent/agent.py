@@ -1,11 +1,16 @@
 """The agent: one object that owns what a round needs and the one way to change it, `Agent.reload`.
 
 `Agent(config)` holds the config in use, the results (`agent.state.State`), the classifier (AS table,
-settings, BGP cross-check), and once running the probe engine (sockets and the packet budget), the
-history writer and the scheduler. The scheduler times the rounds (agent.scheduler); what a round does
-with a target comes from here: the probes it sends (`ping`, `trace`, through the prober map of
-agent.probers, with the config in use at that moment), how a path is tagged (`classifier`), and where a
-confirmed change goes (`record_change`, the history).
+settings, BGP cross-check), every target's path state (`agent.rounds.Rounds`), and once running the probe
+engine (sockets and the packet budget), the history writer and the scheduler. The scheduler times the
+probes and rounds (agent.scheduler); what they do is here:
+
+- `probe(target, protocol)`: one latency probe (`ping`, through the prober map of agent.probers), into
+  the results; its latency watch may ask for a trace of the /24 now.
+- `round(target)`: `trace.flows` Paris traces (`trace`), each classified (`classifier`, with a flow
+  rewrite by a middlebox named in the evidence) and recorded; the round steps the target's tag
+  (agent.rounds), its figures go to the results, and a confirmed change to the history (`record_change`,
+  written off the round's path).
 
 `reload(config)` applies a whole new config or keeps the old one: everything that can fail on bad input
 (the allowlist check of the targets, the AS tables, the BGP snapshot) is done first, off to the side;
@@ -22,15 +27,19 @@ import contextlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agent.config import Config
-from agent.errors import NkprobeError
+from agent.errors import NkprobeError, RateLog
 from agent.model import Classification, Path, PingResult, Protocol, Target
 from agent.net.allowlist import Allowlist
+from agent.rounds import PathChange, Rounds
 from agent.state import State
+from agent.trace.rewrite import with_rewrite_evidence
+from agent.upstream_state import Trigger
 
 if TYPE_CHECKING:
     from agent.asn.table import AsnMatch
@@ -38,7 +47,7 @@ if TYPE_CHECKING:
     from agent.classify import Settings
     from agent.history import HistoryWriter
     from agent.net.engine import ProbeEngine
-    from agent.scheduler import PathChange, Scheduler
+    from agent.scheduler import Scheduler
 
 log = logging.getLogger("nkprobe.run")
 
@@ -127,15 +136,24 @@ class Classifier:
 
 class Agent:
     """The agent of one process: its config, results, classifier and, while `run` runs, its engine,
-    history writer and scheduler."""
+    history writer and scheduler. `wall` is the clock of the history's timestamps."""
 
     def __init__(
-        self, config: Config, *, state: State | None = None, classifier: Classifier | None = None
+        self,
+        config: Config,
+        *,
+        state: State | None = None,
+        classifier: Classifier | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         check_targets(config)
         self._config = config
         self.state = state if state is not None else build_state(config)
         self.classifier = classifier if classifier is not None else Classifier(config, self.state)
+        self.rounds = Rounds(config)
+        self._wall = wall
+        self._writes: set[asyncio.Task[None]] = set()
+        self._log = RateLog(log)
         self.engine: ProbeEngine | None = None
         self.scheduler: Scheduler | None = None
         self.writer: HistoryWriter | None = None
@@ -170,8 +188,79 @@ class Agent:
             self.engine, trace_spec(self._config, target.address, flows=flows, first_flow=first_flow)
         )
 
+    async def probe(self, target: Target, protocol: str) -> Trigger | None:
+        """One latency probe, recorded; the reason to trace the target's /24 now, if it gives one."""
+        result = await self.ping(target, protocol)
+        self.state.record_ping(result)
+        return self.rounds.pinged(result)
+
+    async def round(self, target: Target) -> bool:
+        """One round of traces of `target`, recorded and tagged; True while a new tag awaits confirmation.
+        A failed trace raises (the scheduler counts it) after its flows are counted as errors."""
+        flows, state = self._config.trace.flows, self.state
+        try:
+            paths = await self.trace(target, 0, flows)
+        except Exception:
+            for _ in range(flows):
+                state.record_trace_outcome(target.address, "error")
+            raise
+        classified: list[tuple[Path, Classification]] = []
+        for path in paths:
+            state.record_trace(str(path.protocol), path.duration_s)
+            state.record_trace_outcome(target.address, "reached" if path.reached else "unreached")
+            try:
+                # A middlebox that rewrote the flow is named in the evidence (and so in the history).
+                classified.append((path, with_rewrite_evidence(path, self.classifier(path))))
+            except Exception as exc:
+                state.count_error("classify")
+                self._log.warn(f"classify {target.address}", "classifying %s failed: %s", target.address, exc)
+        result = self.rounds.traced(target, classified, self._wall())
+        if result is None:
+            return False  # removed by a reload while tracing
+        ps, figures = result.path_state, result.figures
+        log.debug(
+            "%s: round %s -> tag %s (candidate %s x%d)",
+            target.address, ",".join(c.upstream for _, c in classified), ps.tag, ps.candidate, ps.streak,
+        )  # fmt: skip
+        state.record_path(
+            target.address,
+            ps,
+            hops=figures.hops,
+            reached=figures.reached,
+            border_rtt={"upstream": figures.border_upstream, "destination": figures.border_destination},
+            confidence=result.confidence,
+        )
+        if result.change is not None:
+            change = result.change.change
+            log.info("%s (%s): upstream %s -> %s", target.address, target.prefix, change.old, change.new)
+            self._write(result.change)
+        return result.pending
+
+    def _write(self, change: PathChange) -> None:
+        """Hand a change to the history off the round's path; a failure is nkprobe_fault{kind="history"}."""
+
+        async def write() -> None:
+            try:
+                await self.record_change(change)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.state.record_history_write(False)
+                self._log.warn("history", "writing path history failed: %s", exc)
+            else:
+                self.state.record_history_write(True)
+
+        task = asyncio.create_task(write())
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def flush(self, timeout_s: float = 10.0) -> None:
+        """Wait for the history writes in flight (SIGTERM: finish writes, then exit)."""
+        if self._writes:
+            await asyncio.wait(set(self._writes), timeout=timeout_s)
+
     async def record_change(self, change: PathChange) -> None:
-        """A confirmed upstream change, to the history (the scheduler's sink)."""
+        """A confirmed upstream change, to the history writer."""
         from agent.history import PathChange as Row
         from agent.history import hops_from_path
 
@@ -223,6 +312,7 @@ class Agent:
                 # Budget would let up to old + new caps leave within one second of the reload).
                 self.engine.budget.set_rate(new.agent.max_pps)
         self.state.reconfigure(**state_settings(new))
+        self.rounds.configure(new)
         if self.scheduler is not None:
             await self.scheduler.reconfigure(new)
         self.state.record_reload(True)
@@ -261,7 +351,6 @@ class Agent:
         from agent.net.engine import open_engine
         from agent.net.localnet import LocalNetWatcher
         from agent.scheduler import Scheduler
-        from agent.upstream_state import Trigger
 
         loop = asyncio.get_running_loop()
         config, state = self._config, self.state
@@ -283,10 +372,7 @@ class Agent:
         )
         self.writer = writer
         writer.start()
-        scheduler = Scheduler(
-            config, state=state, pinger=self.ping, tracer=self.trace, classify=self.classifier,
-            history=self.record_change,
-        )  # fmt: skip
+        scheduler = Scheduler(config, state=state, probe=self.probe, trace_round=self.round)
         self.scheduler = scheduler
         reload_requested = asyncio.Event()
         if handle_signals:
@@ -327,7 +413,7 @@ class Agent:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await scheduler.flush()
+            await self.flush()
             if not await asyncio.to_thread(writer.close, 5.0):
                 log.error("some path changes could not be written before exit")
             engine.close()

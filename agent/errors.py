@@ -4,6 +4,10 @@ A timeout or an unreachable target is a *result*, never one of these (README "Co
 is a result).
 """
 
+from __future__ import annotations
+
+import logging
+
 
 class NkprobeError(Exception):
     """Base of every fault we report ourselves. `exit_code`: 2 = usage/config/env (README "Commands")."""
@@ -43,3 +47,17 @@ class RuntimeFault(NkprobeError):
     """Something broke inside the agent itself (exit 1)."""
 
     exit_code = 1
+
+
+class RateLog:
+    """Log the 1st, 2nd, 4th, 8th... occurrence of a repeating fault: visible, never a flood."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._counts: dict[str, int] = {}
+
+    def warn(self, key: str, message: str, *args: object) -> None:
+        n = self._counts.get(key, 0) + 1
+        self._counts[key] = n
+        if n & (n - 1) == 0:
+            self._log.warning(message + " (occurrence %d)", *args, n)

@@ -1,7 +1,7 @@
 """The agent's latest results: bounded counters, histograms and gauges, read by the exporter as a snapshot.
 
-The scheduler (event loop thread) writes through the `record_*` methods; the HTTP server (its own
-threads) calls `snapshot()`. The State holds one immutable Snapshot and each write swaps in a new one
+The agent and its scheduler (event loop thread) write through the `record_*` methods; the HTTP server
+(its own threads) calls `snapshot()`. The State holds one immutable Snapshot and each write swaps in a new one
 under a lock (about 8 µs, against 0.4 µs for the mirrored attributes it replaced: nothing at 20
 packets/s), so a scrape takes the current one without a copy, never sees half a round and never waits
 on a probe (as client_python's custom collectors). Memory is bounded by the
@@ -367,7 +367,7 @@ class State:
         self._swap(history_write_errors=s.history_write_errors + 1, errors=_bump(s.errors, "history"))
 
     # nkprobe_fault{kind="history"} has one writer, `_set_history_fault`, fed by both things that can
-    # fail: a change handed to the history (the scheduler's sink raised, `record_history_write`) and the
+    # fail: a change handed to the history (the agent's hand-off raised, `record_history_write`) and the
     # writer thread's commits (its status, `set_history_status`). It is 1 while either is failing, so
     # neither side can clear the other's fault.
 

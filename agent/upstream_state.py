@@ -2,7 +2,8 @@
 re-trace triggers.
 
 Pure: nothing here reads a clock or a socket. Rounds of traces and latency probe results go in, with the
-time they were seen as a number; verdicts come out. The scheduler (agent/scheduler.py) owns the I/O.
+time they were seen as a number; verdicts come out. agent.rounds keeps them per target; the agent
+(agent.agent) owns the I/O.
 
 ## How a round of traces becomes a tag
 

@@ -1,6 +1,6 @@
 """The Prometheus collector: every metric of README "Metrics", built from one State snapshot per scrape.
 
-Nothing here probes: a scrape reads the snapshot the scheduler last wrote (as
+Nothing here probes: a scrape reads the snapshot the agent last wrote (as
 smokeping_prober's collector.go and client_python's custom collectors do). Every label set exists from the
 first scrape: counters at 0, gauges without a value yet at NaN, every `upstream` value of every target.
 No label holds a hop address, a hostname, a hop number, an AS number or a path hash.

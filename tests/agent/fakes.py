@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from agent.agent import Agent, Classifier
+from agent.config import Config
 from agent.model import Border, Classification, Hop, Path, PingResult, Protocol, Reply, ReplyKind, Target
 from agent.net.budget import Budget
+from agent.rounds import PathChange
 from agent.state import State
 
 # Each upstream: the hop address that betrays it, an RTT and the reply TTL its way back gives.
@@ -30,6 +33,46 @@ def classify(path: Path) -> Classification:
             if address in hop.addresses:
                 return Classification(upstream, Border(hop.ttl, address, None))
     return Classification("unknown")
+
+
+class FixedClassifier(Classifier):
+    """The agent's classifier with a scripted rule instead of the AS table (a reload still loads the
+    tables, and ignores them)."""
+
+    def __init__(self, rule: Callable[[Path], Classification] = classify) -> None:
+        self.rule = rule
+
+    def __call__(self, path: Path) -> Classification:
+        return self.rule(path)
+
+
+class NetAgent(Agent):
+    """The real Agent (its round, probe, reload and history hand-off) over a FakeNet instead of the
+    engine, with `history` standing in for the history writer."""
+
+    def __init__(
+        self,
+        config: Config,
+        net: FakeNet,
+        *,
+        state: State,
+        rule: Callable[[Path], Classification] = classify,
+        history: Callable[[PathChange], Awaitable[None]] | None = None,
+        wall: Callable[[], float],
+    ) -> None:
+        super().__init__(config, state=state, classifier=FixedClassifier(rule), wall=wall)
+        self.net = net
+        self.history = history
+
+    async def ping(self, target: Target, protocol: str) -> PingResult:
+        return await self.net.ping(target, protocol)
+
+    async def trace(self, target: Target, first_flow: int, flows: int) -> tuple[Path, ...]:
+        return tuple(await self.net.trace(target, first_flow, flows))
+
+    async def record_change(self, change: PathChange) -> None:
+        if self.history is not None:
+            await self.history(change)
 
 
 @dataclass

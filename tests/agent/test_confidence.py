@@ -16,7 +16,7 @@ from agent.scheduler import Scheduler
 from agent.state import State
 from agent.upstream_state import PathState, tag_values
 
-from .fakes import FakeNet, classify
+from .fakes import FakeNet, NetAgent, classify
 from .test_scheduler import config
 from .vloop import run_virtual
 
@@ -57,7 +57,7 @@ def test_the_gauge_is_nan_before_a_trace_then_the_number_of_the_round() -> None:
         assert _confidence(state) == value, word
 
 
-def test_the_scheduler_records_the_confidence_of_the_round_that_backs_the_tag() -> None:
+def test_a_round_records_the_confidence_of_the_round_that_backs_the_tag() -> None:
     # Rounds classified high while the /24 goes through China Unicom; after a flip, the rounds that wait
     # for confirmation show another tag: the current one is then only weakly backed (low).
     cfg = config(max_pps=50, targets=(TARGET,), flows=1)
@@ -70,16 +70,8 @@ def test_the_scheduler_records_the_confidence_of_the_round_that_backs_the_tag() 
         return Classification(c.upstream, c.border or Border(1, "", None), confidence="high")
 
     async def script() -> None:
-        sched = Scheduler(
-            cfg,
-            state=state,
-            pinger=net.ping,
-            tracer=net.trace,
-            classify=high,
-            history=None,
-            rng=random.Random(1),
-            wall=asyncio.get_running_loop().time,
-        )
+        agent = NetAgent(cfg, net, state=state, rule=high, wall=asyncio.get_running_loop().time)
+        sched = Scheduler(cfg, state=state, probe=agent.probe, trace_round=agent.round, rng=random.Random(1))
         task = asyncio.create_task(sched.run())
         await asyncio.sleep(30)
         t = state.target(TARGET.address)

@@ -22,7 +22,7 @@ def fault(s: State) -> bool:
 
 def test_either_side_failing_is_the_fault_and_the_other_side_cannot_clear_it() -> None:
     s = state()
-    s.record_history_write(False)  # the scheduler's sink raised
+    s.record_history_write(False)  # the agent's hand-off to the history raised
     s.set_history_status(pending=0, written=3, dropped=0, fault=False)  # the writer thread is fine
     assert fault(s)  # before: the poll's False overwrote the sink's True within a second
     s.record_history_write(True)

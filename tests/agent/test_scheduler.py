@@ -1,4 +1,5 @@
-"""The scheduler against a scripted network on virtual time: budget, triggers, hysteresis, faults."""
+"""The scheduler and the agent's rounds against a scripted network on virtual time: budget, triggers,
+hysteresis, faults, reload."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
-from agent.config import AgentSection, Config, PingSection, TraceSection
+from agent.config import AgentSection, Config, DestinationSection, PingSection, TraceSection
 from agent.model import Path, Protocol, Target
 from agent.net.budget import Budget
-from agent.scheduler import PathChange, Scheduler, round_figures
+from agent.rounds import PathChange, round_figures
+from agent.scheduler import Scheduler
 from agent.state import State
 from agent.upstream_state import tag_values
 
-from .fakes import FakeNet, classify, max_in_window
+from .fakes import FakeNet, NetAgent, classify, max_in_window
 from .vloop import run_virtual
 
 CU, TTK = "china_unicom", "transtelecom"
@@ -32,6 +34,7 @@ TARGETS = (
 def config(max_pps: float = 20.0, targets: tuple[Target, ...] = TARGETS, **trace: Any) -> Config:
     return Config(
         agent=AgentSection(name="t", max_pps=max_pps),
+        destination=DestinationSection(prefixes=("198.19.176.0/22",)),
         targets=targets,
         ping=PingSection(interval_s=1.0, protocols=("icmp", "tcp"), timeout_s=2.0),
         trace=replace(TraceSection(interval_s=60.0, flows=4), **trace),
@@ -62,6 +65,7 @@ class Rig:
         self.changes: list[tuple[float, PathChange]] = []
         self.history_fail = False
         self.sched: Scheduler | None = None
+        self.agent: NetAgent | None = None
 
     async def history(self, change: PathChange) -> None:
         await asyncio.sleep(0.01)
@@ -71,15 +75,13 @@ class Rig:
 
     async def run(self, script: Callable[[Rig], Coroutine[Any, Any, None]]) -> None:
         loop = asyncio.get_running_loop()
-        self.sched = Scheduler(
+        self.agent = NetAgent(self.cfg, self.net, state=self.state, history=self.history, wall=loop.time)
+        self.sched = self.agent.scheduler = Scheduler(
             self.cfg,
             state=self.state,
-            pinger=self.net.ping,
-            tracer=self.net.trace,
-            classify=classify,
-            history=self.history,
+            probe=self.agent.probe,
+            trace_round=self.agent.round,
             rng=random.Random(11),
-            wall=loop.time,
         )
         task = asyncio.create_task(self.sched.run())
         try:
@@ -240,16 +242,9 @@ def test_reconfigure_keeps_path_state_of_kept_targets() -> None:
     async def script(r: Rig) -> None:
         await asyncio.sleep(30)
         assert r.tag(FLIP.address) == CU
-        assert r.sched is not None
+        assert r.agent is not None
         new = config(targets=(FLIP, Target("198.19.177.10")))
-        r.state.reconfigure(
-            agent_name="t",
-            targets=new.targets,
-            ping_protocols=new.ping.protocols,
-            trace_protocol="tcp",
-            tags=tag_values(new.upstreams),
-        )
-        await r.sched.reconfigure(new)
+        assert await r.agent.reload(new)  # state, rounds and scheduler, as SIGHUP does
         assert r.tag(FLIP.address) == CU  # not back to unknown
         await asyncio.sleep(30)
         assert r.tag("198.19.177.10") == TTK
