@@ -83,19 +83,24 @@ def ping_rtts(lab: LabInfo, target: str, count: int = 20) -> list[float]:
     return [float(m) for m in re.findall(r"time=([0-9.]+) ms", proc.stdout)]
 
 
-def median_rtt(lab: LabInfo, target: str, rounds: int = 5) -> float:
-    """The lowest median of `rounds` rounds of 20 echoes.
+def assert_rtt(lab: LabInfo, target: str, expect_ms: float, rounds: int = 5, within_s: float = 20.0) -> None:
+    """The lowest median of rounds of 20 echoes is within 1 ms of `expect_ms`: at least `rounds` rounds,
+    and more for up to `within_s` seconds while none is.
 
     This VM's host now and then deschedules it for milliseconds (sleep(5 ms) overshoots by up to 3.6 ms
-    here when idle), which only ever adds delay: a round whose median it spoiled is measured again. A
-    link whose delay is really off stays off in every round, so this cannot hide a wrong delay.
+    here when idle; in a full suite run every round of a few seconds once came out 2.5 ms slow), which
+    only ever adds delay: a round it spoiled is measured again, a little later. A link whose delay is
+    really off stays off in every round, so this cannot hide a wrong delay.
     """
-    medians = []
-    for _ in range(rounds):
+    medians: list[float] = []
+    deadline = time.monotonic() + within_s
+    while len(medians) < rounds or (min(medians) > expect_ms + 1.0 and time.monotonic() < deadline):
+        if len(medians) >= rounds:
+            time.sleep(0.5)
         rtts = ping_rtts(lab, target)
         assert len(rtts) == 20, rtts
         medians.append(statistics.median(rtts))
-    return min(medians)
+    assert min(medians) == pytest.approx(expect_ms, abs=1.0), medians
 
 
 def http_get(lab: LabInfo, address: str) -> bytes:
@@ -166,7 +171,7 @@ def test_split_prefix_is_hashed_per_flow_and_each_flow_returns_the_way_it_came(l
 @pytest.mark.parametrize(("slash24", "upstream"), [("198.19.176.0/24", CHINA), ("198.19.177.0/24", TTK)])
 def test_ping_rtt_matches_the_scenario(lab: LabInfo, slash24: str, upstream: str) -> None:
     info = lab.prefixes[slash24]
-    assert median_rtt(lab, info.echo_host) == pytest.approx(info.rtt_ms[upstream], abs=1.0)
+    assert_rtt(lab, info.echo_host, info.rtt_ms[upstream])
 
 
 def test_flip_moves_the_rtt_too(lab: LabInfo) -> None:
@@ -174,10 +179,10 @@ def test_flip_moves_the_rtt_too(lab: LabInfo) -> None:
     try:
         proc = nkprobe("lab", "--prefix", lab.prefix, "flip", TTK)
         assert proc.returncode == 0 and "now via transtelecom" in proc.stdout, proc.stderr
-        assert median_rtt(lab, info.echo_host) == pytest.approx(info.rtt_ms[TTK], abs=1.0)
+        assert_rtt(lab, info.echo_host, info.rtt_ms[TTK])
     finally:
         flip(lab, CHINA)
-    assert median_rtt(lab, info.echo_host) == pytest.approx(info.rtt_ms[CHINA], abs=1.0)
+    assert_rtt(lab, info.echo_host, info.rtt_ms[CHINA])
 
 
 def test_quiet_host_ignores_echo_but_serves_tcp(lab: LabInfo) -> None:
