@@ -244,19 +244,18 @@ class Scheduler:
         interval = self.config.trace.interval_s
         # The first round soon (within the first ping interval or five seconds), spread at random.
         delay = self._rng.uniform(0.0, min(interval, max(5.0, self.config.ping.interval_s)))
-        urgent = False
+        pending = False  # a new tag awaits confirmation (as of the last round that ran)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=delay)
-            urgent = urgent or wake.is_set()
+            urgent = pending or wake.is_set()
             wake.clear()
             await self._round_slots.acquire(urgent)
             try:
                 started = loop.time()
-                pending = await self._one_round(target)
+                pending = await self._one_round(target, pending)
             finally:
                 self._round_slots.release()
-            urgent = pending
             delay = interval * self._rng.uniform(1.0 - JITTER, 1.0 + JITTER)
             if pending:
                 delay = self._confirm_delay_s
@@ -266,7 +265,8 @@ class Scheduler:
                 await asyncio.sleep(gap)
                 delay = max(0.0, delay - gap)
 
-    async def _one_round(self, target: Target) -> bool:
+    async def _one_round(self, target: Target, pending: bool) -> bool:
+        """Whether a new tag awaits confirmation after the round; a failed round changed nothing."""
         name = f"trace {target.address}"
         try:
             pending = await self._trace_round(target)
@@ -274,7 +274,7 @@ class Scheduler:
             raise
         except Exception as exc:
             self._failed(name, "trace", exc)
-            return False
+            return pending
         self.rounds += 1
         self._succeeded(name)
         return pending

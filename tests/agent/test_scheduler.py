@@ -300,3 +300,35 @@ def test_urgent_rounds_jump_the_queue() -> None:
 
     run_virtual(main())
     assert order == ["u1", "u2", "p1", "p2", "p3"]
+
+
+def test_a_failed_round_while_a_tag_awaits_confirmation_is_retried_as_soon() -> None:
+    # The scheduler alone, with scripted rounds: the first leaves a change pending, the second fails.
+    # A failed round changed nothing, so the change still awaits confirmation: the next round follows
+    # after the confirm delay, not a whole trace interval (60 s here).
+    cfg = config(targets=(FLIP,))
+    state = Rig(cfg).state
+    script = iter([True, None])  # None: raise
+    rounds: list[float] = []
+
+    async def trace_round(target: Target) -> bool:
+        rounds.append(asyncio.get_running_loop().time())
+        step = next(script, False)
+        if step is None:
+            raise OSError("fake trace failure")
+        return step
+
+    async def probe(target: Target, protocol: str) -> None:
+        return None
+
+    async def main() -> None:
+        sched = Scheduler(cfg, state=state, probe=probe, trace_round=trace_round, rng=random.Random(2))
+        task = asyncio.create_task(sched.run())
+        await asyncio.sleep(20)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    run_virtual(main())
+    assert len(rounds) == 3, rounds
+    assert rounds[1] - rounds[0] < 3.0 and rounds[2] - rounds[1] < 3.0, rounds
+    assert state.snapshot().errors["trace"] == 1
