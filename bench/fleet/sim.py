@@ -6,7 +6,7 @@ Pure: every value is a function of (agent index, time), nothing is sent anywhere
 pushes the exposition text through vmagent into VictoriaMetrics; tests/fleet checks the dashboards'
 answers against `expected_*` below.
 
-The scenario (per agent, 8 targets, 2 in each /24 of 175.45.176.0/22, DOMAIN.md "Per-prefix routing"):
+The scenario (per agent, 8 targets, 2 in each /24 of 175.45.176.0/22, each /24 routed on its own):
 - 175.45.176.0/24 via china_unicom, except agent LONE_AGENT, which alone sees transtelecom there
   (a path seen by one vantage only);
 - 175.45.177.0/24 via transtelecom;
@@ -48,7 +48,7 @@ PING_PROTOCOLS = ("icmp", "tcp")  # agent/data/default-config.toml [ping] protoc
 PING_INTERVAL_S = 5.0
 TRACE_INTERVAL_S = 60.0
 FLOWS = 4
-# Two hosts per /24 that answer TCP (DOMAIN.md "The destination").
+# Two hosts per /24 that answer TCP, as the real ones do.
 TARGETS = (
     Target("175.45.176.15", "ns1"),
     Target("175.45.176.71", "kcna"),
@@ -62,7 +62,7 @@ TARGETS = (
 PREFIXES = ("175.45.176.0/24", "175.45.177.0/24", "175.45.178.0/24", "175.45.179.0/24")
 LONE_AGENT = 3
 SILENT_EVERY = 20  # agents 19, 39, 59, ... go silent
-# RTT levels per upstream from the US east coast (DOMAIN.md "Path shape").
+# RTT levels per upstream from the US east coast, as published traceroutes show them.
 RTT_S = {"china_unicom": 0.29, "transtelecom": 0.195, "other": 0.25, "unknown": 0.3}
 
 
@@ -121,7 +121,7 @@ def _duration_histogram(n: int) -> Histogram:
 
 def snapshot(sc: Scenario, i: int, t: float) -> Snapshot:
     """Agent i's state at time t, as its State would hold it."""
-    # Agents started up to 10 minutes apart before the span (spread start, DESIGN.md idea 9).
+    # Agents started up to 10 minutes apart before the span (a fleet never starts in step).
     started = sc.start - 600 - (zlib.crc32(agent_name(i).encode()) % 600)
     up_s = t - started
     pings = int(up_s / PING_INTERVAL_S)

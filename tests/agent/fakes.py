@@ -1,6 +1,6 @@
 """A scripted network for the scheduler: per-/24 upstreams that a test can flip, under one packet budget.
 
-Fake the wire, not the library (DESIGN.md idea 4): the fakes send "packets" through the real
+Fake the wire, not the library: the fakes send "packets" through the real
 agent.net.budget.Budget exactly as agent.net.engine does (wait for a token, then spend it), on the event
 loop's (virtual) clock, and record every send time so a test can check the cap.
 """

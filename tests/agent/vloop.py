@@ -1,4 +1,4 @@
-"""An asyncio event loop on virtual time, for testing timing without sleeping (DESIGN.md idea 3).
+"""An asyncio event loop on virtual time, for testing timing without sleeping (as aioquic's tests do).
 
 `loop.time()` is a number the loop itself advances: whenever nothing is ready to run, the selector
 "waits" by moving the clock straight to the next timer. asyncio.sleep, wait_for and call_later all

@@ -36,7 +36,7 @@ def test_longest_prefix_wins_across_nesting_both_ways() -> None:
     assert t.asn("210.51.211.255") == 9929
     assert t.asn("210.51.216.0") == 9929  # after the hole, the outer prefix resumes
     assert t.lookup("219.158.39.42").prefix == "219.158.32.0/20"  # type: ignore[union-attr]
-    assert t.asn("219.158.70.1") is None  # 219.158.64.0/19: unannounced router space (DOMAIN.md)
+    assert t.asn("219.158.70.1") is None  # 219.158.64.0/19: unannounced router space, in no BGP table
     assert t.asn("103.35.255.254") is None  # unannounced, next to AS134544's blocks
     assert t.asn("103.35.253.1") == 134544
     assert t.asn("175.45.179.255") == 131279 and t.asn("175.45.180.0") is None

@@ -1,4 +1,4 @@
-"""agent.classify on traceroutes modelled on DOMAIN.md's published paths (tests/fixtures/ripe)."""
+"""agent.classify on traceroutes modelled on published paths (tests/fixtures/ripe)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Every invalid fixture in tests/config/invalid/ with its exact problems, in order (DESIGN.md idea 6).
+"""Every invalid fixture in tests/config/invalid/ with its exact problems, in order: config is
+validated once, at load, and each fixture fails one rule.
 
 `{path}` in an expected message stands for the fixture's path.
 """
