@@ -1,7 +1,7 @@
 """Our own faults. Each message is one line that says what to do about it.
 
 A timeout or an unreachable target is a *result*, never one of these (README "Commands": an unreachable target
-is a result).
+is a result). `RateLog` is how a fault that repeats (a probe, a round, a history write) is logged.
 """
 
 from __future__ import annotations

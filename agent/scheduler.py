@@ -134,7 +134,7 @@ class Scheduler:
         self._log = RateLog(log)
         self._streaks: dict[str, int] = {}  # consecutive failures per loop (nkprobe_fault{kind="probing"})
         self.config = config
-        self.rounds = 0  # trace rounds completed, for tests and benchmarks
+        self.rounds_done = 0  # trace rounds completed, for tests and benchmarks
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -275,6 +275,6 @@ class Scheduler:
         except Exception as exc:
             self._failed(name, "trace", exc)
             return pending
-        self.rounds += 1
+        self.rounds_done += 1
         self._succeeded(name)
         return pending
