@@ -192,11 +192,12 @@ class Agent:
         """One latency probe, recorded; the reason to trace the target's /24 now, if it gives one."""
         result = await self.ping(target, protocol)
         self.state.record_ping(result)
-        return self.rounds.pinged(result)
+        return self.rounds.pinged(target, protocol, result)
 
-    async def round(self, target: Target) -> bool:
-        """One round of traces of `target`, recorded and tagged; True while a new tag awaits confirmation.
-        A failed trace raises (the scheduler counts it) after its flows are counted as errors."""
+    async def round(self, target: Target) -> None:
+        """One round of traces of `target`, recorded and tagged (`rounds.pending` says whether a new tag
+        awaits confirmation). A failed trace raises (the scheduler counts it) after its flows are counted
+        as errors."""
         flows, state = self._config.trace.flows, self.state
         try:
             paths = await self.trace(target, 0, flows)
@@ -216,7 +217,7 @@ class Agent:
                 self._log.warn(f"classify {target.address}", "classifying %s failed: %s", target.address, exc)
         result = self.rounds.traced(target, classified, self._wall())
         if result is None:
-            return False  # removed by a reload while tracing
+            return  # removed by a reload while tracing
         ps, figures = result.path_state, result.figures
         log.debug(
             "%s: round %s -> tag %s (candidate %s x%d)",
@@ -234,7 +235,6 @@ class Agent:
             change = result.change.change
             log.info("%s (%s): upstream %s -> %s", target.address, target.prefix, change.old, change.new)
             self._write(result.change)
-        return result.pending
 
     def _write(self, change: PathChange) -> None:
         """Hand a change to the history off the round's path; a failure is nkprobe_fault{kind="history"}."""
@@ -372,7 +372,9 @@ class Agent:
         )
         self.writer = writer
         writer.start()
-        scheduler = Scheduler(config, state=state, probe=self.probe, trace_round=self.round)
+        scheduler = Scheduler(
+            config, state=state, probe=self.probe, trace_round=self.round, pending=self.rounds.pending
+        )
         self.scheduler = scheduler
         reload_requested = asyncio.Event()
         if handle_signals:

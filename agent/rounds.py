@@ -6,8 +6,9 @@ and whether it confirmed a change, `pinged` whether a latency probe asks for a t
 (agent.scheduler) only decides when each round and probe runs.
 
 One target's state is agent.upstream_state's PathState (hysteresis) and one LatencyWatch per ping
-protocol. `configure` keeps both for every target a new config keeps (a reload does not send a settled
-tag back to `unknown`), unless the tag values or the hysteresis changed.
+protocol. `configure` keeps the PathState of every target a new config keeps (a reload does not send a
+settled tag back to `unknown`) unless the tag values or the hysteresis changed, and the watch of every
+(target, protocol) it keeps; the state of targets and protocols it drops is forgotten.
 """
 
 from __future__ import annotations
@@ -79,15 +80,10 @@ def round_figures(path: Path, classification: Classification | None) -> RoundFig
 class RoundResult:
     """One round of one target, as the metrics show it."""
 
-    path_state: PathState  # the target's tag, streak, ratios and change count after the round
+    path_state: PathState  # the target's own (live: the next round steps it): tag, streak, ratios, changes
     figures: RoundFigures  # of the path that carries the current tag
     confidence: str | None  # how well this round backs the current tag (None: no flow was classified)
     change: PathChange | None  # a change this round confirmed
-
-    @property
-    def pending(self) -> bool:
-        """A new tag awaits confirmation: the next round should follow soon."""
-        return self.path_state.pending
 
 
 class Rounds:
@@ -110,16 +106,17 @@ class Rounds:
             paths[t.address] = ps
             for proto in config.ping_protocols_for(t.address):
                 key = (t.address, proto)
-                watches[key] = self._watches.get(key) or LatencyWatch()
+                watches[key] = self._watches[key] if key in self._watches else LatencyWatch()
         self._paths, self._watches = paths, watches
 
-    def pending(self, address: str) -> bool:
-        ps = self._paths.get(address)
+    def pending(self, target: Target) -> bool:
+        """A new tag of `target` awaits confirmation: its next round should follow soon."""
+        ps = self._paths.get(target.address)
         return ps is not None and ps.pending
 
-    def pinged(self, result: PingResult) -> Trigger | None:
-        """One latency probe's result; the reason to trace its /24 now, if it gives one."""
-        watch = self._watches.get((result.target, str(result.protocol)))
+    def pinged(self, target: Target, protocol: str, result: PingResult) -> Trigger | None:
+        """One latency probe's result; the reason to trace the target's /24 now, if it gives one."""
+        watch = self._watches.get((target.address, protocol))
         return None if watch is None else watch.observe(result.rtt_s, result.reply_ttl)
 
     def traced(

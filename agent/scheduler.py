@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from agent.config import Config
@@ -63,9 +63,9 @@ class LatencyProbe(Protocol):
 
 
 class TraceRound(Protocol):
-    """One round of traces of `target`, recorded and tagged; True while a new tag awaits confirmation."""
+    """One round of traces of `target`, recorded and tagged; an exception is a failed round."""
 
-    def __call__(self, target: Target) -> Awaitable[bool]: ...
+    def __call__(self, target: Target) -> Awaitable[None]: ...
 
 
 class _Slots:
@@ -117,6 +117,7 @@ class Scheduler:
         state: State,
         probe: LatencyProbe,
         trace_round: TraceRound,
+        pending: Callable[[Target], bool],
         rng: random.Random | None = None,
         confirm_delay_s: float = CONFIRM_DELAY_S,
         min_round_gap_s: float = MIN_ROUND_GAP_S,
@@ -125,6 +126,7 @@ class Scheduler:
         self.state = state
         self._probe = probe
         self._trace_round = trace_round
+        self._pending = pending  # a new tag of the target awaits confirmation (agent.rounds)
         self._rng = rng or random.Random()
         self._confirm_delay_s = confirm_delay_s
         self._min_round_gap_s = min_round_gap_s
@@ -244,18 +246,21 @@ class Scheduler:
         interval = self.config.trace.interval_s
         # The first round soon (within the first ping interval or five seconds), spread at random.
         delay = self._rng.uniform(0.0, min(interval, max(5.0, self.config.ping.interval_s)))
-        pending = False  # a new tag awaits confirmation (as of the last round that ran)
+        urgent = False
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=delay)
-            urgent = pending or wake.is_set()
+            urgent = urgent or wake.is_set()
             wake.clear()
             await self._round_slots.acquire(urgent)
             try:
                 started = loop.time()
-                pending = await self._one_round(target, pending)
+                await self._one_round(target)
             finally:
                 self._round_slots.release()
+            # Asked after every round, failed ones too: a change awaiting confirmation before a failed
+            # round (or before a reload restarted this loop) still awaits it.
+            pending = urgent = self._pending(target)
             delay = interval * self._rng.uniform(1.0 - JITTER, 1.0 + JITTER)
             if pending:
                 delay = self._confirm_delay_s
@@ -265,16 +270,14 @@ class Scheduler:
                 await asyncio.sleep(gap)
                 delay = max(0.0, delay - gap)
 
-    async def _one_round(self, target: Target, pending: bool) -> bool:
-        """Whether a new tag awaits confirmation after the round; a failed round changed nothing."""
+    async def _one_round(self, target: Target) -> None:
         name = f"trace {target.address}"
         try:
-            pending = await self._trace_round(target)
+            await self._trace_round(target)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._failed(name, "trace", exc)
-            return pending
+            return
         self.rounds_done += 1
         self._succeeded(name)
-        return pending

@@ -241,7 +241,7 @@ class LatencyWatch:
     answered: bool = False
 
     def reset(self) -> None:
-        """Forget what was seen (after a configuration reload or a local network change)."""
+        """Forget what was seen (after a confirmed change of upstream: the old path's levels are gone)."""
         self.recent.clear()
         self.medians.clear()
         self.ttls.clear()

@@ -71,7 +71,14 @@ def test_a_round_records_the_confidence_of_the_round_that_backs_the_tag() -> Non
 
     async def script() -> None:
         agent = NetAgent(cfg, net, state=state, rule=high, wall=asyncio.get_running_loop().time)
-        sched = Scheduler(cfg, state=state, probe=agent.probe, trace_round=agent.round, rng=random.Random(1))
+        sched = Scheduler(
+            cfg,
+            state=state,
+            probe=agent.probe,
+            trace_round=agent.round,
+            pending=agent.rounds.pending,
+            rng=random.Random(1),
+        )
         task = asyncio.create_task(sched.run())
         await asyncio.sleep(30)
         t = state.target(TARGET.address)

@@ -18,9 +18,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.config import parse_listen
 from agent.errors import ConfigError
 from agent.exporter import build_registry
-from agent.exporter.server import MetricsServer, parse_listen
+from agent.exporter.server import MetricsServer
 from agent.exporter.webconfig import WebConfig, load_web_config, parse_yaml_subset
 from agent.model import Target
 from agent.state import State

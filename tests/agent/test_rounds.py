@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from agent.config import Config
 from agent.model import Border, Classification, Hop, Path, PingResult, Protocol, Reply, ReplyKind, Target
 from agent.rounds import Rounds
 from agent.upstream_state import Trigger
@@ -13,25 +14,32 @@ from .test_scheduler import config
 CU, TTK = "china_unicom", "transtelecom"
 TARGET = Target("198.19.176.10")
 OTHER_TARGET = Target("198.19.177.10")
-BORDER = {CU: "10.0.1.1", TTK: "10.0.2.1"}
+# Per upstream: its border hop's address, the border's RTT and the destination's, and the hop count.
+WAYS = {CU: ("10.0.1.1", 0.090, 0.100, 3), TTK: ("10.0.2.1", 0.170, 0.180, 4)}
 
 
-def path(tag: str, flow: int = 0) -> tuple[Path, Classification]:
-    hops = (
-        Hop(1, (Reply("192.168.1.1", 0.001, ReplyKind.TIME_EXCEEDED),), 1),
-        Hop(2, (Reply(BORDER[tag], 0.090, ReplyKind.TIME_EXCEEDED),), 1),
-        Hop(3, (Reply(TARGET.address, 0.100, ReplyKind.ECHO_REPLY),), 1),
-    )
-    p = Path(TARGET.address, Protocol.ICMP, flow, hops, True, 0.0, 0.2)
-    return p, Classification(tag, Border(2, BORDER[tag], None), confidence="high")
+def path(tag: str, flow: int = 0, target: Target = TARGET) -> tuple[Path, Classification]:
+    border, border_rtt, rtt, hops = WAYS[tag]
+    chain = [Hop(1, (Reply("192.168.1.1", 0.001, ReplyKind.TIME_EXCEEDED),), 1)]
+    chain += [Hop(ttl, (), 1) for ttl in range(2, hops - 1)]  # silent hops before the border
+    chain.append(Hop(hops - 1, (Reply(border, border_rtt, ReplyKind.TIME_EXCEEDED),), 1))
+    chain.append(Hop(hops, (Reply(target.address, rtt, ReplyKind.ECHO_REPLY),), 1))
+    p = Path(target.address, Protocol.ICMP, flow, tuple(chain), True, 0.0, 0.2)
+    return p, Classification(tag, Border(hops - 1, border, None), confidence="high")
 
 
-def round_of(tag: str, flows: int = 4) -> list[tuple[Path, Classification]]:
-    return [path(tag, flow) for flow in range(flows)]
+def round_of(tag: str, flows: int = 4, target: Target = TARGET) -> list[tuple[Path, Classification]]:
+    return [path(tag, flow, target) for flow in range(flows)]
 
 
-def ping(ttl: int, rtt: float = 0.100) -> PingResult:
-    return PingResult(TARGET.address, Protocol.ICMP, 0.0, rtt, ttl)
+def ping(rounds: Rounds, ttl: int, n: int, target: Target = TARGET) -> list[Trigger | None]:
+    """`n` echo replies of `target` with reply TTL `ttl`; the triggers they fired."""
+    result = PingResult(target.address, Protocol.ICMP, 0.0, 0.100, ttl)
+    return [rounds.pinged(target, "icmp", result) for _ in range(n)]
+
+
+def two_targets() -> Config:
+    return config(targets=(TARGET, OTHER_TARGET))
 
 
 def test_a_round_gives_the_figures_and_confidence_of_the_path_that_carries_the_tag() -> None:
@@ -41,21 +49,22 @@ def test_a_round_gives_the_figures_and_confidence_of_the_path_that_carries_the_t
     assert (first.figures.hops, first.figures.reached) == (3, True)
     assert first.figures.border_upstream == 0.090 and first.figures.border_destination == 0.100
     assert first.confidence == "high"
-    # One flow sees another upstream: not a change, and the tag is still backed by its own flows.
+    # The first flow sees the other upstream: not a change, and the figures are still the tag's path's.
     split = rounds.traced(TARGET, [path(TTK, 0), *round_of(CU, 3)], 20.0)
     assert split is not None and split.path_state.tag == CU and split.confidence == "high"
+    assert (split.figures.hops, split.figures.border_upstream) == (3, 0.090)
     assert split.path_state.ratio[TTK] == 0.25
 
 
 def test_a_round_of_another_upstream_backs_the_tag_low_then_confirms_one_change() -> None:
-    rounds = Rounds(config(targets=(TARGET,), flows=1))
-    for t in (1.0, 2.0):
-        rounds.traced(TARGET, round_of(CU, 1), t)
-    waiting = rounds.traced(TARGET, round_of(TTK, 1), 3.0)
+    rounds = Rounds(config(targets=(TARGET,)))
+    rounds.traced(TARGET, round_of(CU), 1.0)  # four agreeing flows confirm at once
+    waiting = rounds.traced(TARGET, round_of(TTK, 1), 3.0)  # one flow: not yet
     assert waiting is not None and waiting.path_state.tag == CU and waiting.confidence == "low"
-    assert waiting.pending and rounds.pending(TARGET.address) and waiting.change is None
+    assert rounds.pending(TARGET) and waiting.change is None
+    assert (waiting.figures.hops, waiting.figures.border_upstream) == (4, 0.170)  # the only path there is
     confirmed = rounds.traced(TARGET, round_of(TTK, 1), 4.0)
-    assert confirmed is not None and confirmed.change is not None and not confirmed.pending
+    assert confirmed is not None and confirmed.change is not None and not rounds.pending(TARGET)
     change = confirmed.change
     assert (change.change.old, change.change.new, change.change.at) == (CU, TTK, 4.0)
     assert change.classification is not None and change.classification.upstream == TTK
@@ -70,34 +79,48 @@ def test_no_classified_flow_is_no_figures_and_no_confidence() -> None:
     assert unknown is not None and unknown.confidence == "none"
 
 
-def test_a_confirmed_change_makes_the_old_level_news_again() -> None:
-    # Pings see the flip (TTL 55 -> 57) and fire once; the rounds confirm it. A flip back to TTL 55 soon
-    # after is news only because the change made the watch forget the old path's TTL.
-    rounds = Rounds(config(targets=(TARGET,), flows=1))
-    assert all(rounds.pinged(ping(55)) is None for _ in range(10))
-    fired = [rounds.pinged(ping(57)) for _ in range(3)]
-    assert fired.count(Trigger.REPLY_TTL) == 1
-    for t, tag in enumerate((CU, CU, TTK, TTK)):
-        rounds.traced(TARGET, round_of(tag, 1), float(t))
-    assert all(rounds.pinged(ping(57)) is None for _ in range(5))  # the new path settles
-    back = [rounds.pinged(ping(55)) for _ in range(3)]  # 55 is well within the watch's memory of 30
-    assert Trigger.REPLY_TTL in back
+def test_a_confirmed_change_makes_the_old_level_news_again_for_that_target_only() -> None:
+    # Both targets' pings see TTL 55, then 57 (a flip the watch fires on once). A flip back to 55 soon
+    # after is news only for a target whose watch forgot 55: the one whose rounds confirmed a change.
+    rounds = Rounds(two_targets())
+    for t in (TARGET, OTHER_TARGET):
+        assert ping(rounds, 55, 10, t) == [None] * 10
+        assert ping(rounds, 57, 3, t).count(Trigger.REPLY_TTL) == 1
+    rounds.traced(TARGET, round_of(CU), 1.0)  # the first tag: a discovery, not a change
+    assert ping(rounds, 55, 3) == [None] * 3  # so 55 is still remembered
+    rounds.traced(TARGET, round_of(TTK), 2.0)  # a change
+    for t in (TARGET, OTHER_TARGET):
+        assert ping(rounds, 57, 5, t) == [None] * 5  # the new path settles (55 within the memory of 30)
+    assert Trigger.REPLY_TTL in ping(rounds, 55, 3)
+    assert ping(rounds, 55, 3, OTHER_TARGET) == [None] * 3
 
 
 def test_configure_keeps_the_state_of_kept_targets_only() -> None:
-    cfg = config(targets=(TARGET, OTHER_TARGET))
-    rounds = Rounds(cfg)
-    for t in (1.0, 2.0):
-        rounds.traced(TARGET, round_of(CU), t)
-        rounds.traced(
-            OTHER_TARGET, [(replace(p, target=OTHER_TARGET.address), c) for p, c in round_of(TTK)], t
-        )
+    rounds = Rounds(two_targets())
+    rounds.traced(TARGET, round_of(CU), 1.0)
+    rounds.traced(OTHER_TARGET, round_of(TTK, target=OTHER_TARGET), 1.0)
+    for t in (TARGET, OTHER_TARGET):
+        ping(rounds, 55, 10, t)
     rounds.configure(config(targets=(TARGET,)))
     kept = rounds.traced(TARGET, round_of(CU), 3.0)
-    assert kept is not None and kept.path_state.tag == CU and kept.path_state.rounds == 3
-    assert rounds.traced(OTHER_TARGET, round_of(TTK), 3.0) is None  # removed while tracing
-    assert rounds.pinged(replace(ping(55), target=OTHER_TARGET.address)) is None
-    # A new hysteresis is a new rule for the tag: the target starts afresh.
-    rounds.configure(config(targets=(TARGET,), hysteresis=3))
-    fresh = rounds.traced(TARGET, round_of(CU), 4.0)
-    assert fresh is not None and fresh.path_state.rounds == 1 and fresh.path_state.confirm == 3
+    assert kept is not None and kept.path_state.tag == CU and kept.path_state.rounds == 2
+    assert ping(rounds, 57, 2) == [None, Trigger.REPLY_TTL]  # its watch remembers 55
+    assert rounds.traced(OTHER_TARGET, round_of(TTK, target=OTHER_TARGET), 3.0) is None  # removed
+    assert ping(rounds, 57, 3, OTHER_TARGET) == [None] * 3
+    # Back again: a new target, its tag unknown until confirmed.
+    rounds.configure(two_targets())
+    back = rounds.traced(OTHER_TARGET, round_of(TTK, 1, target=OTHER_TARGET), 4.0)
+    assert back is not None and back.path_state.tag == "unknown"
+
+
+def test_a_new_rule_for_the_tag_starts_it_afresh() -> None:
+    for new in (
+        config(targets=(TARGET,), hysteresis=3),
+        replace(config(targets=(TARGET,)), upstreams={CU: (4837,), TTK: (20485,), "intelsat": (22351,)}),
+    ):
+        rounds = Rounds(config(targets=(TARGET,)))
+        rounds.traced(TARGET, round_of(CU), 1.0)
+        rounds.configure(new)
+        fresh = rounds.traced(TARGET, round_of(CU, 1), 2.0)
+        assert fresh is not None and fresh.path_state.rounds == 1 and fresh.path_state.tag == "unknown"
+        assert fresh.path_state.tags == (*new.upstreams, "other", "unknown")

@@ -81,6 +81,7 @@ class Rig:
             state=self.state,
             probe=self.agent.probe,
             trace_round=self.agent.round,
+            pending=self.agent.rounds.pending,
             rng=random.Random(11),
         )
         task = asyncio.create_task(self.sched.run())
@@ -310,19 +311,27 @@ def test_a_failed_round_while_a_tag_awaits_confirmation_is_retried_as_soon() -> 
     state = Rig(cfg).state
     script = iter([True, None])  # None: raise
     rounds: list[float] = []
+    pending = [False]
 
-    async def trace_round(target: Target) -> bool:
+    async def trace_round(target: Target) -> None:
         rounds.append(asyncio.get_running_loop().time())
         step = next(script, False)
         if step is None:
             raise OSError("fake trace failure")
-        return step
+        pending[0] = step
 
     async def probe(target: Target, protocol: str) -> None:
         return None
 
     async def main() -> None:
-        sched = Scheduler(cfg, state=state, probe=probe, trace_round=trace_round, rng=random.Random(2))
+        sched = Scheduler(
+            cfg,
+            state=state,
+            probe=probe,
+            trace_round=trace_round,
+            pending=lambda _target: pending[0],
+            rng=random.Random(2),
+        )
         task = asyncio.create_task(sched.run())
         await asyncio.sleep(20)
         task.cancel()
