@@ -260,9 +260,9 @@ class Scheduler:
                 self._round_slots.release()
             # Asked after every round, failed ones too: a change awaiting confirmation before a failed
             # round (or before a reload restarted this loop) still awaits it.
-            pending = urgent = self._pending(target)
+            urgent = self._pending(target)
             delay = interval * self._rng.uniform(1.0 - JITTER, 1.0 + JITTER)
-            if pending:
+            if urgent:
                 delay = self._confirm_delay_s
             # A trigger that came during the round is served after the minimum gap, not dropped.
             gap = self._min_round_gap_s - (loop.time() - started)

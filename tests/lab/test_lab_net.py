@@ -89,14 +89,12 @@ def assert_rtt(lab: LabInfo, target: str, expect_ms: float, rounds: int = 5, wit
 
     This VM's host now and then deschedules it for milliseconds (sleep(5 ms) overshoots by up to 3.6 ms
     here when idle; in a full suite run every round of a few seconds once came out 2.5 ms slow), which
-    only ever adds delay: a round it spoiled is measured again, a little later. A link whose delay is
-    really off stays off in every round, so this cannot hide a wrong delay.
+    only ever adds delay: a round it spoiled is measured again. A link whose delay is really off stays
+    off in every round, so this cannot hide a wrong delay.
     """
     medians: list[float] = []
     deadline = time.monotonic() + within_s
     while len(medians) < rounds or (min(medians) > expect_ms + 1.0 and time.monotonic() < deadline):
-        if len(medians) >= rounds:
-            time.sleep(0.5)
         rtts = ping_rtts(lab, target)
         assert len(rtts) == 20, rtts
         medians.append(statistics.median(rtts))
