@@ -15,10 +15,11 @@ from agent.asn import builtin_table, load_table, table_info
 from agent.asn.loaders import load_file
 from agent.asn.table import TableBuilder, int_to_ip, ip_to_int
 from agent.errors import InputError
+from tests.steering import shared_file
 
 # The steering repository's real IP-to-AS subset (shared/data/asn/SOURCE.md), which the product must not
-# ship: shared/ sits beside the clone, for a developer and in CI alike (CI lays a copy there).
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "asn" / "upstreams-and-transit.pfx2as"
+# ship (tests/steering.py: where shared/ is).
+REAL = shared_file("data/asn/upstreams-and-transit.pfx2as")
 
 
 def _write(tmp_path: Path, name: str, text: str, gz: bool = False) -> Path:
@@ -147,11 +148,13 @@ def test_ip_helpers() -> None:
 
 
 def test_builtin_blocks_are_announced_by_the_same_as_in_real_data() -> None:
-    if not REAL.is_file():
+    if REAL is None:
         # A clone without shared/ beside it may skip; CI has shared/, so there a missing file is a fault.
         if os.environ.get("CI"):
-            pytest.fail(f"{REAL} is missing; CI lays shared/ beside the clone")
-        pytest.skip(f"{REAL} absent (shared/ is not beside this clone)")
+            pytest.fail(
+                "shared/data/asn/upstreams-and-transit.pfx2as is missing; CI lays shared/ beside the clone"
+            )
+        pytest.skip("shared/data/asn/upstreams-and-transit.pfx2as absent (shared/ is not beside this clone)")
     real = load_table([REAL], builtin=False)
     builtin = builtin_table()
     for asn in (131279, 4837, 9929, 10099, 134544, 20485):

@@ -14,6 +14,8 @@ from typing import Any
 
 from deployhelp import CENTRAL, DASHBOARDS, REPO, need_tool, unavailable
 
+from tests.steering import shared_file
+
 RULE_FILES = sorted((CENTRAL / "rules").glob("*.rules.yml"))
 DASHBOARD_FILES = sorted(DASHBOARDS.glob("*.json"))
 
@@ -45,14 +47,6 @@ KEYWORDS = {
     "nan",
     "atan2",
 }
-
-
-def _contract_path() -> Path | None:
-    # CI lays shared/ beside the clone; a developer has it at ../shared too.
-    for candidate in (REPO.parent / "shared" / "CONTRACT.md", REPO / "shared" / "CONTRACT.md"):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def contract_metrics(text: str) -> set[str]:
@@ -197,7 +191,7 @@ def test_recording_rules_used_are_defined() -> None:
 
 
 def test_metrics_are_in_the_contract() -> None:
-    path = _contract_path()
+    path = shared_file("CONTRACT.md")
     if path is None:
         # CI lays shared/ beside its clone (so there this fails); a bare clone has no contract to read.
         unavailable("CONTRACT.md not found at ../shared/CONTRACT.md beside the repository")
