@@ -17,12 +17,12 @@ import argparse
 import sys
 import time
 
+from agent.lab import synth
+from agent.lab.sim import SimNetwork
 from agent.model import Protocol
-from agent.packets import synth
 from agent.packets.build import ProbeBuilder
 from agent.packets.parse import match_key, parse
 from agent.trace import ReplyTable, Session, TraceParams, flow_spec
-from agent.trace.sim import SimNetwork
 
 DST, SRC = "198.19.176.10", "198.18.0.2"
 TARGET_US = 100.0

@@ -47,12 +47,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.lab import build, info, scenario
+from agent.lab.capture import Capture
 from agent.lab.info import LabInfo
 from agent.lab.topology import CHINA, TTK
 from agent.model import Protocol
 from agent.net.allowlist import Allowlist
 from agent.net.budget import Budget
-from agent.net.capture import Capture
 from agent.net.engine import ProbeEngine, open_engine
 from agent.probers import ping as ping_prober
 from agent.probers import traceroute

@@ -1,14 +1,13 @@
 """Entering network namespaces from Python: sysctls, ioctls and sockets that must live inside one.
 
-Python 3.11 has no os.setns (3.12 adds it), so this calls libc's setns(2) through ctypes. The calling
-thread switches namespace; `inside()` always switches back, even on errors. /proc/sys/net/* is resolved in
-the namespace of the process that opens the file, which is what makes `sysctl()` work per namespace.
+setns(2) is the net layer's (agent.net.netns.setns). The calling thread switches namespace; `inside()`
+always switches back, even on errors. /proc/sys/net/* is resolved in the namespace of the process that
+opens the file, which is what makes `sysctl()` work per namespace.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import fcntl
 import os
 import socket
@@ -17,19 +16,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from agent.net.netns import setns
+
 NETNS_RUN_DIR = Path("/run/netns")
-CLONE_NEWNET = 0x40000000
 SIOCETHTOOL = 0x8946
 ETHTOOL_STXCSUM = 0x17  # legacy "set TX checksum offload"; the kernel maps it onto the feature flags
 ETHTOOL_SGSO = 0x24
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-
-
-def setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
 
 
 def ns_path(name: str) -> Path:

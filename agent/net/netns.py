@@ -24,15 +24,19 @@ NETNS_RUN_DIR = "/run/netns"
 T = TypeVar("T")
 
 
-def _setns(fd: int) -> None:
-    setns = getattr(os, "setns", None)  # Python 3.12+
-    if setns is not None:
-        setns(fd, CLONE_NEWNET)
+def setns(fd: int) -> None:
+    """Move the calling thread into the network namespace open at `fd` (setns(2), CLONE_NEWNET).
+
+    os.setns exists from Python 3.12 (trixie's 3.13); bookworm's 3.11 calls libc through ctypes.
+    """
+    os_setns = getattr(os, "setns", None)
+    if os_setns is not None:
+        os_setns(fd, CLONE_NEWNET)
         return
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     if libc.setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
+        raise OSError(err, f"setns: {os.strerror(err)}")
 
 
 def namespace_path(name: str) -> str:
@@ -54,7 +58,7 @@ def call_in_netns(name: str | None, fn: Callable[[], T]) -> T:
 
     def worker() -> None:
         try:
-            _setns(fd)
+            setns(fd)
         except PermissionError as exc:
             box["setns_error"] = exc
             return

@@ -1,7 +1,7 @@
 """The receive path's one lookup (sans-I/O): a parsed reply to the handler of the session it belongs to.
 
 `ReplyTable` is the table `agent.net.engine.ProbeEngine` dispatches every received packet through, and the
-one the scripted wire (agent.trace.sim) and the fuzz tests use: there is a single dispatcher. A reply's
+one the scripted wire (agent.lab.sim) and the fuzz tests use: there is a single dispatcher. A reply's
 session key (protocol, destination, (sport, dport)), read from what it quotes (agent.packets.parse),
 picks the handler; the session finds the probe by its identity. Replies to nobody's flow (another
 program's traceroute, late replies to finished sessions) are counted and dropped, never raised.

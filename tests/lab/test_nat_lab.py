@@ -2,7 +2,7 @@
 
 Two labs of this module's own (`lab up` options, agent/lab/topology.py `Options`): "nat" (the home router
 masquerades the vantage host) and "home" (NAT + CGNAT + the kernel's default ICMP rate limits on every
-router and host). Everything is checked on the wire with AF_PACKET captures (agent.net.capture) at the
+router and host). Everything is checked on the wire with AF_PACKET captures (agent.lab.capture) at the
 vantage interface and beyond each NAT: the Paris flow identifier stays one per trace beyond the NATs,
 each flow stays a flow of its own, every reply that reaches the vantage is matched to its probe, and a
 rate-limited router shows as a hop that answered some probes, not as a silent one. All probes start inside
@@ -31,9 +31,9 @@ from typing import Any
 
 import pytest
 
+from agent.lab.capture import Capture, Frame, max_in_window
 from agent.lab.info import LabInfo
 from agent.lab.topology import CGNAT_PUBLIC, CHINA, TTK, Options, link
-from agent.net.capture import Capture, Frame, max_in_window
 from agent.packets.parse import parse
 from tests.conftest import lab_skip_reason
 from tests.waiting import wait_for

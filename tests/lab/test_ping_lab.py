@@ -1,7 +1,7 @@
 """`nkprobe ping` in the lab, inside the vantage namespace: answers, losses, reply TTLs, RTT accuracy.
 
 RTT accuracy is checked against the interface: an AF_PACKET capture on the vantage host's interface
-stamps each echo request as it leaves and each reply as it arrives (agent.net.capture); our RTTs, taken
+stamps each echo request as it leaves and each reply as it arrives (agent.lab.capture); our RTTs, taken
 from a monotonic send time and the kernel's receive stamp, must agree within 0.3 ms (median). Comparing
 against the lab's *configured* delay would measure the lab's userspace delay links as much as us; that
 comparison is in bench/RESULTS.md.
@@ -68,7 +68,7 @@ def test_tcp_probe_answered_with_rst_on_a_closed_port_and_syn_ack_on_an_open_one
 ) -> None:
     """On the wire, the host answers our SYN with exactly RST+ACK (closed port, RFC 9293 3.10.7.1) or
     SYN+ACK (open port), acknowledging our sequence number; the ping counts it answered and says which."""
-    from agent.net.capture import Capture
+    from agent.lab.capture import Capture
 
     target = lab.prefixes["198.19.176.0/24"].echo_host
     dev = json.loads(
@@ -97,7 +97,7 @@ def test_tcp_probe_answered_with_rst_on_a_closed_port_and_syn_ack_on_an_open_one
 
 
 def test_rtt_agrees_with_the_interface_within_0_3_ms(lab: LabInfo) -> None:
-    from agent.net.capture import Capture
+    from agent.lab.capture import Capture
 
     target = lab.prefixes["198.19.177.0/24"].echo_host
     dev = json.loads(

@@ -151,7 +151,7 @@ def lab_config(lab: LabInfo, tmp_path: Path, **changes: str) -> Path:
 
 
 def test_packet_rate_at_the_vantage_interface_never_exceeds_max_pps(lab: LabInfo, tmp_path: Path) -> None:
-    from agent.net.capture import Capture, max_in_window
+    from agent.lab.capture import Capture, max_in_window
 
     max_pps = 20
     config = lab_config(lab, tmp_path, max_pps=str(max_pps))

@@ -70,7 +70,7 @@ def test_ping_with_more_probes_in_flight_than_flows(
 def test_every_probe_answered_in_order(
     monkeypatch: pytest.MonkeyPatch, config_file: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from agent.packets import synth
+    from agent.lab import synth
 
     count = len(LATENCY_FLOWS) + 10
     use_fake_wire(monkeypatch, lambda packet: [(0.01, synth.echo_reply(packet), 0.0)])
@@ -96,7 +96,7 @@ ROUTER = "198.18.1.1"
 
 
 def two_hops(packet: bytes) -> list[Answer]:
-    from agent.packets import synth
+    from agent.lab import synth
 
     if packet[8] == 1:
         return [(0.002, synth.icmp_error(packet, ROUTER), 0.0)]

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from agent.lab import synth
 from agent.model import Protocol
-from agent.packets import synth
 from agent.probers import PROBERS, ProbeSpec
 from agent.probers.traceroute import probe as trace_probe
 from tests.net.fakewire import Answer, fake_engine

@@ -11,9 +11,9 @@ import asyncio
 import pytest
 
 from agent.errors import NotAllowedError
+from agent.lab import synth
 from agent.model import Protocol
 from agent.net.allowlist import Allowlist
-from agent.packets import synth
 from agent.packets.parse import parse
 from agent.probers import ProbeSpec
 from agent.probers.traceroute import probe as trace_probe

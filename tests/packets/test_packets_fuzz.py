@@ -17,9 +17,9 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.lab import synth
 from agent.model import Protocol
 from agent.net.engine import ProbeEngine
-from agent.packets import synth
 from agent.packets.parse import ParsedReply, parse
 from agent.trace import Probe, Session, TraceParams
 from tests.net.fakewire import fake_engine

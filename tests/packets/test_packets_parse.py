@@ -7,8 +7,8 @@ import struct
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP
 
+from agent.lab import synth
 from agent.model import MplsLabel, Protocol, ReplyKind
-from agent.packets import synth
 from agent.packets.build import ProbeBuilder, tcp_seq
 from agent.packets.checksum import inet_checksum
 from agent.packets.icmpext import build_mpls_extension, split_icmp_payload

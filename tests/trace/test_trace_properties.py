@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.lab.sim import SimNetwork, run
 from agent.model import Protocol, ReplyKind
 from agent.trace import Session, TraceParams
-from agent.trace.sim import SimNetwork, run
 
 TARGET, SRC = "198.19.179.10", "198.18.0.2"
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from agent.lab.sim import SimNetwork, run
 from agent.model import Classification, Protocol
 from agent.trace import Session, TraceParams, rewrite
-from agent.trace.sim import SimNetwork, run
 
 TARGET = "198.19.176.10"
 ROUTERS = ["198.18.0.2", "198.18.1.2", "198.18.48.2"]

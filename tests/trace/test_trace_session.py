@@ -1,4 +1,4 @@
-"""The Paris traceroute session against a scripted wire (agent.trace.sim) on a stepped clock."""
+"""The Paris traceroute session against a scripted wire (agent.lab.sim) on a stepped clock."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import struct
 
 import pytest
 
+from agent.lab import synth
+from agent.lab.sim import SimNetwork, run
 from agent.model import Protocol, ReplyKind
-from agent.packets import synth
 from agent.packets.build import ProbeBuilder
 from agent.packets.checksum import ones_sum
 from agent.packets.parse import parse
 from agent.trace import ReplyHandler, ReplyTable, Session, TraceParams, flow_spec
-from agent.trace.sim import SimNetwork, run
 
 TARGET = "198.19.176.10"
 SRC = "198.18.0.2"

@@ -1,4 +1,4 @@
-"""Synthesize the replies a network sends to our probes: for the scripted wire (agent.trace.sim), tests
+"""Synthesize the replies a network sends to our probes: for the scripted wire (agent.lab.sim), tests
 and fuzzing. Plain `struct`, so a fuzz loop can make hundreds of thousands of packets in seconds.
 
 Every function takes the probe's bytes as sent (agent.packets.build) and returns the reply's IPv4 packet

@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from agent.lab import synth
 from agent.model import Path
-from agent.packets import synth
 from agent.trace.registry import ReplyTable
 from agent.trace.session import Session
 
