@@ -184,22 +184,17 @@ def _configure_namespace(role: str, ns: str, scenario: Scenario, backend: str, f
     with _netlink(ns) as ipr:
         (lo,) = ipr.link_lookup(ifname="lo")
         ipr.link("set", index=lo, state="up")
+        own = []  # (link, our side, our interface index): MACs first, addresses, then up
         for lk in lab_links:
-            if role not in (lk.a, lk.b):
-                continue
-            side = "a" if lk.a == role else "b"
-            ifname = lk.a_ifname if side == "a" else lk.b_ifname
-            (idx,) = ipr.link_lookup(ifname=ifname)
-            ipr.link("set", index=idx, address=lk.mac(side))
+            if role in (lk.a, lk.b):
+                side = "a" if lk.a == role else "b"
+                (idx,) = ipr.link_lookup(ifname=lk.a_ifname if side == "a" else lk.b_ifname)
+                ipr.link("set", index=idx, address=lk.mac(side))
+                own.append((lk, side, idx))
         for ifname, addr, plen in topology.addresses(role, opts):
             (idx,) = ipr.link_lookup(ifname=ifname)
             ipr.addr("add", index=idx, address=addr, prefixlen=plen)
-        for lk in lab_links:
-            if role not in (lk.a, lk.b):
-                continue
-            side = "a" if lk.a == role else "b"
-            ifname = lk.a_ifname if side == "a" else lk.b_ifname
-            (idx,) = ipr.link_lookup(ifname=ifname)
+        for lk, side, idx in own:
             ipr.link("set", index=idx, state="up")
             # Static neighbours: no ARP through the delay links, no first-packet resolution delay.
             peer_addr, peer_mac = (lk.b_addr, lk.mac("b")) if side == "a" else (lk.a_addr, lk.mac("a"))
