@@ -43,12 +43,6 @@ class NotAllowedError(NkprobeError):
     """A target outside the configured destination prefixes (the allowlist)."""
 
 
-class RuntimeFault(NkprobeError):
-    """Something broke inside the agent itself (exit 1)."""
-
-    exit_code = 1
-
-
 class RateLog:
     """Log the 1st, 2nd, 4th, 8th... occurrence of a repeating fault: visible, never a flood."""
 

@@ -200,9 +200,5 @@ class Config:
         return None
 
     @property
-    def history_path(self) -> str:
-        return os.path.join(self.agent.state_dir, "history.db")
-
-    @property
     def asn_update_dir(self) -> str:
         return self.asn.update_dir or os.path.join(self.agent.state_dir, "asn")

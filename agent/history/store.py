@@ -68,10 +68,6 @@ class HistoryStore:
         self._conn: sqlite3.Connection | None = None
         self.corrupt_files: list[str] = []  # where damaged databases were moved, oldest first
 
-    @property
-    def is_open(self) -> bool:
-        return self._conn is not None
-
     def open(self) -> None:
         """Open (creating the directory and file), migrate; a damaged file is moved aside once."""
         if self._conn is not None:

@@ -112,7 +112,6 @@ prefixes = ["198.19.176.0/22"]
     # Relative paths are relative to the config file's directory.
     assert config.agent.state_dir == str(tmp_path / "state")
     assert config.asn.files == (str(tmp_path / "asn.pfx2as"),)
-    assert config.history_path == str(tmp_path / "state" / "history.db")
     assert config.asn_update_dir == str(tmp_path / "state" / "asn")
     # Default suffixes and borders name groups this config does not have: silently dropped.
     assert config.names.suffixes == {}
