@@ -1,16 +1,17 @@
 """The agent: one object that owns what a round needs and the one way to change it, `Agent.reload`.
 
-`Agent(config)` holds the config in use, the results (`agent.state.State`), the classifier (AS table,
-settings, BGP cross-check), every target's path state (`agent.rounds.Rounds`), and once running the probe
-engine (sockets and the packet budget), the history writer and the scheduler. The scheduler times the
-probes and rounds (agent.scheduler); what they do is here:
+`Agent(config)` holds the config in use, the results (`agent.results.Results`), the tagger
+(`agent.classify.Tagger`: AS table, settings, BGP cross-check), every target's tracked state
+(`agent.tracking.TrackedTargets`), and once running the probe engine (sockets and the packet budget), the
+history writer and the scheduler. The scheduler times the probes and rounds (agent.scheduler); what they
+do is here:
 
 - `probe(target, protocol)`: one latency probe (`ping`, through the prober map of agent.probers), into
   the results; its latency watch may ask for a trace of the /24 now.
-- `round(target)`: `trace.flows` Paris traces (`trace`), each classified (`classifier`, with a flow
-  rewrite by a middlebox named in the evidence) and recorded; the round steps the target's tag
-  (agent.rounds), its figures go to the results, and a confirmed change to the history (`record_change`,
-  written off the round's path).
+- `round(target)`: `trace.flows` Paris traces (`trace`), each tagged (`tagger.tag`) and recorded; the
+  round steps the target's tracked state (agent.tracking), its values go to the results, and a confirmed
+  change to the history writer (`record_change`: queued at once, written on the writer's thread; the
+  exporter reads the writer's health from it at scrape time).
 
 `reload(config)` applies a whole new config or keeps the old one: everything that can fail on bad input
 (the allowlist check of the targets, the AS tables, the BGP snapshot) is done first, off to the side;
@@ -29,22 +30,17 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from agent.config import Config
 from agent.errors import NkprobeError, RateLog
-from agent.model import Classification, Path, PingResult, Protocol, Target
+from agent.model import Classification, Path, PingResult, Protocol, Target, Trigger
 from agent.net.allowlist import Allowlist
-from agent.rounds import PathChange, Rounds
-from agent.state import State
-from agent.trace.rewrite import with_rewrite_evidence
-from agent.upstream_state import Trigger
+from agent.results import Results
+from agent.tracking import ConfirmedChange, TrackedTargets, tag_values
 
 if TYPE_CHECKING:
-    from agent.asn.table import AsnMatch
-    from agent.bgp import BgpCheck
-    from agent.classify import Settings
+    from agent.classify import Tagger
     from agent.history import HistoryWriter
     from agent.net.engine import ProbeEngine
     from agent.scheduler import Scheduler
@@ -52,14 +48,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("nkprobe.run")
 
 STOP_POLL_S = 0.2
-HISTORY_POLL_S = 1.0
 RESTART_ONLY = ("listen", "netns", "state_dir")  # [agent] keys a reload cannot apply
 
 
-def state_settings(config: Config) -> dict[str, Any]:
-    """What the state takes from the config, at start-up and on every reload alike."""
-    from agent.upstream_state import tag_values
-
+def results_settings(config: Config) -> dict[str, Any]:
+    """What the results take from the config, at start-up and on every reload alike."""
     return {
         "agent_name": config.agent.name,
         "targets": config.targets,
@@ -69,10 +62,10 @@ def state_settings(config: Config) -> dict[str, Any]:
     }
 
 
-def build_state(config: Config) -> State:
+def build_results(config: Config) -> Results:
     from agent import __version__
 
-    return State(version=__version__, **state_settings(config))
+    return Results(version=__version__, **results_settings(config))
 
 
 def check_targets(config: Config) -> None:
@@ -82,77 +75,36 @@ def check_targets(config: Config) -> None:
         allow.check(t.address)
 
 
-@dataclass(frozen=True)
-class _Tables:
-    """What the classifier reads, loaded whole from one config (or not at all)."""
+def load_tagger(config: Config) -> Tagger:
+    """The agent's tagger for `config`: its AS tables and [bgp] snapshot (raises NkprobeError)."""
+    from agent.classify import Tagger
 
-    lookup: Callable[[str], AsnMatch | None]
-    settings: Settings
-    bgp: BgpCheck | None
-    asn_files: tuple[str, ...]
-    entries: int
-    snapshot_time: float | None
-
-
-class Classifier:
-    """Path -> Classification with the AS table and settings of the config in use (swapped on reload)."""
-
-    def __init__(self, config: Config, state: State) -> None:
-        self.load(config, state)
-
-    @staticmethod
-    def tables(config: Config) -> _Tables:
-        """Load everything the classifier needs for `config`; raises NkprobeError, changing nothing."""
-        from agent.asn import configured_table
-        from agent.bgp import load_check
-        from agent.classify import Settings
-
-        table = configured_table(config)
-        # [bgp] snapshot, read with the AS tables: a reload that cannot read it is refused as a whole.
-        bgp = load_check(
-            config.bgp.snapshot, config.destination.asn, config.destination.prefixes, config.upstreams
-        )
-        return _Tables(
-            table.lookup, Settings.from_config(config), bgp, tuple(config.asn.files), len(table),
-            table.snapshot_time,
-        )  # fmt: skip
-
-    def adopt(self, tables: _Tables, state: State) -> None:
-        self.bgp = tables.bgp
-        self.lookup = tables.lookup
-        self.settings = tables.settings
-        state.set_asn_info(tables.asn_files, tables.entries, tables.snapshot_time)
-
-    def load(self, config: Config, state: State) -> None:
-        self.adopt(self.tables(config), state)
-
-    def __call__(self, path: Path) -> Classification:
-        from agent.classify import classify
-
-        # No reverse names on the probing path: a PTR lookup would send hop addresses to the system
-        # resolver (README "Commands", Safety); the AS table and configured borders decide.
-        return classify(path, self.lookup, self.settings)
+    # No reverse names on the probing path: a PTR lookup would send hop addresses to the system
+    # resolver (README "Commands", Safety); the AS table and configured borders decide.
+    return Tagger.from_config(config, with_bgp=True)
 
 
 class Agent:
-    """The agent of one process: its config, results, classifier and, while `run` runs, its engine,
-    history writer and scheduler. `wall` is the clock of the history's timestamps."""
+    """The agent of one process: its config, results, tagger and, while `run` runs, its engine,
+    history writer and scheduler. `wall` is the clock of the history's timestamps; `tagger_for` loads
+    the tagger of a config (at start and on every reload)."""
 
     def __init__(
         self,
         config: Config,
         *,
-        state: State | None = None,
-        classifier: Classifier | None = None,
+        results: Results | None = None,
+        tagger_for: Callable[[Config], Tagger] = load_tagger,
         wall: Callable[[], float] = time.time,
     ) -> None:
         check_targets(config)
         self._config = config
-        self.state = state if state is not None else build_state(config)
-        self.classifier = classifier if classifier is not None else Classifier(config, self.state)
-        self.rounds = Rounds(config)
+        self.results = results if results is not None else build_results(config)
+        self._tagger_for = tagger_for
+        self.tagger = tagger_for(config)
+        self._show_asn_info()
+        self.tracking = TrackedTargets(config)
         self._wall = wall
-        self._writes: set[asyncio.Task[None]] = set()
         self._log = RateLog(log)
         self.engine: ProbeEngine | None = None
         self.scheduler: Scheduler | None = None
@@ -161,6 +113,10 @@ class Agent:
     @property
     def config(self) -> Config:
         return self._config
+
+    def _show_asn_info(self) -> None:
+        table = self.tagger.table
+        self.results.set_asn_info(self.tagger.asn_files, len(table), table.snapshot_time)
 
     # -- what a round does ---------------------------------------------------------------------------
 
@@ -191,41 +147,44 @@ class Agent:
     async def probe(self, target: Target, protocol: str) -> Trigger | None:
         """One latency probe, recorded; the reason to trace the target's /24 now, if it gives one."""
         result = await self.ping(target, protocol)
-        self.state.record_ping(result)
-        return self.rounds.pinged(target, protocol, result)
+        self.results.record_ping(result)
+        return self.tracking.pinged(target, protocol, result)
 
     async def round(self, target: Target) -> None:
-        """One round of traces of `target`, recorded and tagged (`rounds.pending` says whether a new tag
-        awaits confirmation). A failed trace raises (the scheduler counts it) after its flows are counted
-        as errors."""
-        flows, state = self._config.trace.flows, self.state
+        """One round of traces of `target`, recorded and tagged (`tracking.pending` says whether a new
+        tag awaits confirmation). A failed trace raises (the scheduler counts it) after its flows are
+        counted as errors."""
+        flows, results = self._config.trace.flows, self.results
         try:
             paths = await self.trace(target, 0, flows)
         except Exception:
             for _ in range(flows):
-                state.record_trace_outcome(target.address, "error")
+                results.record_trace_outcome(target.address, "error")
             raise
         classified: list[tuple[Path, Classification]] = []
         for path in paths:
-            state.record_trace(str(path.protocol), path.duration_s)
-            state.record_trace_outcome(target.address, "reached" if path.reached else "unreached")
+            results.record_trace(str(path.protocol), path.duration_s)
+            results.record_trace_outcome(target.address, "reached" if path.reached else "unreached")
             try:
                 # A middlebox that rewrote the flow is named in the evidence (and so in the history).
-                classified.append((path, with_rewrite_evidence(path, self.classifier(path))))
+                classified.append((path, self.tagger.tag(path)))
             except Exception as exc:
-                state.count_error("classify")
+                results.count_error("classify")
                 self._log.warn(f"classify {target.address}", "classifying %s failed: %s", target.address, exc)
-        result = self.rounds.traced(target, classified, self._wall())
+        result = self.tracking.traced(target, classified, self._wall())
         if result is None:
             return  # removed by a reload while tracing
-        ps, figures = result.path_state, result.figures
+        st, figures = result.status, result.figures
         log.debug(
             "%s: round %s -> tag %s (candidate %s x%d)",
-            target.address, ",".join(c.upstream for _, c in classified), ps.tag, ps.candidate, ps.streak,
+            target.address, ",".join(c.upstream for _, c in classified), st.tag, st.candidate, st.streak,
         )  # fmt: skip
-        state.record_path(
+        results.record_path(
             target.address,
-            ps,
+            tag=st.tag,
+            ratio=st.ratio,
+            changes=st.changes,
+            last_change_at=st.last_change_at,
             hops=figures.hops,
             reached=figures.reached,
             border_rtt={"upstream": figures.border_upstream, "destination": figures.border_destination},
@@ -234,51 +193,28 @@ class Agent:
         if result.change is not None:
             change = result.change.change
             log.info("%s (%s): upstream %s -> %s", target.address, target.prefix, change.old, change.new)
-            self._write(result.change)
+            self.record_change(result.change)
 
-    def _write(self, change: PathChange) -> None:
-        """Hand a change to the history off the round's path; a failure is nkprobe_fault{kind="history"}."""
-
-        async def write() -> None:
-            try:
-                await self.record_change(change)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.state.record_history_write(False)
-                self._log.warn("history", "writing path history failed: %s", exc)
-            else:
-                self.state.record_history_write(True)
-
-        task = asyncio.create_task(write())
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
-
-    async def flush(self, timeout_s: float = 10.0) -> None:
-        """Wait for the history writes in flight (SIGTERM: finish writes, then exit)."""
-        if self._writes:
-            await asyncio.wait(set(self._writes), timeout=timeout_s)
-
-    async def record_change(self, change: PathChange) -> None:
-        """A confirmed upstream change, to the history writer."""
-        from agent.history import PathChange as Row
-        from agent.history import hops_from_path
+    def record_change(self, change: ConfirmedChange) -> None:
+        """A confirmed upstream change, queued to the history writer (it never blocks on the disk and
+        keeps its own health: agent.history.HistoryWriter.status, read by the exporter)."""
+        from agent.history import PathChange, hops_from_path
 
         assert self.writer is not None, "Agent.run opens the history"
-        event, c = change, change.classification
-        await self.writer.record(
-            Row(
-                time=event.change.at,
+        c = change.classification
+        self.writer.submit(
+            PathChange(
+                time=change.change.at,
                 agent=self._config.agent.name,
-                target=event.target.address,
-                prefix=event.target.prefix,
-                old_tag=event.change.old,
-                new_tag=event.change.new,
+                target=change.target.address,
+                prefix=change.target.prefix,
+                old_tag=change.change.old,
+                new_tag=change.change.new,
                 as_path=c.as_path if c else (),
-                hops=hops_from_path(event.path) if event.path else (),
+                hops=hops_from_path(change.path) if change.path else (),
                 evidence=c.evidence if c else (),
-                ratio=dict(event.ratio) or None,
-                protocol=str(event.path.protocol) if event.path else "",
+                ratio=dict(change.ratio) or None,
+                protocol=str(change.path.protocol) if change.path else "",
                 border=c.border.address if c and c.border else None,
             )
         )
@@ -289,9 +225,9 @@ class Agent:
         """Apply the whole of `new`, or keep the config in use if any part of it cannot be applied."""
         try:
             check_targets(new)
-            tables = self.classifier.tables(new)
+            tagger = self._tagger_for(new)
         except NkprobeError as exc:
-            self.state.record_reload(False)
+            self.results.record_reload(False)
             log.error("config reload failed, keeping the running config: %s", exc)
             return False
         old, self._config = self._config, new
@@ -299,7 +235,8 @@ class Agent:
             before, after = getattr(old.agent, key), getattr(new.agent, key)
             if before != after:
                 log.warning("agent.%s changed; that takes a restart (kept %r)", key, before)
-        self.classifier.adopt(tables, self.state)
+        self.tagger = tagger
+        self._show_asn_info()
         if self.engine is not None:
             if new.destination.prefixes != old.destination.prefixes:
                 # Before the scheduler moves to the new targets: a narrower list stops probes to what it
@@ -311,11 +248,11 @@ class Agent:
                 # In place: the sends of the last second still count against the new cap (a fresh
                 # Budget would let up to old + new caps leave within one second of the reload).
                 self.engine.budget.set_rate(new.agent.max_pps)
-        self.state.reconfigure(**state_settings(new))
-        self.rounds.configure(new)
+        self.results.reconfigure(**results_settings(new))
+        self.tracking.configure(new)
         if self.scheduler is not None:
             await self.scheduler.reconfigure(new)
-        self.state.record_reload(True)
+        self.results.record_reload(True)
         return True
 
     async def reload_file(self, path: str | None) -> bool:
@@ -325,7 +262,7 @@ class Agent:
         try:
             new = load_config(path)
         except NkprobeError as exc:
-            self.state.record_reload(False)
+            self.results.record_reload(False)
             log.error("config reload failed, keeping the running config: %s", exc)
             return False
         ok = await self.reload(new)
@@ -353,13 +290,13 @@ class Agent:
         from agent.scheduler import Scheduler
 
         loop = asyncio.get_running_loop()
-        config, state = self._config, self.state
+        config, results = self._config, self.results
         # The engine's own allowlist, the last line of the hard rule: a reload replaces it.
         engine = open_engine(
             Budget(config.agent.max_pps),
             netns,
-            on_send=lambda proto: state.record_packets(proto, 1),
-            on_send_error=lambda _errno: state.count_error("send"),
+            on_send=lambda proto: results.record_packets(proto, 1),
+            on_send_error=lambda _errno: results.count_error("send"),
             allow=Allowlist(config.destination.prefixes),
         )
         self.engine = engine
@@ -373,7 +310,7 @@ class Agent:
         self.writer = writer
         writer.start()
         scheduler = Scheduler(
-            config, state=state, probe=self.probe, trace_round=self.round, pending=self.rounds.pending
+            config, results=results, probe=self.probe, trace_round=self.round, pending=self.tracking.pending
         )
         self.scheduler = scheduler
         reload_requested = asyncio.Event()
@@ -387,13 +324,12 @@ class Agent:
             config.targets[0].address if config.targets else config.destination.prefixes[0].split("/")[0],
             netns=netns,
             on_change=lambda: scheduler.trigger(Trigger.LOCAL_NETWORK),
-            on_egress=state.set_egress,
-            on_error=lambda: state.count_error("localnet"),
+            on_egress=results.set_egress,
+            on_error=lambda: results.count_error("localnet"),
         )
         tasks = [
             asyncio.create_task(scheduler.run(), name="scheduler"),
             asyncio.create_task(watcher.run(), name="localnet"),
-            asyncio.create_task(self._poll_history(), name="history status"),
         ]
         if on_ready is not None:
             on_ready()
@@ -415,23 +351,7 @@ class Agent:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self.flush()
             if not await asyncio.to_thread(writer.close, 5.0):
                 log.error("some path changes could not be written before exit")
             engine.close()
         return 0
-
-    async def _poll_history(self) -> None:
-        """Mirror the writer's health into the metrics (a broken disk: nkprobe_fault{kind="history"})."""
-        assert self.writer is not None
-        last_error: str | None = None
-        while True:
-            status = self.writer.status()
-            self.state.set_history_status(
-                pending=status.pending, written=status.written, dropped=status.dropped, fault=status.fault
-            )
-            if status.last_error is not None and status.last_error != last_error:
-                self.state.count_history_write_error()
-                log.error("path history: %s", status.last_error)
-            last_error = status.last_error
-            await asyncio.sleep(HISTORY_POLL_S)

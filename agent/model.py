@@ -175,3 +175,17 @@ class PingResult:
     rtt_s: float | None
     reply_ttl: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+
+class Trigger(StrEnum):
+    """Why a trace of a target's /24 was asked for at once (the `reason` label of
+    nkprobe_retrace_triggers_total): a latency probe's verdict (agent.tracking.LatencyWatch) or a
+    change of our own network (agent.net.localnet)."""
+
+    REPLY_TTL = "reply_ttl"
+    RTT_LEVEL = "rtt_level"
+    UNREACHABLE = "unreachable"
+    LOCAL_NETWORK = "local_network"  # our own default route, source address or link changed
+
+
+TRIGGERS: tuple[str, ...] = tuple(t.value for t in Trigger)

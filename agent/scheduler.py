@@ -8,9 +8,9 @@
   after round the same flows cross the same per-flow balancers) every `trace.interval_s` with jitter,
   from a random offset.
 - Immediate re-trace: a latency probe whose reply TTL changes, whose RTT moves to a new level, or whose
-  target stops answering (agent.upstream_state.LatencyWatch) wakes the trace loops of every target in
+  target stops answering (agent.tracking.LatencyWatch) wakes the trace loops of every target in
   its /24 (routing is per /24: README, first section); so does a change of our own default route
-  (agent.net.localnet). While a new tag waits for confirmation (agent.upstream_state.PathState.pending),
+  (agent.net.localnet). While a new tag waits for confirmation (agent.tracking.TrackedTargets.pending),
   the next round follows after `confirm_delay_s` instead of a whole interval: a flip is confirmed in
   seconds, not minutes.
 - The global packet budget (`agent.max_pps`) is enforced where packets leave (agent.net.engine asks
@@ -21,7 +21,7 @@
   goes on.
 
 What a probe and a round do (send, record, tag, write the history) is the agent's (agent.agent), and what
-they mean is agent.rounds; this module only times them.
+they mean is agent.tracking; this module only times them.
 
 Time comes from the event loop (`loop.time()`), so tests run the scheduler on a loop whose clock is
 virtual (tests/agent/vloop.py) and step through hours in milliseconds, never sleeping.
@@ -38,9 +38,8 @@ from typing import Protocol
 
 from agent.config import Config
 from agent.errors import RateLog
-from agent.model import Target
-from agent.state import State
-from agent.upstream_state import Trigger
+from agent.model import Target, Trigger
+from agent.results import Results
 
 log = logging.getLogger("nkprobe.scheduler")
 
@@ -114,7 +113,7 @@ class Scheduler:
         self,
         config: Config,
         *,
-        state: State,
+        results: Results,
         probe: LatencyProbe,
         trace_round: TraceRound,
         pending: Callable[[Target], bool],
@@ -123,10 +122,10 @@ class Scheduler:
         min_round_gap_s: float = MIN_ROUND_GAP_S,
         rounds_in_flight: int = ROUNDS_IN_FLIGHT,
     ) -> None:
-        self.state = state
+        self.results = results
         self._probe = probe
         self._trace_round = trace_round
-        self._pending = pending  # a new tag of the target awaits confirmation (agent.rounds)
+        self._pending = pending  # a new tag of the target awaits confirmation (agent.tracking)
         self._rng = rng or random.Random()
         self._confirm_delay_s = confirm_delay_s
         self._min_round_gap_s = min_round_gap_s
@@ -169,12 +168,12 @@ class Scheduler:
         await self._stop_loops()
         self.config = config
         self._streaks.clear()  # loops start afresh; a fault that persists comes back in FAULT_STREAK tries
-        self.state.set_fault("probing", False)
+        self.results.set_fault("probing", False)
         self._start()
 
     def trigger(self, reason: Trigger, prefix: str | None = None) -> None:
         """Trace now every target in `prefix` (a /24 as in Target.prefix), or every target if None."""
-        self.state.count_trigger(reason.value)
+        self.results.count_trigger(reason.value)
         for t in self.config.targets:
             if prefix is None or t.prefix == prefix:
                 event = self._wake.get(t.address)
@@ -186,18 +185,18 @@ class Scheduler:
     def _failed(self, loop: str, kind: str, exc: Exception) -> None:
         """A probe or round raised: counted (nkprobe_errors_total{kind}) and logged. FAULT_STREAK in a row
         of one loop is a fault an operator must see."""
-        self.state.count_error(kind)
+        self.results.count_error(kind)
         self._log.warn(loop, "%s failed: %s", loop, exc)
         n = self._streaks.get(loop, 0) + 1
         self._streaks[loop] = n
         if n == FAULT_STREAK:
-            self.state.set_fault("probing", True)
+            self.results.set_fault("probing", True)
 
     def _succeeded(self, loop: str) -> None:
         if self._streaks.pop(loop, 0) >= FAULT_STREAK and not any(
             v >= FAULT_STREAK for v in self._streaks.values()
         ):
-            self.state.set_fault("probing", False)
+            self.results.set_fault("probing", False)
 
     # -- latency probes ---------------------------------------------------------------------------------
 

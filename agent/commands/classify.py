@@ -9,10 +9,7 @@ is looked up on the network. `--json` prints the input with "nkprobe" filled in,
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from agent.asn.table import AsnMatch
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,17 +77,13 @@ def _classify_all(args: argparse.Namespace, text: str, name: str) -> int:
     import json
     import sys
 
-    from agent.asn import configured_table
-    from agent.asn.table import AsnMatch
-    from agent.classify import Settings, classify_addresses
+    from agent.classify import Tagger
     from agent.config import load_config
     from agent.errors import InputError
     from agent.formats.ripe import addresses_from_ripe, classification_to_ripe
 
     items, shape = read_results(text, name)
-    config = load_config(args.config)
-    table = configured_table(config, args.asn_file)
-    settings = Settings.from_config(config)
+    tagger = Tagger.from_config(load_config(args.config), args.asn_file)
 
     out: list[Any] = []
     ipv6 = 0
@@ -109,15 +102,8 @@ def _classify_all(args: argparse.Namespace, text: str, name: str) -> int:
         except InputError as exc:
             raise InputError(f"{where}: {exc}") from None
         names, given = _annotations(obj)
-
-        def lookup(address: str, given: dict[str, int] = given) -> AsnMatch | None:
-            found = table.lookup(address)
-            if found is None and address in given:
-                return AsnMatch(given[address], f"{address}/32", (), "the result's own 'asn'")
-            return found
-
-        result = classify_addresses(
-            path.hops, lookup, settings, names, path.errors, target=path.target, rtts=path.rtts
+        result = tagger.tag_addresses(
+            path.hops, names=names, errors=path.errors, target=path.target, rtts=path.rtts, given_asns=given
         )
         if args.json:
             out.append({**obj, "nkprobe": classification_to_ripe(result)})

@@ -108,12 +108,18 @@ def run_agent(
         signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set())
         signal.signal(signal.SIGHUP, lambda _sig, _frame: early_reload.set())
     web = load_web_config(web_config_file or config.agent.web_config_file or None)
-    state = agent.state
+    results = agent.results
+    # The BGP check in use and the history writer's health are read from them at scrape time.
+    registry = build_registry(
+        results,
+        bgp=lambda: agent.tagger.bgp,
+        history=lambda: agent.writer.status() if agent.writer is not None else None,
+    )
     server = MetricsServer(
         listen or config.agent.listen,
-        build_registry(state, bgp=lambda: agent.classifier.bgp),
-        version=state.snapshot().version,
-        agent_name=lambda: state.snapshot().agent_name,
+        registry,
+        version=results.snapshot().version,
+        agent_name=lambda: results.snapshot().agent_name,
         web=web,
     )
     server.start()

@@ -11,17 +11,17 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agent.asn.table import AsnTable
-    from agent.classify import Settings
+    from agent.classify import Tagger
     from agent.config import Config
     from agent.model import Classification, Path, Reply
+    from agent.probers.base import ProbeSpec
 
 PROTOCOLS = ("icmp", "udp", "tcp")
 MAX_LOOKUPS = 128  # distinct hop addresses looked up per command (a 64-flow trace has far fewer)
@@ -51,15 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # Start-up is most of a short trace's wall time (bench/RESULTS.md, "Probe engine"), so only what the
     # probing needs is imported before the first packet: config, the engine and the prober. The tagging
-    # side (AS table, classifier, RIPE output: a third of the imports) loads in a thread meanwhile; the
-    # event loop sleeps in epoll most of a trace, so the two overlap, and receive times come from the
-    # kernel (SO_TIMESTAMPNS), so the thread cannot move an RTT.
-    from agent.commands._probing import config_and_target, run_with_engine
+    # side (the Tagger with its AS table, RIPE output: a third of the imports) loads in a thread
+    # meanwhile; the event loop sleeps in epoll most of a trace, so the two overlap, and receive times
+    # come from the kernel (SO_TIMESTAMPNS), so the thread cannot move an RTT.
+    from agent.commands._probing import config_and_target  # the engine's modules, with it
     from agent.errors import UsageError
     from agent.model import Protocol
-    from agent.net.engine import ProbeEngine
-    from agent.probers import trace
-    from agent.probers.base import trace_spec
+    from agent.probers.base import trace_spec  # the prober map's modules, with it
 
     if not 1 <= args.flows <= 64:
         raise UsageError("--flows takes 1..64")
@@ -76,7 +74,44 @@ def run(args: argparse.Namespace) -> int:
     for name in files:  # a missing file is a usage error before any packet, not after the trace
         if not os.access(name, os.R_OK):
             raise UsageError(f"cannot read IP-to-AS file {name}: check the path (--asn-file, asn.files)")
-    tagging = _Background(lambda: _Tagging.load(config, args.asn_file))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nkprobe-tagging") as pool:
+        tagging = pool.submit(_load_tagger, config, args.asn_file)
+        paths, names = _trace_and_names(config, spec, target, args)
+        tagger = tagging.result()  # raises what loading raised (a bad IP-to-AS file: exit 2)
+    addresses = {a for p in paths for h in p.hops for a in h.addresses}
+    asns = {a: tagger.asn(a) for a in addresses}
+    tags = [tagger.tag(p, names) for p in paths]
+    if args.json:
+        import json
+
+        from agent.formats.ripe import to_ripe
+
+        objs = [to_ripe(p, c, names, asns) for p, c in zip(paths, tags, strict=True)]
+        print(json.dumps(objs if args.flows > 1 else objs[0]))
+        return 0
+    for i, (path, c) in enumerate(zip(paths, tags, strict=True)):
+        if i:
+            print()
+        print(render(path, c, names, asns))
+    return 0
+
+
+def _load_tagger(config: Config, extra_files: list[str]) -> Tagger:
+    """The Tagger and the RIPE output code, loaded off the probing path (agent.classify.Tagger)."""
+    from agent.classify import Tagger
+    from agent.formats import ripe  # noqa: F401  (imported here, used after the trace)
+
+    return Tagger.from_config(config, extra_files)
+
+
+def _trace_and_names(
+    config: Config, spec: ProbeSpec, target: str, args: argparse.Namespace
+) -> tuple[tuple[Path, ...], dict[str, str]]:
+    """The traces, then the reverse names of their hops when the resolver answers."""
+    from agent.commands._probing import run_with_engine
+    from agent.net.engine import ProbeEngine
+    from agent.probers import trace
+
     resolver = ResolverCheck(target) if config.names.reverse_dns and not args.no_dns else None
 
     async def body(engine: ProbeEngine) -> tuple[tuple[Path, ...], dict[str, str]]:
@@ -87,71 +122,7 @@ def run(args: argparse.Namespace) -> int:
             names = await reverse_names(addresses, config.names.timeout_s)
         return paths, names
 
-    paths, names = run_with_engine(config, body)
-    tag = tagging.result()
-    addresses = {a for p in paths for h in p.hops for a in h.addresses}
-    asns = {a: tag.table.asn(a) for a in addresses}
-    from agent.trace.rewrite import with_rewrite_evidence  # a middlebox rewrote the flow: say so
-
-    tags = [with_rewrite_evidence(p, tag.classify(p, tag.table.lookup, tag.settings, names)) for p in paths]
-    if args.json:
-        import json
-
-        objs = [tag.to_ripe(p, c, names, asns) for p, c in zip(paths, tags, strict=True)]
-        print(json.dumps(objs if args.flows > 1 else objs[0]))
-        return 0
-    for i, (path, c) in enumerate(zip(paths, tags, strict=True)):
-        if i:
-            print()
-        print(render(path, c, names, asns))
-    return 0
-
-
-class _Tagging:
-    """What tags a path, loaded off the probing path (module imports and the AS table)."""
-
-    def __init__(self, table: AsnTable, settings: Settings) -> None:
-        from agent.classify import classify
-        from agent.formats.ripe import to_ripe
-
-        self.table, self.settings = table, settings
-        self.classify, self.to_ripe = classify, to_ripe
-
-    @classmethod
-    def load(cls, config: Config, extra_files: list[str]) -> _Tagging:
-        from agent.asn import configured_table
-        from agent.classify import Settings
-
-        return cls(configured_table(config, extra_files), Settings.from_config(config))
-
-
-class _Background:
-    """`fn()` in a daemon thread from now; `result()` joins it and returns or raises what it did."""
-
-    def __init__(self, fn: Callable[[], _Tagging]) -> None:
-        self._fn = fn
-        self._value: _Tagging | None = None
-        self._error: BaseException | None = None
-        # A reply read while the thread holds the GIL waits for it at most this long (default 5 ms):
-        # the next probes of a trace leave sooner.
-        self._switch = sys.getswitchinterval()
-        sys.setswitchinterval(0.0005)
-        self._thread = threading.Thread(target=self._run, name="nkprobe-tagging", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._value = self._fn()
-        except BaseException as exc:  # handed to result(), in the main thread
-            self._error = exc
-
-    def result(self) -> _Tagging:
-        self._thread.join()
-        sys.setswitchinterval(self._switch)
-        if self._error is not None:
-            raise self._error
-        assert self._value is not None
-        return self._value
+    return run_with_engine(config, body)
 
 
 class ResolverCheck:

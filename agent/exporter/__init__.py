@@ -1,6 +1,8 @@
-"""Prometheus export: a Collector over the State snapshot (collector.py) and its HTTP server (server.py).
+"""Prometheus export: a Collector over the Results snapshot (collector.py) and its HTTP server (server.py).
 
-`build_registry(state)` gives the registry the server exposes: our collector plus the process collector.
+`build_registry(results)` gives the registry the server exposes: our collector plus the process
+collector. Components with a status of their own (the BGP check in use, the history writer) are read at
+scrape time through the callables given.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ from prometheus_client import ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
 from agent.bgp.view import BgpCheck
-from agent.exporter.collector import SnapshotCollector
-from agent.state import State
+from agent.exporter.collector import HistoryStatusOf, SnapshotCollector
+from agent.results import Results
 
 
-def build_registry(state: State, bgp: Callable[[], BgpCheck | None] = lambda: None) -> CollectorRegistry:
+def build_registry(
+    results: Results,
+    bgp: Callable[[], BgpCheck | None] = lambda: None,
+    history: HistoryStatusOf = lambda: None,
+) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(state.snapshot, bgp))
+    registry.register(SnapshotCollector(results.snapshot, bgp, history))
     ProcessCollector(registry=registry)
     return registry

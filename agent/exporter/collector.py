@@ -1,7 +1,8 @@
-"""The Prometheus collector: every metric of README "Metrics", built from one State snapshot per scrape.
+"""The Prometheus collector: every metric of README "Metrics", built from one Results snapshot per scrape.
 
-Nothing here probes: a scrape reads the snapshot the agent last wrote (as
-smokeping_prober's collector.go and client_python's custom collectors do). Every label set exists from the
+Nothing here probes: a scrape reads the snapshot the agent last wrote, and asks the components with a
+status of their own (the BGP check in use, the history writer) for it (as smokeping_prober's
+collector.go and client_python's custom collectors do). Every label set exists from the
 first scrape: counters at 0, gauges without a value yet at NaN, every `upstream` value of every target.
 No label holds a hop address, a hostname, a hop number, an AS number or a path hash.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -21,9 +23,15 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from agent.bgp.view import BgpCheck
-from agent.state import CONFIDENCE_VALUES, Histogram, Snapshot, nan_if_none
+from agent.results import CONFIDENCE_VALUES, Histogram, Snapshot, nan_if_none
+
+if TYPE_CHECKING:
+    from agent.history.writer import HistoryStatus
 
 TARGET_LABELS = ["target", "prefix"]
+
+HistoryStatusOf = Callable[[], "HistoryStatus | None"]
+"""The history writer's status of the moment (HistoryWriter.status); None while there is no writer."""
 
 
 def _buckets(h: Histogram) -> list[tuple[str, float]]:
@@ -35,10 +43,14 @@ class SnapshotCollector(Collector):
     """Yields the metric families of one snapshot; `snapshot` is called once per scrape."""
 
     def __init__(
-        self, snapshot: Callable[[], Snapshot], bgp: Callable[[], BgpCheck | None] = lambda: None
+        self,
+        snapshot: Callable[[], Snapshot],
+        bgp: Callable[[], BgpCheck | None] = lambda: None,
+        history: HistoryStatusOf = lambda: None,
     ) -> None:
         self._snapshot = snapshot
         self._bgp = bgp  # the [bgp] snapshot cross-check in use (swapped on reload), None without one
+        self._history = history  # the history writer's own status, None before it runs
 
     def describe(self) -> list[Metric]:
         # Without describe(), registering calls collect() to learn the names; that is harmless here
@@ -51,7 +63,7 @@ class SnapshotCollector(Collector):
         yield from _latency_metrics(s)
         yield from _path_metrics(s)
         yield from _bgp_metrics(s, self._bgp())
-        yield from _health_metrics(s)
+        yield from _health_metrics(s, self._history())
 
 
 def _agent_metrics(s: Snapshot) -> Iterator[Metric]:
@@ -206,14 +218,16 @@ def _bgp_metrics(s: Snapshot, bgp: BgpCheck | None) -> Iterator[Metric]:
     yield when
 
 
-def _health_metrics(s: Snapshot) -> Iterator[Metric]:
+def _health_metrics(s: Snapshot, history: HistoryStatus | None) -> Iterator[Metric]:
+    # The history writer counts its own errors and knows its own fault (None: not running yet, all 0).
+    write_errors = history.write_errors if history is not None else 0
     errors = CounterMetricFamily(
         "nkprobe_errors",
         "Faults inside the agent by kind (a failed probe or trace, a failed history write...).",
         labels=["kind"],
     )
     for kind, n in s.errors.items():
-        errors.add_metric([kind], float(n))
+        errors.add_metric([kind], float(n + write_errors if kind == "history" else n))
     yield errors
     fault = GaugeMetricFamily(
         "nkprobe_fault",
@@ -221,25 +235,34 @@ def _health_metrics(s: Snapshot) -> Iterator[Metric]:
         labels=["kind"],
     )
     for kind, on in s.faults.items():
-        fault.add_metric([kind], 1.0 if on else 0.0)
+        broken = (history is not None and history.fault) if kind == "history" else on
+        fault.add_metric([kind], 1.0 if broken else 0.0)
     yield fault
+    yield from _history_metrics(history)
+    yield from _reload_metrics(s)
+
+
+def _history_metrics(history: HistoryStatus | None) -> Iterator[Metric]:
     hist_err = CounterMetricFamily(
         "nkprobe_history_write_errors",
         "Failures to write the path history (each new error once; the changes stay queued and are retried).",
     )
-    hist_err.add_metric([], float(s.history_write_errors))
+    hist_err.add_metric([], float(history.write_errors if history else 0))
     yield hist_err
     pending = GaugeMetricFamily("nkprobe_history_pending", "Path changes queued, not yet written to disk.")
-    pending.add_metric([], float(s.history_pending))
+    pending.add_metric([], float(history.pending if history else 0))
     yield pending
     written = CounterMetricFamily("nkprobe_history_written", "Path changes written to the history.")
-    written.add_metric([], float(s.history_written))
+    written.add_metric([], float(history.written if history else 0))
     yield written
     dropped = CounterMetricFamily(
         "nkprobe_history_dropped", "Path changes lost because the history queue was full."
     )
-    dropped.add_metric([], float(s.history_dropped))
+    dropped.add_metric([], float(history.dropped if history else 0))
     yield dropped
+
+
+def _reload_metrics(s: Snapshot) -> Iterator[Metric]:
     triggers = CounterMetricFamily(
         "nkprobe_retrace_triggers",
         "Immediate re-traces asked for by latency probes or local network changes, by reason.",

@@ -1,11 +1,13 @@
 """The single writer thread of the path history, so SQLite never blocks the event loop.
 
-The agent calls `await writer.record(change)` (or `submit` from any thread): the change goes into a
-bounded in-memory queue and the call returns at once. The writer thread commits queued changes in
+The agent calls `writer.submit(change)` (from any thread): the change goes into a bounded in-memory
+queue and the call returns at once. The writer thread commits queued changes in
 batches, one transaction each, and runs retention every `prune_interval_s`.
 
 When the database cannot be written (state_dir missing or read-only, disk full, locked), the rows stay
-queued, `healthy` turns False with `last_error` saying why, and the thread retries every `retry_s`.
+queued, `healthy` turns False with `last_error` saying why (each new error counted in `write_errors`),
+and the thread retries every `retry_s`. The exporter reads `status()` at scrape time
+(nkprobe_fault{kind="history"}, nkprobe_history_*): the writer is the one source of its health.
 The queue holds at most `max_pending` changes; beyond that the oldest is dropped and counted in
 `dropped` (a history with a hole beats an agent that runs out of memory). Committed rows are never
 touched by any of this: a failed transaction rolls back only itself.
@@ -31,7 +33,7 @@ BATCH = 256
 
 @dataclass(frozen=True, slots=True)
 class HistoryStatus:
-    """A snapshot for the exporter and tests."""
+    """The writer's health and counts of the moment, read by the exporter at scrape time."""
 
     healthy: bool  # the latest attempt to open or write the database succeeded
     last_error: str | None  # why not, while unhealthy
@@ -40,6 +42,7 @@ class HistoryStatus:
     dropped: int  # changes lost because the queue was full
     pruned: int  # changes deleted by retention since start
     corrupt_files: tuple[str, ...]  # damaged databases moved aside since start
+    write_errors: int = 0  # failures to open or write the database, each new error once
 
     @property
     def fault(self) -> bool:
@@ -79,6 +82,7 @@ class HistoryWriter:
         self._written = 0
         self._dropped = 0
         self._pruned = 0
+        self._write_errors = 0
         self._next_prune = 0.0  # monotonic
         self._wake = False
 
@@ -94,10 +98,6 @@ class HistoryWriter:
             self._seq += 1
             self._pending.append((self._seq, change))
             self._cond.notify()
-
-    async def record(self, change: PathChange) -> None:
-        """Event-loop friendly: queues the change and returns at once (the commit happens off the loop)."""
-        self.submit(change)
 
     @property
     def healthy(self) -> bool:
@@ -117,6 +117,7 @@ class HistoryWriter:
                 dropped=self._dropped,
                 pruned=self._pruned,
                 corrupt_files=tuple(self.store.corrupt_files),
+                write_errors=self._write_errors,
             )
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -126,12 +127,6 @@ class HistoryWriter:
             return
         self._thread = threading.Thread(target=self._run, name="nkprobe-history", daemon=True)
         self._thread.start()
-
-    def retry_now(self) -> None:
-        """Skip the retry wait (e.g. after the operator freed disk space, or from a test)."""
-        with self._cond:
-            self._wake = True
-            self._cond.notify()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued change is committed; False if that did not happen within `timeout`."""
@@ -234,6 +229,7 @@ class HistoryWriter:
     def _fail(self, message: str) -> None:
         with self._cond:
             if self._healthy or message != self._last_error:
+                self._write_errors += 1  # nkprobe_history_write_errors_total: each new error once
                 log.error(
                     "history: %s; keeping %d changes in memory and retrying", message, len(self._pending)
                 )

@@ -1,5 +1,5 @@
 """A simulated fleet of nkprobe agents: each agent is a real prometheus_client registry holding the agent's
-own collector (agent.exporter.collector.SnapshotCollector) over a synthetic State snapshot, so the metric
+own collector (agent.exporter.collector.SnapshotCollector) over a synthetic Results snapshot, so the metric
 families, label sets, histogram buckets and health series are exactly what `nkprobe run` exports.
 
 Pure: every value is a function of (agent index, time), nothing is sent anywhere. bench/fleet/run.py
@@ -30,7 +30,7 @@ from prometheus_client.exposition import generate_latest
 
 from agent.exporter.collector import SnapshotCollector
 from agent.model import Target
-from agent.state import (
+from agent.results import (
     ERROR_KINDS,
     FAULT_KINDS,
     PACKET_PROTOCOLS,
@@ -120,7 +120,7 @@ def _duration_histogram(n: int) -> Histogram:
 
 
 def snapshot(sc: Scenario, i: int, t: float) -> Snapshot:
-    """Agent i's state at time t, as its State would hold it."""
+    """Agent i's state at time t, as its Results would hold it."""
     # Agents started up to 10 minutes apart before the span (a fleet never starts in step).
     started = sc.start - 600 - (zlib.crc32(agent_name(i).encode()) % 600)
     up_s = t - started
@@ -176,7 +176,6 @@ def snapshot(sc: Scenario, i: int, t: float) -> Snapshot:
         asn_entries=1200,
         asn_snapshot_time=started - 86400,
         started_at=started,
-        history_write_errors=0,
     )
 
 

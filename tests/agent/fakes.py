@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from agent.agent import Agent, Classifier
+from agent.agent import Agent, load_tagger
+from agent.classify import Tagger
 from agent.config import Config
 from agent.model import Border, Classification, Hop, Path, PingResult, Protocol, Reply, ReplyKind, Target
 from agent.net.budget import Budget
-from agent.rounds import PathChange
-from agent.state import State
+from agent.results import Results
+from agent.tracking import ConfirmedChange
 
 # Each upstream: the hop address that betrays it, an RTT and the reply TTL its way back gives.
 UPSTREAMS = {
@@ -35,32 +36,34 @@ def classify(path: Path) -> Classification:
     return Classification("unknown")
 
 
-class FixedClassifier(Classifier):
-    """The agent's classifier with a scripted rule instead of the AS table (a reload still loads the
-    tables, and ignores them)."""
+class FixedTagger(Tagger):
+    """The agent's tagger of a config (its AS tables and BGP check, loaded as the agent loads them, on
+    every reload too) with a scripted rule instead of the tagging rule."""
 
-    def __init__(self, rule: Callable[[Path], Classification] = classify) -> None:
+    def __init__(self, config: Config, rule: Callable[[Path], Classification] = classify) -> None:
+        loaded = load_tagger(config)
+        super().__init__(loaded.table, loaded.settings, bgp=loaded.bgp, asn_files=loaded.asn_files)
         self.rule = rule
 
-    def __call__(self, path: Path) -> Classification:
+    def tag(self, path: Path, names: Mapping[str, str] = {}) -> Classification:
         return self.rule(path)
 
 
 class NetAgent(Agent):
     """The real Agent (its round, probe, reload and history hand-off) over a FakeNet instead of the
-    engine, with `history` standing in for the history writer."""
+    engine, with `history` standing in for the history writer's queue."""
 
     def __init__(
         self,
         config: Config,
         net: FakeNet,
         *,
-        state: State,
+        results: Results,
         rule: Callable[[Path], Classification] = classify,
-        history: Callable[[PathChange], Awaitable[None]] | None = None,
+        history: Callable[[ConfirmedChange], None] | None = None,
         wall: Callable[[], float],
     ) -> None:
-        super().__init__(config, state=state, classifier=FixedClassifier(rule), wall=wall)
+        super().__init__(config, results=results, tagger_for=lambda c: FixedTagger(c, rule), wall=wall)
         self.net = net
         self.history = history
 
@@ -70,16 +73,16 @@ class NetAgent(Agent):
     async def trace(self, target: Target, first_flow: int, flows: int) -> tuple[Path, ...]:
         return tuple(await self.net.trace(target, first_flow, flows))
 
-    async def record_change(self, change: PathChange) -> None:
+    def record_change(self, change: ConfirmedChange) -> None:
         if self.history is not None:
-            await self.history(change)
+            self.history(change)
 
 
 @dataclass
 class FakeNet:
     budget: Budget
     upstream: dict[str, str]  # /24 -> upstream name, or "split"
-    state: State | None = None
+    results: Results | None = None
     silent: set[str] = field(default_factory=set)  # targets that stopped answering
     sends: list[float] = field(default_factory=list)
     ping_fail: int = 0  # the next N pings raise
@@ -93,14 +96,14 @@ class FakeNet:
             await asyncio.sleep(wait)
         self.budget.spend(loop.time())
         self.sends.append(loop.time())
-        if self.state is not None:
-            self.state.record_packets(protocol, 1)
+        if self.results is not None:
+            self.results.record_packets(protocol, 1)
 
     def _way(self, target: Target, flow: int) -> str:
         way = self.upstream[target.prefix]
         if way == "split":
             # A per-flow balancer: a fixed hash of the flow id, as a real L4 hash is. (Rounds whose flows
-            # fall at random are tested on PathState alone, tests/agent/test_upstream_state.py.)
+            # fall at random are tested on TagHysteresis alone, tests/agent/test_tracking_hysteresis.py.)
             return "china_unicom" if (flow * 2654435761) % 7 < 4 else "transtelecom"
         return way
 

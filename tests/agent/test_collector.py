@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.exporter import build_registry
 from agent.model import PingResult, Protocol, Target
-from agent.state import RTT_BUCKETS, State
-from agent.upstream_state import PathState, tag_values
+from agent.results import RTT_BUCKETS, Results
+from agent.tracking import TagHysteresis, tag_values
 
 TAGS = tag_values(["china_unicom", "transtelecom"])
 TARGETS = (Target("198.19.176.10", "cu"), Target("198.19.179.20"))
@@ -40,8 +40,8 @@ CONTRACT: dict[str, tuple[str, set[str]]] = {
 }
 
 
-def make_state() -> State:
-    return State(
+def make_state() -> Results:
+    return Results(
         agent_name="lab-1",
         version="9.9.9",
         targets=TARGETS,
@@ -52,7 +52,7 @@ def make_state() -> State:
     )
 
 
-def scrape(state: State) -> str:
+def scrape(state: Results) -> str:
     return generate_latest(build_registry(state)).decode()
 
 
@@ -109,10 +109,19 @@ def test_rtt_buckets_are_fine_between_100_and_500_ms() -> None:
 
 def test_no_label_value_looks_like_a_hop_address_or_asn() -> None:
     state = make_state()
-    ps = PathState(tags=TAGS)
+    ps = TagHysteresis(tags=TAGS)
     ps.observe(["china_unicom"], 1.0)
     ps.observe(["china_unicom"], 2.0)
-    state.record_path("198.19.176.10", ps, hops=7, reached=True, border_rtt={"upstream": 0.02})
+    state.record_path(
+        "198.19.176.10",
+        tag=ps.tag,
+        ratio=ps.ratio,
+        changes=ps.changes,
+        last_change_at=ps.last_change_at,
+        hops=7,
+        reached=True,
+        border_rtt={"upstream": 0.02},
+    )
     allowed_addresses = {t.address for t in TARGETS}
     for f in text_string_to_metric_families(scrape(state)):
         for s in f.samples:
@@ -133,10 +142,19 @@ def test_results_show_up_in_the_scrape() -> None:
     state.record_packets("tcp", 40)
     state.record_trace("tcp", 2.5)
     state.record_trace_outcome("198.19.176.10", "reached")
-    ps = PathState(tags=TAGS)
+    ps = TagHysteresis(tags=TAGS)
     for t in range(2):
         ps.observe(["china_unicom", "transtelecom", "china_unicom", "china_unicom"], float(t))
-    state.record_path("198.19.176.10", ps, hops=9, reached=True, border_rtt={"upstream": 0.03})
+    state.record_path(
+        "198.19.176.10",
+        tag=ps.tag,
+        ratio=ps.ratio,
+        changes=ps.changes,
+        last_change_at=ps.last_change_at,
+        hops=9,
+        reached=True,
+        border_rtt={"upstream": 0.03},
+    )
     text = scrape(state)
     key = {"target": "198.19.176.10", "prefix": "198.19.176.0/24"}
     assert ({**key, "protocol": "icmp"}, 1.0) in samples(text, "nkprobe_probes_answered_total")

@@ -12,9 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.exporter import build_registry
 from agent.model import Border, Classification, Path, Target
 from agent.net.budget import Budget
+from agent.results import Results
 from agent.scheduler import Scheduler
-from agent.state import State
-from agent.upstream_state import PathState, tag_values
+from agent.tracking import TagHysteresis, tag_values
 
 from .fakes import FakeNet, NetAgent, classify
 from .test_scheduler import config
@@ -24,7 +24,7 @@ TAGS = tag_values(["china_unicom", "transtelecom"])
 TARGET = Target("198.19.176.10")
 
 
-def _confidence(state: State) -> float:
+def _confidence(state: Results) -> float:
     text = generate_latest(build_registry(state)).decode()
     values = [
         s.value
@@ -36,8 +36,8 @@ def _confidence(state: State) -> float:
     return values[0]
 
 
-def _state() -> State:
-    return State(
+def _state() -> Results:
+    return Results(
         agent_name="t",
         version="0",
         targets=(TARGET,),
@@ -50,10 +50,20 @@ def _state() -> State:
 def test_the_gauge_is_nan_before_a_trace_then_the_number_of_the_round() -> None:
     state = _state()
     assert math.isnan(_confidence(state))
-    ps = PathState(tags=TAGS)
+    ps = TagHysteresis(tags=TAGS)
     ps.observe(["china_unicom"], 1.0)
     for word, value in (("high", 1.0), ("low", 0.5), ("none", 0.0)):
-        state.record_path(TARGET.address, ps, hops=5, reached=True, border_rtt={}, confidence=word)
+        state.record_path(
+            TARGET.address,
+            tag=ps.tag,
+            ratio=ps.ratio,
+            changes=ps.changes,
+            last_change_at=ps.last_change_at,
+            hops=5,
+            reached=True,
+            border_rtt={},
+            confidence=word,
+        )
         assert _confidence(state) == value, word
 
 
@@ -70,13 +80,13 @@ def test_a_round_records_the_confidence_of_the_round_that_backs_the_tag() -> Non
         return Classification(c.upstream, c.border or Border(1, "", None), confidence="high")
 
     async def script() -> None:
-        agent = NetAgent(cfg, net, state=state, rule=high, wall=asyncio.get_running_loop().time)
+        agent = NetAgent(cfg, net, results=state, rule=high, wall=asyncio.get_running_loop().time)
         sched = Scheduler(
             cfg,
-            state=state,
+            results=state,
             probe=agent.probe,
             trace_round=agent.round,
-            pending=agent.rounds.pending,
+            pending=agent.tracking.pending,
             rng=random.Random(1),
         )
         task = asyncio.create_task(sched.run())

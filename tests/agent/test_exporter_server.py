@@ -24,8 +24,8 @@ from agent.exporter import build_registry
 from agent.exporter.server import MetricsServer
 from agent.exporter.webconfig import WebConfig, load_web_config, parse_yaml_subset
 from agent.model import Target
-from agent.state import State
-from agent.upstream_state import tag_values
+from agent.results import Results
+from agent.tracking import tag_values
 
 
 def bcrypt_hash(password: str) -> str:
@@ -49,8 +49,8 @@ def bcrypt_hash(password: str) -> str:
 Serve = Callable[..., MetricsServer]
 
 
-def make_state() -> State:
-    return State(
+def make_state() -> Results:
+    return Results(
         agent_name="srv",
         version="1.2.3",
         targets=(Target("198.19.176.10"),),

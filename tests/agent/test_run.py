@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from agent.agent import Agent, build_state
+from agent.agent import Agent, build_results
 from agent.config import load_config
 from agent.net import engine as engine_module
 
@@ -24,9 +24,9 @@ def test_the_agent_engine_carries_the_allowlist_and_counts_send_errors(
 
     monkeypatch.setattr(engine_module, "open_engine", fake_open_engine)
     config = load_config(None)
-    state = build_state(config)
+    state = build_results(config)
     # The engine is the first thing `run` builds: nothing after it is reached.
-    main = Agent(config, state=state).run(None, threading.Event(), handle_signals=False)
+    main = Agent(config, results=state).run(None, threading.Event(), handle_signals=False)
     with pytest.raises(RuntimeError, match="stop here"):
         asyncio.run(main)
     allow = seen["allow"]
@@ -45,8 +45,8 @@ def test_a_reload_reconfigures_the_state_as_start_up_built_it() -> None:
     renamed = dataclasses.replace(config, agent=dataclasses.replace(config.agent, name="vp-2"))
     assert asyncio.run(agent.reload(renamed))
     assert agent.config is renamed
-    assert agent.state.snapshot().agent_name == "vp-2"
-    assert agent.state.snapshot().agent_name == build_state(renamed).snapshot().agent_name
+    assert agent.results.snapshot().agent_name == "vp-2"
+    assert agent.results.snapshot().agent_name == build_results(renamed).snapshot().agent_name
 
 
 def test_a_reload_moves_the_engines_allowlist_before_the_targets(tmp_path: object) -> None:
@@ -64,7 +64,7 @@ def test_a_reload_moves_the_engines_allowlist_before_the_targets(tmp_path: objec
     )
     config = load_config(None)
     agent = Agent(config)
-    state = agent.state
+    state = agent.results
     engine, _ = fake_engine(allow=Allowlist(config.destination.prefixes))
     seen_at_reconfigure: list[bool] = []
 

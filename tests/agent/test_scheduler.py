@@ -12,10 +12,9 @@ from typing import Any
 from agent.config import AgentSection, Config, DestinationSection, PingSection, TraceSection
 from agent.model import Path, Protocol, Target
 from agent.net.budget import Budget
-from agent.rounds import PathChange, round_figures
+from agent.results import Results
 from agent.scheduler import Scheduler
-from agent.state import State
-from agent.upstream_state import tag_values
+from agent.tracking import ConfirmedChange, round_figures, tag_values
 
 from .fakes import FakeNet, NetAgent, classify, max_in_window
 from .vloop import run_virtual
@@ -44,7 +43,7 @@ def config(max_pps: float = 20.0, targets: tuple[Target, ...] = TARGETS, **trace
 class Rig:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.state = State(
+        self.state = Results(
             agent_name="t",
             version="0",
             targets=cfg.targets,
@@ -60,28 +59,25 @@ class Rig:
                 "198.19.178.0/24": "split",
                 "198.19.179.0/24": CU,
             },
-            state=self.state,
+            results=self.state,
         )
-        self.changes: list[tuple[float, PathChange]] = []
-        self.history_fail = False
+        self.changes: list[tuple[float, ConfirmedChange]] = []
         self.sched: Scheduler | None = None
         self.agent: NetAgent | None = None
 
-    async def history(self, change: PathChange) -> None:
-        await asyncio.sleep(0.01)
-        if self.history_fail:
-            raise OSError("disk full")
+    def history(self, change: ConfirmedChange) -> None:
+        """What the agent submits to the history writer (its health: tests/agent/test_history_fault.py)."""
         self.changes.append((asyncio.get_running_loop().time(), change))
 
     async def run(self, script: Callable[[Rig], Coroutine[Any, Any, None]]) -> None:
         loop = asyncio.get_running_loop()
-        self.agent = NetAgent(self.cfg, self.net, state=self.state, history=self.history, wall=loop.time)
+        self.agent = NetAgent(self.cfg, self.net, results=self.state, history=self.history, wall=loop.time)
         self.sched = self.agent.scheduler = Scheduler(
             self.cfg,
-            state=self.state,
+            results=self.state,
             probe=self.agent.probe,
             trace_round=self.agent.round,
-            pending=self.agent.rounds.pending,
+            pending=self.agent.tracking.pending,
             rng=random.Random(11),
         )
         task = asyncio.create_task(self.sched.run())
@@ -215,28 +211,6 @@ def test_failing_probes_and_traces_are_counted_never_fatal() -> None:
     assert t.tag == CU
 
 
-def test_history_failure_is_a_fault_metric_and_recovers() -> None:
-    rig = Rig(config(targets=(FLIP,)))
-
-    async def script(r: Rig) -> None:
-        await asyncio.sleep(60)
-        r.history_fail = True
-        r.net.upstream["198.19.179.0/24"] = TTK
-        await asyncio.sleep(60)
-        snap = r.state.snapshot()
-        assert snap.faults["history"] is True
-        assert snap.history_write_errors == 1
-        r.history_fail = False
-        r.net.upstream["198.19.179.0/24"] = CU
-        await asyncio.sleep(60)
-
-    run_virtual(rig.run(script))
-    snap = rig.state.snapshot()
-    assert snap.faults["history"] is False
-    assert [(c.change.old, c.change.new) for _, c in rig.changes] == [(TTK, CU)]
-    assert snap.targets[0].changes == 2  # the metric counts both, whatever the disk did
-
-
 def test_reconfigure_keeps_path_state_of_kept_targets() -> None:
     rig = Rig(config(targets=(FLIP,)))
 
@@ -326,7 +300,7 @@ def test_a_failed_round_while_a_tag_awaits_confirmation_is_retried_as_soon() -> 
     async def main() -> None:
         sched = Scheduler(
             cfg,
-            state=state,
+            results=state,
             probe=probe,
             trace_round=trace_round,
             pending=lambda _target: pending[0],

@@ -22,7 +22,7 @@ from agent.config import DEFAULT_UPSTREAMS, load_config, loads_config
 from agent.errors import ConfigError, InputError
 from agent.exporter.collector import SnapshotCollector
 from agent.model import Target
-from agent.state import State
+from agent.results import Results
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bgp"
 LG = FIXTURES / "looking-glass-175.45.176.0-22.json"
@@ -177,7 +177,7 @@ def test_config_key_resolves_paths_and_rejects_typos(
 
 
 def _samples(check: BgpCheck | None, tags: dict[str, str]) -> dict[str, float]:
-    state = State(
+    state = Results(
         agent_name="a",
         version="0",
         targets=[Target(t) for t in tags],
@@ -219,23 +219,15 @@ def test_agent_exports_whether_the_traced_upstream_is_in_bgp() -> None:
 
 
 def test_reload_rereads_the_snapshot_and_refuses_a_broken_one(tmp_path: Path) -> None:
-    from agent.agent import Classifier as _Classifier
+    from agent.agent import load_tagger  # what start-up and every reload (SIGHUP) run
 
     snap = tmp_path / "bgp.json"
     shutil.copy(LG, snap)
     config = tmp_path / "c.toml"
     config.write_text(f'[bgp]\nsnapshot = ["{snap}"]\n')
     cfg = load_config(str(config))
-    state = State(
-        agent_name="a",
-        version="0",
-        targets=[],
-        ping_protocols=("tcp",),
-        trace_protocol="tcp",
-        tags=("unknown",),
-    )
-    classifier = _Classifier(cfg, state)
-    assert classifier.bgp is not None and classifier.bgp.in_bgp(P177, "transtelecom") is True
+    tagger = load_tagger(cfg)
+    assert tagger.bgp is not None and tagger.bgp.in_bgp(P177, "transtelecom") is True
     # A new snapshot where TTK is gone from .177: the next load (what SIGHUP runs) picks it up.
     doc = json.loads(LG.read_text())
     for rrc in doc["data"]["rrcs"]:
@@ -244,11 +236,9 @@ def test_reload_rereads_the_snapshot_and_refuses_a_broken_one(tmp_path: Path) ->
         {"prefix": "175.45.177.0/24", "as_path": "3333 4837 134544 131279"}
     )
     snap.write_text(json.dumps(doc))
-    classifier.load(load_config(str(config)), state)
-    assert classifier.bgp is not None and classifier.bgp.in_bgp(P177, "transtelecom") is False
-    # A broken file fails the load (the reload is refused and the old check stays in use).
-    before = classifier.bgp
+    reloaded = load_tagger(load_config(str(config)))
+    assert reloaded.bgp is not None and reloaded.bgp.in_bgp(P177, "transtelecom") is False
+    # A broken file fails the load (the reload is refused: tests/agent/test_agent_reload.py).
     snap.write_text("{")
     with pytest.raises(InputError):
-        classifier.load(load_config(str(config)), state)
-    assert classifier.bgp is before
+        load_tagger(load_config(str(config)))

@@ -31,10 +31,14 @@ def test_an_update_replaces_the_builtin_table_and_extra_files_win_ties(tmp_path:
 
 
 def test_trace_run_classify_and_asn_call_the_same_loader() -> None:
-    # One loader for every command (today's bug: trace loaded without the updated directory).
-    # `run` builds its table in agent/agent.py (the Agent object); the other three in their commands.
+    # One loader for every command (today's bug: trace loaded without the updated directory). `trace`,
+    # `run` (agent/agent.py) and `classify` tag with the one Tagger, which loads its table there; `asn`
+    # looks addresses up in the same table.
     root = Path(__file__).resolve().parents[2] / "agent"
-    for name in ("commands/trace.py", "agent.py", "commands/classify.py", "commands/asn.py"):
+    for name in ("commands/trace.py", "agent.py", "commands/classify.py"):
         text = (root / name).read_text()
-        assert "configured_table(" in text, name
-        assert "load_table(" not in text, name
+        assert "Tagger.from_config(" in text, name
+        assert "load_table(" not in text and "configured_table(" not in text, name
+    for name in ("classify/tagger.py", "commands/asn.py"):
+        text = (root / name).read_text()
+        assert "configured_table(" in text and "load_table(" not in text, name

@@ -8,7 +8,7 @@ import importlib
 
 import pytest
 
-MODULES = ["agent.formats.ripe", "agent.classify.tagger", "agent.asn.table", "agent.asn.loaders"]
+MODULES = ["agent.formats.ripe", "agent.classify.rules", "agent.asn.table", "agent.asn.loaders"]
 
 
 @pytest.mark.parametrize("name", MODULES)

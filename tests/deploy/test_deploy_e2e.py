@@ -204,8 +204,8 @@ import sys, time
 from prometheus_client import start_http_server
 from agent.exporter import build_registry
 from agent.model import Target
-from agent.state import State
-state = State(agent_name="e2e-pi", version="0", targets=[Target("198.19.176.10"), Target("198.19.177.10")],
+from agent.results import Results
+state = Results(agent_name="e2e-pi", version="0", targets=[Target("198.19.176.10"), Target("198.19.177.10")],
               ping_protocols=("icmp", "tcp"), trace_protocol="tcp",
               tags=("china_unicom", "transtelecom", "other", "unknown"))
 start_http_server(int(sys.argv[1]), addr="127.0.0.1", registry=build_registry(state))

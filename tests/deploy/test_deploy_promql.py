@@ -213,9 +213,10 @@ EXPOSITION = """
 from prometheus_client import generate_latest
 from agent.exporter import build_registry
 from agent.model import Target
-from agent.state import State
-state = State(agent_name="t", version="0", targets=[Target("198.19.176.10")], ping_protocols=("icmp", "tcp"),
-              trace_protocol="tcp", tags=("china_unicom", "transtelecom", "other", "unknown"))
+from agent.results import Results
+state = Results(agent_name="t", version="0", targets=[Target("198.19.176.10")],
+                ping_protocols=("icmp", "tcp"), trace_protocol="tcp",
+                tags=("china_unicom", "transtelecom", "other", "unknown"))
 print(generate_latest(build_registry(state)).decode())
 """
 

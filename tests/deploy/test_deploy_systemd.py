@@ -134,8 +134,8 @@ for mod in pkgutil.walk_packages(agent.__path__, "agent."):
 from prometheus_client import generate_latest
 from agent.exporter import build_registry
 from agent.model import Target
-from agent.state import State
-state = State(agent_name="mdwe", version="0", targets=[Target("198.19.176.10")], ping_protocols=("icmp",),
+from agent.results import Results
+state = Results(agent_name="mdwe", version="0", targets=[Target("198.19.176.10")], ping_protocols=("icmp",),
               trace_protocol="tcp", tags=("china_unicom", "transtelecom", "other", "unknown"))
 assert b'nkprobe_agent_info{agent="mdwe"} 1.0' in generate_latest(build_registry(state))
 sqlite3.connect(":memory:").execute("select 1")

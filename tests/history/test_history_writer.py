@@ -6,7 +6,6 @@ Most tests step the writer with `step()` (no thread, no sleeping); the thread it
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,14 +49,10 @@ def test_thread_commits_submitted_changes(tmp_path: Path) -> None:
     assert status.healthy and status.written == 5 and status.pending == 0 and not status.fault
 
 
-def test_record_is_async_and_returns_before_the_commit(tmp_path: Path) -> None:
+def test_submit_returns_before_the_commit(tmp_path: Path) -> None:
     writer = HistoryWriter(str(tmp_path))  # not started: nothing can be committed
-
-    async def main() -> None:
-        await writer.record(change(0))
-        await writer.record(change(1))
-
-    asyncio.run(main())
+    writer.submit(change(0))
+    writer.submit(change(1))
     assert writer.status().pending == 2
     assert writer.step()
     assert writer.status().pending == 0
@@ -78,11 +73,13 @@ def test_disk_full_keeps_rows_queued_and_recovers(tmp_path: Path) -> None:
     assert status.last_error is not None and "database or disk is full" in status.last_error
     assert status.pending == 2
     assert [c.evidence[0] for c in rows(tmp_path)] == ["change 0"]  # the committed row is intact
-    assert not writer.step()  # still failing: still queued
+    assert not writer.step()  # still failing: still queued, and the same error is counted once
+    assert writer.status().write_errors == 1
     store.fail = None
     assert writer.step()
     status = writer.status()
     assert status.healthy and status.last_error is None and status.pending == 0 and status.written == 3
+    assert status.write_errors == 1 and not status.fault
     assert [c.evidence[0] for c in rows(tmp_path)] == ["change 0", "change 1", "change 2"]
 
 

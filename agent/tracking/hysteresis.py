@@ -1,8 +1,7 @@
-"""The per-target upstream state: one target's tag with hysteresis (its flips), and the latency-based
-re-trace triggers.
+"""One target's tag with hysteresis: rounds of per-flow tags in, the exported tag and its changes out.
 
-Pure: nothing here reads a clock or a socket. Rounds of traces and latency probe results go in, with the
-time they were seen as a number; verdicts come out. agent.rounds keeps them per target; the agent
+Pure: nothing here reads a clock or a socket. Rounds of traces go in with the time they were seen as a
+number; verdicts come out. agent.tracking.targets keeps one `TagHysteresis` per target; the agent
 (agent.agent) owns the I/O.
 
 ## How a round of traces becomes a tag
@@ -39,22 +38,13 @@ that the evidence is gone), but moving to or from `unknown` is not a change of u
 counted (nkprobe_path_changes_total, one history row) only when the confirmed tag becomes a *known* tag
 different from the last known confirmed tag. So A -> unknown -> B counts once, A -> unknown -> A never,
 and the first tag ever confirmed is a discovery, not a change.
-
-## Latency re-trace triggers
-
-`LatencyWatch` follows one target's latency probes and says when to trace again right away: the reply TTL
-changed (the path back got longer or shorter), the RTT moved to a new level (the median of the latest few
-answers is far from the settled level), or the target stopped answering after it had answered.
 """
 
 from __future__ import annotations
 
-import statistics
-from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any
 
 from agent.model import OTHER, UNKNOWN
 
@@ -105,19 +95,35 @@ def ratios(flow_tags: Sequence[str], tags: Sequence[str]) -> dict[str, float]:
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
-    """A confirmed change of upstream, for the history and the change counter."""
+class TagChange:
+    """The hysteresis' verdict that a target's upstream changed: the last known tag, the new one, when.
+    (agent.tracking.targets.ConfirmedChange adds the target and the round's evidence.)"""
 
     old: str  # the last known tag before
     new: str
     at: float  # when the confirming round was seen (wall-clock seconds)
 
 
+@dataclass(frozen=True, slots=True)
+class TagStatus:
+    """What a `TagHysteresis` shows after a round, as values (the results store and the log read these;
+    the live object goes on to the next round)."""
+
+    tag: str  # the exported tag
+    tags: tuple[str, ...]  # every value of the `upstream` label
+    ratio: Mapping[str, float]  # share of the latest round's classified flows per tag
+    changes: int  # confirmed changes of upstream so far
+    last_change_at: float | None  # wall-clock seconds of the latest one
+    candidate: str | None  # the verdict on a streak (maybe the current tag, or `mixed`)
+    streak: int  # agreeing traces of `candidate` so far
+    rounds: int  # rounds with a verdict so far
+
+
 @dataclass(slots=True)
-class PathState:
+class TagHysteresis:
     """The hysteresis of one target's tag. Step it with `observe(flow_tags, now)`.
 
-    >>> s = PathState(tags=("cu", "ttk", "other", "unknown"))
+    >>> s = TagHysteresis(tags=("cu", "ttk", "other", "unknown"))
     >>> s.observe(["cu"], 0.0), s.tag
     (None, 'unknown')
     >>> s.observe(["cu"], 60.0), s.tag
@@ -125,7 +131,7 @@ class PathState:
     >>> s.observe(["ttk", "cu"], 120.0), s.tag
     (None, 'cu')
     >>> s.observe(["ttk", "ttk"], 121.0)
-    Change(old='cu', new='ttk', at=121.0)
+    TagChange(old='cu', new='ttk', at=121.0)
     """
 
     tags: tuple[str, ...]
@@ -151,8 +157,22 @@ class PathState:
         """A different verdict is on a streak but not confirmed yet: worth tracing again soon."""
         return self.candidate is not None and self.candidate not in (self.tag, MIXED)
 
-    def observe(self, flow_tags: Sequence[str], now: float) -> Change | None:
-        """Feed one round's per-flow tags (failed traces left out); a Change if one is confirmed."""
+    @property
+    def status(self) -> TagStatus:
+        """The values of the moment, frozen (a copy of the ratios: the next round replaces them)."""
+        return TagStatus(
+            tag=self.tag,
+            tags=self.tags,
+            ratio=dict(self.ratio),
+            changes=self.changes,
+            last_change_at=self.last_change_at,
+            candidate=self.candidate,
+            streak=self.streak,
+            rounds=self.rounds,
+        )
+
+    def observe(self, flow_tags: Sequence[str], now: float) -> TagChange | None:
+        """Feed one round's per-flow tags (failed traces left out); a TagChange if one is confirmed."""
         verdict = round_verdict(flow_tags)
         if verdict is None:
             return None  # every trace of the round failed: no evidence either way, streaks untouched
@@ -180,7 +200,7 @@ class PathState:
             return None
         return self._confirm(verdict, now)
 
-    def _confirm(self, new: str, now: float) -> Change | None:
+    def _confirm(self, new: str, now: float) -> TagChange | None:
         self.tag = new
         if new == UNKNOWN:
             return None
@@ -189,117 +209,4 @@ class PathState:
             return None
         self.changes += 1
         self.last_change_at = now
-        return Change(old=old, new=new, at=now)
-
-
-class Trigger(StrEnum):
-    """Why a latency probe asked for an immediate trace (the `reason` label of the trigger counter)."""
-
-    REPLY_TTL = "reply_ttl"
-    RTT_LEVEL = "rtt_level"
-    UNREACHABLE = "unreachable"
-    LOCAL_NETWORK = "local_network"  # our own default route, source address or link changed
-
-
-TRIGGERS: tuple[str, ...] = tuple(t.value for t in Trigger)
-
-
-@dataclass(slots=True)
-class LatencyWatch:
-    """Re-trace triggers from one target's latency probe results (one protocol).
-
-    - reply TTL: a TTL not seen in the last `memory` answers, seen `ttl_confirm` times in a row;
-    - RTT level: the median of the last `window` answers is more than max(`rtt_abs_s`, `rtt_rel` x it)
-      away from every such median of the last `memory` answers: a level not seen lately;
-    - unreachable: `loss_limit` probes lost in a row after an answer; and again when answers return.
-
-    "Not seen lately" rather than "different from the last": a /24 split per flow (README "How it measures")
-    answers a probe stream whose flow varies (TCP source ports) from both paths, so its TTL and RTT alternate
-    between two values all the time; both are in the memory, and nothing fires. A flip moves to a value the
-    memory does not hold, and fires once. The cost: a flip back within `memory` answers is left to the
-    periodic trace.
-
-    >>> w = LatencyWatch(window=3)
-    >>> [w.observe(0.100, 60) for _ in range(3)]
-    [None, None, None]
-    >>> w.observe(0.100, 61), w.observe(0.100, 61)
-    (None, <Trigger.REPLY_TTL: 'reply_ttl'>)
-    """
-
-    window: int = 5
-    memory: int = 30
-    rtt_abs_s: float = 0.010
-    rtt_rel: float = 0.10
-    loss_limit: int = 3
-    ttl_confirm: int = 2
-    recent: deque[float] = field(default_factory=deque)
-    medians: deque[float] = field(default_factory=deque)
-    ttls: deque[int] = field(default_factory=deque)
-    ttl_candidate: int | None = None
-    ttl_streak: int = 0
-    losses: int = 0
-    answered: bool = False
-
-    def reset(self) -> None:
-        """Forget what was seen (after a confirmed change of upstream: the old path's levels are gone)."""
-        self.recent.clear()
-        self.medians.clear()
-        self.ttls.clear()
-        self.ttl_candidate, self.ttl_streak = None, 0
-        self.losses, self.answered = 0, False
-
-    def observe(self, rtt_s: float | None, reply_ttl: int | None) -> Trigger | None:
-        """One probe's result (rtt None: lost); the trigger it fires, if any."""
-        if rtt_s is None:
-            self.losses += 1
-            if self.answered and self.losses == self.loss_limit:
-                return Trigger.UNREACHABLE  # once per outage: the count goes past the limit afterwards
-            return None
-        came_back = self.losses >= self.loss_limit and self.answered
-        self.losses, self.answered = 0, True
-        if came_back:
-            # The target answers again after an outage: the path may well be a new one. Start afresh.
-            self.recent.clear()
-            self.medians.clear()
-            self.ttls.clear()
-            self.ttl_candidate, self.ttl_streak = None, 0
-        ttl = self._ttl(reply_ttl)
-        level = self._rtt(rtt_s)
-        if came_back:
-            return Trigger.UNREACHABLE
-        return ttl or level
-
-    def _remember(self, memory: deque[Any], value: Any) -> None:
-        memory.append(value)
-        while len(memory) > self.memory:
-            memory.popleft()
-
-    def _ttl(self, reply_ttl: int | None) -> Trigger | None:
-        if reply_ttl is None:
-            return None
-        if not self.ttls or reply_ttl in self.ttls:
-            self.ttl_candidate, self.ttl_streak = None, 0
-            self._remember(self.ttls, reply_ttl)
-            return None
-        if reply_ttl == self.ttl_candidate:
-            self.ttl_streak += 1
-        else:
-            self.ttl_candidate, self.ttl_streak = reply_ttl, 1
-        if self.ttl_streak < self.ttl_confirm:
-            return None  # not remembered yet: one odd reply is not a value seen
-        for _ in range(self.ttl_streak):
-            self._remember(self.ttls, reply_ttl)
-        self.ttl_candidate, self.ttl_streak = None, 0
-        return Trigger.REPLY_TTL
-
-    def _rtt(self, rtt_s: float) -> Trigger | None:
-        self._remember(self.recent, rtt_s)
-        while len(self.recent) > self.window:
-            self.recent.popleft()
-        if len(self.recent) < self.window:
-            return None
-        median = statistics.median(self.recent)
-        seen = self.medians
-        new = bool(seen) and all(abs(median - m) > max(self.rtt_abs_s, self.rtt_rel * m) for m in seen)
-        self._remember(seen, median)
-        return Trigger.RTT_LEVEL if new else None
+        return TagChange(old=old, new=new, at=now)

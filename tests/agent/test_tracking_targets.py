@@ -1,4 +1,4 @@
-"""agent.rounds, stepped by numbers: what a round of classified paths and a latency probe mean."""
+"""agent.tracking.TrackedTargets stepped by numbers: what a round of tagged paths and a latency probe mean."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from dataclasses import replace
 
 from agent.config import Config
 from agent.model import Border, Classification, Hop, Path, PingResult, Protocol, Reply, ReplyKind, Target
-from agent.rounds import Rounds
-from agent.upstream_state import Trigger
+from agent.tracking import TrackedTargets, Trigger
 
 from .test_scheduler import config
 
@@ -32,7 +31,7 @@ def round_of(tag: str, flows: int = 4, target: Target = TARGET) -> list[tuple[Pa
     return [path(tag, flow, target) for flow in range(flows)]
 
 
-def ping(rounds: Rounds, ttl: int, n: int, target: Target = TARGET) -> list[Trigger | None]:
+def ping(rounds: TrackedTargets, ttl: int, n: int, target: Target = TARGET) -> list[Trigger | None]:
     """`n` echo replies of `target` with reply TTL `ttl`; the triggers they fired."""
     result = PingResult(target.address, Protocol.ICMP, 0.0, 0.100, ttl)
     return [rounds.pinged(target, "icmp", result) for _ in range(n)]
@@ -43,24 +42,24 @@ def two_targets() -> Config:
 
 
 def test_a_round_gives_the_figures_and_confidence_of_the_path_that_carries_the_tag() -> None:
-    rounds = Rounds(config(targets=(TARGET,)))
+    rounds = TrackedTargets(config(targets=(TARGET,)))
     first = rounds.traced(TARGET, round_of(CU), 10.0)
-    assert first is not None and first.path_state.tag == CU and first.change is None
+    assert first is not None and first.status.tag == CU and first.change is None
     assert (first.figures.hops, first.figures.reached) == (3, True)
     assert first.figures.border_upstream == 0.090 and first.figures.border_destination == 0.100
     assert first.confidence == "high"
     # The first flow sees the other upstream: not a change, and the figures are still the tag's path's.
     split = rounds.traced(TARGET, [path(TTK, 0), *round_of(CU, 3)], 20.0)
-    assert split is not None and split.path_state.tag == CU and split.confidence == "high"
+    assert split is not None and split.status.tag == CU and split.confidence == "high"
     assert (split.figures.hops, split.figures.border_upstream) == (3, 0.090)
-    assert split.path_state.ratio[TTK] == 0.25
+    assert split.status.ratio[TTK] == 0.25
 
 
 def test_a_round_of_another_upstream_backs_the_tag_low_then_confirms_one_change() -> None:
-    rounds = Rounds(config(targets=(TARGET,)))
+    rounds = TrackedTargets(config(targets=(TARGET,)))
     rounds.traced(TARGET, round_of(CU), 1.0)  # four agreeing flows confirm at once
     waiting = rounds.traced(TARGET, round_of(TTK, 1), 3.0)  # one flow: not yet
-    assert waiting is not None and waiting.path_state.tag == CU and waiting.confidence == "low"
+    assert waiting is not None and waiting.status.tag == CU and waiting.confidence == "low"
     assert rounds.pending(TARGET) and waiting.change is None
     assert (waiting.figures.hops, waiting.figures.border_upstream) == (4, 0.170)  # the only path there is
     confirmed = rounds.traced(TARGET, round_of(TTK, 1), 4.0)
@@ -72,7 +71,7 @@ def test_a_round_of_another_upstream_backs_the_tag_low_then_confirms_one_change(
 
 
 def test_no_classified_flow_is_no_figures_and_no_confidence() -> None:
-    rounds = Rounds(config(targets=(TARGET,)))
+    rounds = TrackedTargets(config(targets=(TARGET,)))
     result = rounds.traced(TARGET, [], 1.0)
     assert result is not None and result.confidence is None and result.figures.hops is None
     unknown = rounds.traced(TARGET, [(path(CU)[0], Classification("unknown"))], 2.0)
@@ -82,7 +81,7 @@ def test_no_classified_flow_is_no_figures_and_no_confidence() -> None:
 def test_a_confirmed_change_makes_the_old_level_news_again_for_that_target_only() -> None:
     # Both targets' pings see TTL 55, then 57 (a flip the watch fires on once). A flip back to 55 soon
     # after is news only for a target whose watch forgot 55: the one whose rounds confirmed a change.
-    rounds = Rounds(two_targets())
+    rounds = TrackedTargets(two_targets())
     for t in (TARGET, OTHER_TARGET):
         assert ping(rounds, 55, 10, t) == [None] * 10
         assert ping(rounds, 57, 3, t).count(Trigger.REPLY_TTL) == 1
@@ -96,21 +95,21 @@ def test_a_confirmed_change_makes_the_old_level_news_again_for_that_target_only(
 
 
 def test_configure_keeps_the_state_of_kept_targets_only() -> None:
-    rounds = Rounds(two_targets())
+    rounds = TrackedTargets(two_targets())
     rounds.traced(TARGET, round_of(CU), 1.0)
     rounds.traced(OTHER_TARGET, round_of(TTK, target=OTHER_TARGET), 1.0)
     for t in (TARGET, OTHER_TARGET):
         ping(rounds, 55, 10, t)
     rounds.configure(config(targets=(TARGET,)))
     kept = rounds.traced(TARGET, round_of(CU), 3.0)
-    assert kept is not None and kept.path_state.tag == CU and kept.path_state.rounds == 2
+    assert kept is not None and kept.status.tag == CU and kept.status.rounds == 2
     assert ping(rounds, 57, 2) == [None, Trigger.REPLY_TTL]  # its watch remembers 55
     assert rounds.traced(OTHER_TARGET, round_of(TTK, target=OTHER_TARGET), 3.0) is None  # removed
     assert ping(rounds, 57, 3, OTHER_TARGET) == [None] * 3
     # Back again: a new target, its tag unknown until confirmed.
     rounds.configure(two_targets())
     back = rounds.traced(OTHER_TARGET, round_of(TTK, 1, target=OTHER_TARGET), 4.0)
-    assert back is not None and back.path_state.tag == "unknown"
+    assert back is not None and back.status.tag == "unknown"
 
 
 def test_a_new_rule_for_the_tag_starts_it_afresh() -> None:
@@ -118,9 +117,9 @@ def test_a_new_rule_for_the_tag_starts_it_afresh() -> None:
         config(targets=(TARGET,), hysteresis=3),
         replace(config(targets=(TARGET,)), upstreams={CU: (4837,), TTK: (20485,), "intelsat": (22351,)}),
     ):
-        rounds = Rounds(config(targets=(TARGET,)))
+        rounds = TrackedTargets(config(targets=(TARGET,)))
         rounds.traced(TARGET, round_of(CU), 1.0)
         rounds.configure(new)
         fresh = rounds.traced(TARGET, round_of(CU, 1), 2.0)
-        assert fresh is not None and fresh.path_state.rounds == 1 and fresh.path_state.tag == "unknown"
-        assert fresh.path_state.tags == (*new.upstreams, "other", "unknown")
+        assert fresh is not None and fresh.status.rounds == 1 and fresh.status.tag == "unknown"
+        assert fresh.status.tags == (*new.upstreams, "other", "unknown")

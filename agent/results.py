@@ -1,14 +1,16 @@
 """The agent's latest results: bounded counters, histograms and gauges, read by the exporter as a snapshot.
 
-The agent and its scheduler (event loop thread) write through the `record_*` methods; the HTTP server
-(its own threads) calls `snapshot()`. The State holds one immutable Snapshot and each write swaps in a new one
-under a lock (about 8 µs, against 0.4 µs for the mirrored attributes it replaced: nothing at 20
-packets/s), so a scrape takes the current one without a copy, never sees half a round and never waits
-on a probe (as client_python's custom collectors). Memory is bounded by the
+The agent and its scheduler (event loop thread) write through the `record_*` methods, with values only
+(nothing here knows the tracking core that computes them); the HTTP server (its own threads) calls
+`snapshot()`. The path history's health is not here: the exporter reads it from the history writer at
+scrape time (agent.history.HistoryWriter.status). `Results` holds one immutable Snapshot and each write
+swaps in a new one under a lock (about 8 µs, against 0.4 µs for the mirrored attributes it replaced:
+nothing at 20 packets/s), so a scrape takes the current one without a copy, never sees half a round and
+never waits on a probe (as client_python's custom collectors). Memory is bounded by the
 number of targets, protocols and buckets, never by the number of packets (smokeping_prober once leaked memory
 per packet).
 
-Every series a snapshot can hold exists from the moment the State is built (counters at 0, gauges that
+Every series a snapshot can hold exists from the moment the Results is built (counters at 0, gauges that
 have no value yet as NaN), so a dashboard's `rate()` and `absent()` see every label set from the start.
 """
 
@@ -22,8 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from agent.model import HIGH, LOW, NONE, PingResult, Target
-from agent.upstream_state import TRIGGERS, PathState
+from agent.model import HIGH, LOW, NONE, TRIGGERS, PingResult, Target
 
 # Latency probe RTT buckets: fine from 100 to 500 ms, where paths from Europe, America and Asia to
 # 175.45.176.0/22 lie (about 180-300 ms from Europe and North America in published traceroutes), coarse
@@ -63,9 +64,10 @@ TRACE_DURATION_BUCKETS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5,
 OUTCOMES: tuple[str, ...] = ("reached", "unreached", "error")
 SIDES: tuple[str, ...] = ("upstream", "destination")
 PACKET_PROTOCOLS: tuple[str, ...] = ("icmp", "udp", "tcp")
-# What can go wrong inside the agent, counted in nkprobe_errors_total{kind}.
+# What can go wrong inside the agent, counted in nkprobe_errors_total{kind} ("history": the history
+# writer's own count, read at scrape time, agent.exporter.collector).
 ERROR_KINDS: tuple[str, ...] = ("ping", "trace", "classify", "history", "localnet", "send")
-# What can be broken right now, nkprobe_fault{kind} 0/1.
+# What can be broken right now, nkprobe_fault{kind} 0/1 (history: the writer's status, read at scrape time).
 FAULT_KINDS: tuple[str, ...] = ("history", "probing", "config")
 RELOAD_RESULTS: tuple[str, ...] = ("success", "failure")
 # nkprobe_path_confidence: the classifier's confidence in the current tag as a number, so a dashboard
@@ -141,10 +143,6 @@ class Snapshot:
     asn_entries: int | None
     asn_snapshot_time: float | None
     started_at: float
-    history_write_errors: int
-    history_pending: int = 0
-    history_written: int = 0
-    history_dropped: int = 0
 
 
 ProtocolsFor = Callable[[str], tuple[str, ...]] | Sequence[str]
@@ -180,7 +178,7 @@ def _bump(counts: Mapping[str, int], key: str, n: int = 1) -> dict[str, int]:
     return {**counts, key: counts.get(key, 0) + n}
 
 
-class State:
+class Results:
     """The one mutable store of results: one immutable `Snapshot`, replaced whole under a lock on every
     change, so `snapshot()` hands out the current one without copying and a reader never sees half of
     an update. Thread-safe."""
@@ -219,12 +217,8 @@ class State:
             asn_entries=None,
             asn_snapshot_time=None,
             started_at=started,
-            history_write_errors=0,
         )
         self._index = {t.target.address: i for i, t in enumerate(snap_targets)}  # address -> position
-        # The two inputs of nkprobe_fault{kind="history"} (see record_history_write).
-        self._history_sink_failed = False
-        self._history_writer_failed = False
 
     def _swap(self, **changes: Any) -> None:
         """Replace the snapshot by one with `changes` (the caller holds the lock)."""
@@ -330,24 +324,28 @@ class State:
     def record_path(
         self,
         address: str,
-        path_state: PathState,
         *,
+        tag: str,
+        ratio: Mapping[str, float],
+        changes: int,
+        last_change_at: float | None,
         hops: int | None,
         reached: bool | None,
         border_rtt: Mapping[str, float | None],
         confidence: str | None = None,
     ) -> None:
-        """The outcome of one round: the hysteresis state after it and the figures of its chosen path.
+        """The outcome of one round: the tag after it (with the latest round's ratio per tag, the changes
+        counted so far and when the last was seen) and the figures of its chosen path.
 
-        `confidence`: the classifier's confidence in the current tag as this round saw it.
+        `confidence`: the tagger's confidence in the current tag as this round saw it.
         """
         with self._lock:
             self._update(
                 address,
-                tag=path_state.tag,
-                ratio={k: path_state.ratio.get(k, 0.0) for k in self._snap.tags},
-                changes=path_state.changes,
-                last_change_at=path_state.last_change_at,
+                tag=tag,
+                ratio={k: ratio.get(k, 0.0) for k in self._snap.tags},
+                changes=changes,
+                last_change_at=last_change_at,
                 hops=hops,
                 reached=reached,
                 border_rtt={s: border_rtt.get(s) for s in SIDES},
@@ -358,43 +356,10 @@ class State:
         with self._lock:
             self._swap(errors=_bump(self._snap.errors, kind))
 
-    def count_history_write_error(self) -> None:
-        with self._lock:
-            self._count_history_write_error()
-
-    def _count_history_write_error(self) -> None:
-        s = self._snap
-        self._swap(history_write_errors=s.history_write_errors + 1, errors=_bump(s.errors, "history"))
-
-    # nkprobe_fault{kind="history"} has one writer, `_set_history_fault`, fed by both things that can
-    # fail: a change handed to the history (the agent's hand-off raised, `record_history_write`) and the
-    # writer thread's commits (its status, `set_history_status`). It is 1 while either is failing, so
-    # neither side can clear the other's fault.
-
-    def record_history_write(self, ok: bool) -> None:
-        """A confirmed change was handed to the history (`ok`) or its sink raised (counted)."""
-        with self._lock:
-            if not ok:
-                self._count_history_write_error()
-            self._history_sink_failed = not ok
-            self._set_history_fault()
-
-    def set_history_status(self, *, pending: int, written: int, dropped: int, fault: bool = False) -> None:
-        """The history writer's own status (agent.history.HistoryWriter.status), polled."""
-        with self._lock:
-            self._swap(history_pending=pending, history_written=written, history_dropped=dropped)
-            self._history_writer_failed = fault
-            self._set_history_fault()
-
-    def _set_history_fault(self) -> None:
-        on = self._history_sink_failed or self._history_writer_failed
-        if self._snap.faults["history"] != on:
-            self._swap(faults={**self._snap.faults, "history": on})
-
     def set_fault(self, kind: str, on: bool) -> None:
-        """nkprobe_fault{kind} for probing and config (history: record_history_write, set_history_status)."""
+        """nkprobe_fault{kind} for probing and config (history: the writer's status, read at scrape time)."""
         if kind == "history":
-            raise ValueError("the history fault is derived: use record_history_write or set_history_status")
+            raise ValueError("the history fault is the history writer's own status (HistoryWriter.status)")
         with self._lock:
             self._swap(faults={**self._snap.faults, kind: on})
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import random
 
-from agent.upstream_state import LatencyWatch, PathState, Trigger, ratios, round_verdict, tag_values
+from agent.tracking import LatencyWatch, TagHysteresis, Trigger, ratios, round_verdict, tag_values
 
 TAGS = tag_values(["china_unicom", "transtelecom"])
 CU, TTK = "china_unicom", "transtelecom"
 
 
-def fresh(confirm: int = 2) -> PathState:
-    return PathState(tags=TAGS, confirm=confirm)
+def fresh(confirm: int = 2) -> TagHysteresis:
+    return TagHysteresis(tags=TAGS, confirm=confirm)
 
 
 def test_tag_values_always_end_with_other_and_unknown() -> None:

@@ -1,14 +1,15 @@
 """What the agent's rounds mean: each target's tag with hysteresis, and the latency watches, for one config.
 
-Pure: nothing here reads a clock or a socket. The agent (agent.agent) traces and pings, classifies the
-paths and hands them here with the time they were seen as a number; `traced` says what the round showed
-and whether it confirmed a change, `pinged` whether a latency probe asks for a trace now. The scheduler
-(agent.scheduler) only decides when each round and probe runs.
+Pure: nothing here reads a clock or a socket. The agent (agent.agent) traces and pings, tags the paths
+and hands them here with the time they were seen as a number; `traced` says what the round showed (as
+frozen values) and whether it confirmed a change, `pinged` whether a latency probe asks for a trace now.
+The scheduler (agent.scheduler) only decides when each round and probe runs.
 
-One target's state is agent.upstream_state's PathState (hysteresis) and one LatencyWatch per ping
-protocol. `configure` keeps the PathState of every target a new config keeps (a reload does not send a
-settled tag back to `unknown`) unless the tag values or the hysteresis changed, and the watch of every
-(target, protocol) it keeps; the state of targets and protocols it drops is forgotten.
+One target's state is a TagHysteresis (agent.tracking.hysteresis) and one LatencyWatch
+(agent.tracking.latency) per ping protocol. `configure` keeps the hysteresis of every target a new
+config keeps (a reload does not send a settled tag back to `unknown`) unless the tag values or the
+hysteresis setting changed, and the watch of every (target, protocol) it keeps; the state of targets and
+protocols it drops is forgotten.
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from agent.config import Config
-from agent.model import LOW, NONE, UNKNOWN, Classification, Path, PingResult, Target
-from agent.upstream_state import Change, LatencyWatch, PathState, Trigger, tag_values
+from agent.model import LOW, NONE, UNKNOWN, Classification, Path, PingResult, Target, Trigger
+from agent.tracking.hysteresis import TagChange, TagHysteresis, TagStatus, tag_values
+from agent.tracking.latency import LatencyWatch
 
 
 @dataclass(frozen=True, slots=True)
-class PathChange:
-    """A confirmed upstream change of one target, with the evidence of the round that confirmed it."""
+class ConfirmedChange:
+    """A target's TagChange with the evidence of the round that confirmed it: what the history records
+    (as an agent.history.PathChange row)."""
 
     target: Target
-    change: Change
+    change: TagChange
     classification: Classification | None
     path: Path | None
     ratio: Mapping[str, float] = field(default_factory=dict)  # share of the round's flows per tag
@@ -78,31 +81,32 @@ def round_figures(path: Path, classification: Classification | None) -> RoundFig
 
 @dataclass(frozen=True, slots=True)
 class RoundResult:
-    """One round of one target, as the metrics show it."""
+    """One round of one target, as the metrics show it: values only."""
 
-    path_state: PathState  # the target's own (live: the next round steps it): tag, streak, ratios, changes
+    status: TagStatus  # the target's tag after the round: tag, ratios, changes, streak
     figures: RoundFigures  # of the path that carries the current tag
     confidence: str | None  # how well this round backs the current tag (None: no flow was classified)
-    change: PathChange | None  # a change this round confirmed
+    change: ConfirmedChange | None  # a change this round confirmed
 
 
-class Rounds:
-    """The path state and latency watches of every target of one config; step it with rounds and pings."""
+class TrackedTargets:
+    """The tag hysteresis and latency watches of every target of one config; step it with rounds and
+    pings."""
 
     def __init__(self, config: Config) -> None:
-        self._paths: dict[str, PathState] = {}
+        self._paths: dict[str, TagHysteresis] = {}
         self._watches: dict[tuple[str, str], LatencyWatch] = {}
         self.configure(config)
 
     def configure(self, config: Config) -> None:
         """Take the targets of `config`; kept targets keep their state (see the module docstring)."""
         tags, confirm = tag_values(config.upstreams), config.trace.hysteresis
-        paths: dict[str, PathState] = {}
+        paths: dict[str, TagHysteresis] = {}
         watches: dict[tuple[str, str], LatencyWatch] = {}
         for t in config.targets:
             ps = self._paths.get(t.address)
             if ps is None or ps.tags != tags or ps.confirm != confirm:
-                ps = PathState(tags=tags, confirm=confirm)
+                ps = TagHysteresis(tags=tags, confirm=confirm)
             paths[t.address] = ps
             for proto in config.ping_protocols_for(t.address):
                 key = (t.address, proto)
@@ -149,6 +153,6 @@ class Rounds:
                 if address == target.address:
                     watch.reset()
             path, classification = chosen if chosen else (None, None)
-            event = PathChange(target, change, classification, path, dict(ps.ratio))
+            event = ConfirmedChange(target, change, classification, path, dict(ps.ratio))
         figures = round_figures(*chosen) if chosen else NO_FIGURES
-        return RoundResult(ps, figures, confidence, event)
+        return RoundResult(ps.status, figures, confidence, event)
