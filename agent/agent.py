@@ -283,32 +283,13 @@ class Agent:
         on_ready: Callable[[], None] | None = None,
     ) -> int:
         """Probe, tag, record and reload until `stop` is set; the exit status (1: a loop of ours died)."""
-        from agent.history import HistoryWriter
-        from agent.net.budget import Budget
-        from agent.net.engine import open_engine
         from agent.net.localnet import LocalNetWatcher
         from agent.scheduler import Scheduler
 
         loop = asyncio.get_running_loop()
         config, results = self._config, self.results
-        # The engine's own allowlist, the last line of the hard rule: a reload replaces it.
-        engine = open_engine(
-            Budget(config.agent.max_pps),
-            netns,
-            on_send=lambda proto: results.record_packets(proto, 1),
-            on_send_error=lambda _errno: results.count_error("send"),
-            allow=Allowlist(config.destination.prefixes),
-        )
-        self.engine = engine
-        engine.start()
-        writer = HistoryWriter(
-            config.agent.state_dir,
-            retention_days=config.history.retention_days,
-            prune_interval_s=config.history.prune_interval_s,
-            max_pending=config.history.max_pending,
-        )
-        self.writer = writer
-        writer.start()
+        engine = self.engine = self._open_engine(netns)
+        writer = self.writer = self._open_history()
         scheduler = Scheduler(
             config, results=results, probe=self.probe, trace_round=self.round, pending=self.tracking.pending
         )
@@ -355,3 +336,34 @@ class Agent:
                 log.error("some path changes could not be written before exit")
             engine.close()
         return 0
+
+    def _open_engine(self, netns: str | None) -> ProbeEngine:
+        """The probe engine, started, with the engine's own allowlist: the last line of the hard rule (a
+        reload replaces it)."""
+        from agent.net.budget import Budget
+        from agent.net.engine import open_engine
+
+        config, results = self._config, self.results
+        engine = open_engine(
+            Budget(config.agent.max_pps),
+            netns,
+            on_send=lambda proto: results.record_packets(proto, 1),
+            on_send_error=lambda _errno: results.count_error("send"),
+            allow=Allowlist(config.destination.prefixes),
+        )
+        engine.start()
+        return engine
+
+    def _open_history(self) -> HistoryWriter:
+        """The history writer of agent.state_dir, its thread started."""
+        from agent.history import HistoryWriter
+
+        config = self._config
+        writer = HistoryWriter(
+            config.agent.state_dir,
+            retention_days=config.history.retention_days,
+            prune_interval_s=config.history.prune_interval_s,
+            max_pending=config.history.max_pending,
+        )
+        writer.start()
+        return writer

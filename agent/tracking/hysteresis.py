@@ -8,7 +8,7 @@ number; verdicts come out. agent.tracking.targets keeps one `TagHysteresis` per 
 
 A round is the set of Paris traces of one target taken together, one per flow identifier (several flows,
 so per-flow load balancers show every path they use; Augustin et al., IMC 2006). Each flow's path has its
-own tag (agent/classify/tagger.py). The round's *verdict*:
+own tag (agent/classify/rules.py). The round's *verdict*:
 
 - every classified flow that has evidence (not `unknown`) agrees on one tag: that tag;
 - the flows with evidence disagree: `mixed` (a per-flow split, as on 175.45.178.0/24 in December 2025);
