@@ -105,13 +105,14 @@ def child_classify(path: str) -> None:
     """Run in a fresh process (no warm caches): JSON text in, classifications out, timed by stage.
 
     The stages are those of `nkprobe classify FILE` (agent/commands/classify.py): its reader, only the
-    addresses of each result (agent.formats.ripe.addresses_from_ripe), the default table, classify_addresses,
-    with the cyclic GC paused as the command pauses it. Afterwards, not in the total: the same results
-    as full Path objects (agent.formats.ripe.from_ripe, what `trace` and the history keep) and classify(Path).
+    addresses of each result (agent.formats.ripe.addresses_from_ripe), a Tagger of the default table,
+    Tagger.tag_addresses, with the cyclic GC paused as the command pauses it. Afterwards, not in the
+    total: the same results as full Path objects (agent.formats.ripe.from_ripe, what `trace` and the
+    history keep) and Tagger.tag(Path).
     """
     t0, c0 = time.perf_counter(), time.process_time()
     from agent.asn import load_table
-    from agent.classify import Settings, classify, classify_addresses
+    from agent.classify import Settings, Tagger
     from agent.commands.classify import read_results
     from agent.config import Config
     from agent.formats.ripe import addresses_from_ripe, from_ripe, gc_paused
@@ -135,23 +136,22 @@ def child_classify(path: str) -> None:
         mark("read the file + json.loads (the command's reader)")
         results = [addresses_from_ripe(obj) for _, obj in items]
         mark("addresses_from_ripe")
-        table = load_table()
-        settings = Settings.from_config(Config())
+        tagger = Tagger(load_table(), Settings.from_config(Config()))
         mark("load the default table")
         tags: dict[str, int] = {}
         out: list[Classification] = []
         for r in results:
-            c = classify_addresses(r.hops, table.lookup, settings, {}, r.errors, target=r.target, rtts=r.rtts)
+            c = tagger.tag_addresses(r.hops, names={}, errors=r.errors, target=r.target, rtts=r.rtts)
             out.append(c)
             tags[c.upstream] = tags.get(c.upstream, 0) + 1
-        mark("classify_addresses")
+        mark("Tagger.tag_addresses")
         total_wall, total_cpu = t1 - start_wall, c1 - start_cpu
         paths = [from_ripe(obj) for _, obj in items]
         mark("(not in the total) from_ripe: full Path objects")
-        same = [classify(p, table.lookup, settings) for p in paths] == out
-        mark("(not in the total) classify(Path), same tags and evidence")
+        same = [tagger.tag(p) for p in paths] == out
+        mark("(not in the total) Tagger.tag(Path), same tags and evidence")
     if not same:
-        raise SystemExit("classify(from_ripe(x)) and classify_addresses(addresses_from_ripe(x)) differ")
+        raise SystemExit("Tagger.tag(from_ripe(x)) and Tagger.tag_addresses(addresses_from_ripe(x)) differ")
     result = {"stages": stages, "total_wall_s": total_wall, "total_cpu_s": total_cpu, "tags": tags}
     print(json.dumps(result))
 
@@ -300,7 +300,7 @@ NOTES = (
     "The end-to-end pipeline is the one `nkprobe classify` runs: its reader, then only the responding "
     "addresses of each result (agent.formats.ripe.addresses_from_ripe: the same checks and errors as "
     "from_ripe, "
-    "no Reply object per answer), then classify_addresses, with the cyclic garbage collector paused "
+    "no Reply object per answer), then Tagger.tag_addresses, with the cyclic garbage collector paused "
     "(agent.formats.ripe.gc_paused: json.loads builds ~50 containers per result and the collector "
     "rescanned "
     "them, about half the reading time). A test checks that both ways give the same tags and evidence. "
