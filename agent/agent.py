@@ -79,8 +79,6 @@ def load_tagger(config: Config) -> Tagger:
     """The agent's tagger for `config`: its AS tables and [bgp] snapshot (raises NkprobeError)."""
     from agent.classify import Tagger
 
-    # No reverse names on the probing path: a PTR lookup would send hop addresses to the system
-    # resolver (README "Commands", Safety); the AS table and configured borders decide.
     return Tagger.from_config(config, with_bgp=True)
 
 
@@ -166,7 +164,9 @@ class Agent:
             results.record_trace(str(path.protocol), path.duration_s)
             results.record_trace_outcome(target.address, "reached" if path.reached else "unreached")
             try:
-                # A middlebox that rewrote the flow is named in the evidence (and so in the history).
+                # No reverse names on the probing path: a PTR lookup would send hop addresses to the
+                # system resolver (README "Commands", Safety); the AS table and configured borders
+                # decide. A middlebox that rewrote the flow is named in the evidence (and the history).
                 classified.append((path, self.tagger.tag(path)))
             except Exception as exc:
                 results.count_error("classify")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
+
+import pytest
 
 from agent.config import Config
 from agent.model import Border, Classification, Hop, Path, PingResult, Protocol, Reply, ReplyKind, Target
@@ -68,6 +71,20 @@ def test_a_round_of_another_upstream_backs_the_tag_low_then_confirms_one_change(
     assert (change.change.old, change.change.new, change.change.at) == (CU, TTK, 4.0)
     assert change.classification is not None and change.classification.upstream == TTK
     assert change.path is not None and change.ratio[TTK] == 1.0
+
+
+def test_a_rounds_result_holds_values_that_later_rounds_leave_alone() -> None:
+    # The results store gets values, never the live hysteresis: what a round said stays what it said.
+    rounds = TrackedTargets(config(targets=(TARGET,)))
+    first = rounds.traced(TARGET, round_of(CU), 1.0)
+    assert first is not None
+    before = dataclasses.astuple(first.status)
+    later = rounds.traced(TARGET, round_of(TTK), 2.0)
+    assert later is not None and later.status.tag == TTK and later.status.changes == 1
+    assert dataclasses.astuple(first.status) == before
+    assert (first.status.tag, first.status.ratio[CU], first.status.changes) == (CU, 1.0, 0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.status.tag = TTK  # type: ignore[misc]
 
 
 def test_no_classified_flow_is_no_figures_and_no_confidence() -> None:
