@@ -32,9 +32,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from agent.config import Config
+from agent.config import Config, TargetConfig
 from agent.errors import NkprobeError, RateLog
-from agent.model import Classification, Path, PingResult, Protocol, Target, Trigger
+from agent.model import Classification, Path, PingResult, Protocol, Trigger
 from agent.net.allowlist import Allowlist
 from agent.results import Results
 from agent.tracking import ConfirmedChange, TrackedTargets, tag_values
@@ -56,7 +56,7 @@ def results_settings(config: Config) -> dict[str, Any]:
     return {
         "agent_name": config.agent.name,
         "targets": config.targets,
-        "ping_protocols": config.ping_protocols_for,
+        "ping_protocols": {t.address: t.ping_protocols for t in config.targets}.__getitem__,
         "trace_protocol": config.trace.protocol,
         "tags": tag_values(config.upstreams),
     }
@@ -118,7 +118,7 @@ class Agent:
 
     # -- what a round does ---------------------------------------------------------------------------
 
-    async def ping(self, target: Target, protocol: str) -> PingResult:
+    async def ping(self, target: TargetConfig, protocol: str) -> PingResult:
         """One latency probe of `target` by the prober map, with the [ping] settings in use."""
         from agent.probers import ProbeSpec, latency
 
@@ -127,28 +127,26 @@ class Agent:
         spec = ProbeSpec(
             target=target.address,
             protocol=Protocol(protocol),
-            port=cfg.ping_port_for(target.address) if protocol == "tcp" else None,
+            port=target.ping_port if protocol == "tcp" else None,
             timeout_s=cfg.ping.timeout_s,
         )
         return await latency(self.engine, spec)
 
-    async def trace(self, target: Target, first_flow: int, flows: int) -> tuple[Path, ...]:
+    async def trace(self, target: TargetConfig, first_flow: int, flows: int) -> tuple[Path, ...]:
         """`flows` Paris traceroutes of `target` by the prober map, with the [trace] settings in use."""
         from agent.probers import trace
         from agent.probers.base import trace_spec
 
         assert self.engine is not None, "Agent.run opens the engine"
-        return await trace(
-            self.engine, trace_spec(self._config, target.address, flows=flows, first_flow=first_flow)
-        )
+        return await trace(self.engine, trace_spec(self._config, target, flows=flows, first_flow=first_flow))
 
-    async def probe(self, target: Target, protocol: str) -> Trigger | None:
+    async def probe(self, target: TargetConfig, protocol: str) -> Trigger | None:
         """One latency probe, recorded; the reason to trace the target's /24 now, if it gives one."""
         result = await self.ping(target, protocol)
         self.results.record_ping(result)
         return self.tracking.pinged(target, protocol, result)
 
-    async def round(self, target: Target) -> None:
+    async def round(self, target: TargetConfig) -> None:
         """One round of traces of `target`, recorded and tagged (`tracking.pending` says whether a new
         tag awaits confirmation). A failed trace raises (the scheduler counts it) after its flows are
         counted as errors."""

@@ -36,9 +36,9 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from agent.config import Config
+from agent.config import Config, TargetConfig
 from agent.errors import RateLog
-from agent.model import Target, Trigger
+from agent.model import Trigger
 from agent.results import Results
 
 log = logging.getLogger("nkprobe.scheduler")
@@ -58,13 +58,13 @@ class LatencyProbe(Protocol):
     """One latency probe of `target`, recorded; the reason to trace its /24 now, if the result gives one.
     A timeout is a result, never an exception; an exception is a failed probe."""
 
-    def __call__(self, target: Target, protocol: str) -> Awaitable[Trigger | None]: ...
+    def __call__(self, target: TargetConfig, protocol: str) -> Awaitable[Trigger | None]: ...
 
 
 class TraceRound(Protocol):
     """One round of traces of `target`, recorded and tagged; an exception is a failed round."""
 
-    def __call__(self, target: Target) -> Awaitable[None]: ...
+    def __call__(self, target: TargetConfig) -> Awaitable[None]: ...
 
 
 class _Slots:
@@ -116,7 +116,7 @@ class Scheduler:
         results: Results,
         probe: LatencyProbe,
         trace_round: TraceRound,
-        pending: Callable[[Target], bool],
+        pending: Callable[[TargetConfig], bool],
         rng: random.Random | None = None,
         confirm_delay_s: float = CONFIRM_DELAY_S,
         min_round_gap_s: float = MIN_ROUND_GAP_S,
@@ -152,7 +152,7 @@ class Scheduler:
         self._wake = {t.address: asyncio.Event() for t in cfg.targets}
         for t in cfg.targets:
             self._tasks.append(asyncio.create_task(self._trace_loop(t), name=f"trace {t.address}"))
-            for proto in cfg.ping_protocols_for(t.address):
+            for proto in t.ping_protocols:
                 self._tasks.append(
                     asyncio.create_task(self._ping_loop(t, proto), name=f"ping {proto} {t.address}")
                 )
@@ -200,7 +200,7 @@ class Scheduler:
 
     # -- latency probes ---------------------------------------------------------------------------------
 
-    async def _ping_loop(self, target: Target, proto: str) -> None:
+    async def _ping_loop(self, target: TargetConfig, proto: str) -> None:
         loop = asyncio.get_running_loop()
         interval = self.config.ping.interval_s
         # Probes allowed in flight at once: enough to keep the interval when every probe times out.
@@ -223,7 +223,7 @@ class Scheduler:
             for task in in_flight:
                 task.cancel()
 
-    async def _one_ping(self, target: Target, proto: str) -> None:
+    async def _one_ping(self, target: TargetConfig, proto: str) -> None:
         name = f"ping {proto} {target.address}"
         try:
             reason = await self._probe(target, proto)
@@ -239,7 +239,7 @@ class Scheduler:
 
     # -- traces -----------------------------------------------------------------------------------------
 
-    async def _trace_loop(self, target: Target) -> None:
+    async def _trace_loop(self, target: TargetConfig) -> None:
         loop = asyncio.get_running_loop()
         wake = self._wake[target.address]
         interval = self.config.trace.interval_s
@@ -269,7 +269,7 @@ class Scheduler:
                 await asyncio.sleep(gap)
                 delay = max(0.0, delay - gap)
 
-    async def _one_round(self, target: Target) -> None:
+    async def _one_round(self, target: TargetConfig) -> None:
         name = f"trace {target.address}"
         try:
             await self._trace_round(target)

@@ -250,8 +250,8 @@ async def in_process(lab: LabInfo, res: Results, rounds: int, paths: list[BenchP
                 p = lab.prefixes[UPSTREAM_PREFIX[bp.upstream]]
                 expected = lab.expected_hops(p.echo_host, bp.upstream)
                 for protocol in PROTOCOLS:
-                    spec = trace_spec(config, p.echo_host, flows=1, protocol=Protocol(protocol),
-                                      port=80 if protocol == "tcp" else None)  # fmt: skip
+                    record = config.target(p.echo_host, trace_protocol=protocol)
+                    spec = trace_spec(config, record, flows=1, port=80 if protocol == "tcp" else None)
                     (path,) = await traceroute.probe(engine, spec)
                     hops = tuple(h.addresses[0] if h.addresses else None for h in path.hops)
                     res.in_process[(bp.label, protocol)].append(path.duration_s)

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     timeout = config.ping.timeout_s if args.timeout is None else args.timeout
     if interval < 0 or timeout <= 0:
         raise UsageError("--interval must be >= 0 and --timeout > 0")
-    port = (args.port or config.ping_port_for(target)) if args.protocol == "tcp" else None
+    port = (args.port or config.target(target).ping_port) if args.protocol == "tcp" else None
     spec = ProbeSpec(target, Protocol(args.protocol), port=port, timeout_s=timeout)
     readable = not args.json
     max_in_flight = len(LATENCY_FLOWS)

@@ -64,12 +64,10 @@ def run(args: argparse.Namespace) -> int:
     if args.max_hops is not None and not 1 <= args.max_hops <= 255:
         raise UsageError("--max-hops takes 1..255")
     config, target = config_and_target(args.config, args.target)
-    protocol = Protocol(args.protocol or config.trace_protocol_for(target))
-    if args.port is not None and (protocol is Protocol.ICMP or not 0 < args.port < 65536):
+    record = config.target(target, trace_protocol=args.protocol)
+    if args.port is not None and (record.trace_protocol == Protocol.ICMP or not 0 < args.port < 65536):
         raise UsageError("--port takes 1..65535 and only with --protocol udp or tcp")
-    spec = trace_spec(
-        config, target, flows=args.flows, protocol=protocol, port=args.port, max_hops=args.max_hops
-    )
+    spec = trace_spec(config, record, flows=args.flows, port=args.port, max_hops=args.max_hops)
     files = [*config.asn.files, *args.asn_file]
     for name in files:  # a missing file is a usage error before any packet, not after the trace
         if not os.access(name, os.R_OK):

@@ -1,12 +1,29 @@
-"""The configuration's model: frozen dataclasses with their defaults (README "Configuration"), the
-built-in upstream groups, and the pure helpers every layer reads (per-target protocol and port)."""
+"""The configuration's model: frozen dataclasses whose fields declare the keys of the file, each with its
+default, type and bounds (agent.config.keys; README "Configuration"), the built-in upstream groups, and
+the record of each target with everything its probes need."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from agent.classify.exchanges import DEFAULT_EXCHANGE_PREFIXES
+from agent.config import checks
+from agent.config.keys import (
+    Integer,
+    Key,
+    Number,
+    flag,
+    groups,
+    integer,
+    items,
+    number,
+    required,
+    section,
+    tables,
+    text,
+)
 from agent.model import OTHER, UNKNOWN, Target
 from agent.trace.settings import TraceSettings
 
@@ -42,27 +59,29 @@ RESERVED_GROUPS = (OTHER, UNKNOWN)
 PING_PROTOCOLS = ("icmp", "tcp")
 TRACE_PROTOCOLS = ("icmp", "udp", "tcp")
 MAX_PPS = 1000.0
-# An allowlist wider than this is no allowlist: it would let a typo probe half the Internet.
-MIN_PREFIX_LENGTH = 16
 DEFAULT_CONFIG_RESOURCE = "default-config.toml"
+PORT = {"ge": 1, "le": 65535}
+DAY_S = 86400.0
 
 
 @dataclass(frozen=True)
 class AgentSection:
-    name: str = "nkprobe"
-    listen: str = "127.0.0.1:9931"
-    state_dir: str = "/var/lib/nkprobe"
-    max_pps: float = 20.0
-    netns: str = ""  # network namespace for the probe sockets ("" = the current one); --netns overrides
-    web_config_file: str = ""  # exporter-toolkit style web config (TLS, basic auth); "" = plain HTTP
+    name: str = text("nkprobe", nonempty=True)
+    listen: str = text("127.0.0.1:9931", nonempty=True, check=checks.listen_address)
+    state_dir: str = text("/var/lib/nkprobe", nonempty=True, path=True)
+    max_pps: float = number(20.0, gt=0, le=MAX_PPS)
+    # The network namespace of the probe sockets ("" = the current one); --netns overrides it.
+    netns: str = text("", check=checks.netns_name)
+    # An exporter-toolkit style web config (TLS, basic auth); "" = plain HTTP.
+    web_config_file: str = text("", path=True)
 
 
 @dataclass(frozen=True)
 class PingSection:
-    interval_s: float = 1.0
-    protocols: tuple[str, ...] = ("icmp", "tcp")
-    port: int = 80
-    timeout_s: float = 2.0
+    interval_s: float = number(1.0, gt=0, le=DAY_S)
+    protocols: tuple[str, ...] = items(("icmp", "tcp"), checks.one_of(PING_PROTOCOLS), nonempty=True)
+    port: int = integer(80, **PORT)
+    timeout_s: float = number(2.0, gt=0, le=60)
 
 
 @dataclass(frozen=True)
@@ -70,11 +89,29 @@ class TraceSection(TraceSettings):
     """[trace]: how often and toward what each target is traced, and how (`TraceSettings`, whose
     defaults are the section's; `window`, `pace` and `packet_size` are not keys of the file)."""
 
-    interval_s: float = 60.0
-    protocol: str = "tcp"
-    port: int = 80
-    flows: int = 4
-    hysteresis: int = 2  # an upstream change is declared after this many consecutive agreeing traces
+    interval_s: float = number(60.0, gt=0, le=DAY_S)
+    protocol: str = text("tcp", check=checks.one_of(TRACE_PROTOCOLS))
+    port: int = integer(80, **PORT)
+    # Paris flow identifiers: enough for MDA-like coverage of a few per-flow balancers, bounded so a
+    # round stays within the packet budget.
+    flows: int = integer(4, ge=1, le=64)
+    # An upstream change is declared after this many consecutive agreeing traces.
+    hysteresis: int = integer(2, ge=1, le=100)
+
+    # The keys this section shares with every trace: TraceSettings (agent/trace/settings.py) declares
+    # them with their defaults; here is what a file may set them to. The rules between them are
+    # agent.config.rules.trace_stops.
+    inherited_keys: ClassVar[dict[str, Key]] = {
+        "max_hops": Integer(ge=1, le=255),
+        "timeout_s": Number(gt=0, le=60),
+        "near_factor": Number(gt=0, le=100),
+        "silent_min_s": Number(gt=0, le=60),
+        "silent_max_s": Number(gt=0, le=60),
+        "grace_s": Number(ge=0, le=60),
+        "retries": Integer(ge=0, le=10),
+        "gap_limit": Integer(ge=1, le=255),
+        "lookahead": Integer(ge=1, le=255),
+    }
 
     def __post_init__(self) -> None:
         # [trace] lookahead defaults to gap_limit, not to the bare session's None (the window alone):
@@ -86,107 +123,162 @@ class TraceSection(TraceSettings):
 
 @dataclass(frozen=True)
 class AsnSection:
-    files: tuple[str, ...] = ()
-    sources: tuple[str, ...] = DEFAULT_ASN_SOURCES  # URLs `nkprobe asn update` downloads
-    update_dir: str = ""  # where `nkprobe asn update` writes; "" = <agent.state_dir>/asn
-    ripestat_url: str = DEFAULT_RIPESTAT_URL  # `nkprobe asn update --ripestat-url` overrides it
+    files: tuple[str, ...] = items((), checks.text, path=True)
+    # URLs `nkprobe asn update` downloads.
+    sources: tuple[str, ...] = items(DEFAULT_ASN_SOURCES, checks.download_url)
+    # Where `nkprobe asn update` writes; "" = <agent.state_dir>/asn.
+    update_dir: str = text("", path=True)
+    # `nkprobe asn update --ripestat-url` overrides it.
+    ripestat_url: str = text(DEFAULT_RIPESTAT_URL, check=checks.api_url)
 
 
 @dataclass(frozen=True)
 class DestinationSection:
-    asn: int = 131279
-    prefixes: tuple[str, ...] = ("175.45.176.0/22",)
+    asn: int = integer(131279, ge=1, le=checks.ASN_MAX)
+    # Also the allowlist: the agent never probes outside it (rules: disjoint).
+    prefixes: tuple[str, ...] = items(("175.45.176.0/22",), checks.allowlist_prefix, nonempty=True)
 
 
 @dataclass(frozen=True)
 class HistorySection:
-    retention_days: float = 400.0  # rows older than this are deleted; a year and a bit for yearly views
-    prune_interval_s: float = 3600.0  # how often retention runs
-    max_pending: int = 10000  # changes kept in memory while the database cannot be written
+    # Rows older than this are deleted; a year and a bit for yearly views.
+    retention_days: float = number(400.0, gt=0, le=36500)
+    prune_interval_s: float = number(3600.0, gt=0, le=7 * DAY_S)  # how often retention runs
+    # Changes kept in memory while the database cannot be written.
+    max_pending: int = integer(10000, ge=1, le=1_000_000)
 
 
 @dataclass(frozen=True)
 class NamesSection:
-    reverse_dns: bool = True  # look up hop names (never on the probing path; cached)
-    timeout_s: float = 1.0
-    suffixes: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_NAME_SUFFIXES))
+    reverse_dns: bool = flag(True)  # look up hop names (never on the probing path; cached)
+    timeout_s: float = number(1.0, gt=0, le=30)
+    suffixes: dict[str, tuple[str, ...]] = groups(
+        DEFAULT_NAME_SUFFIXES, checks.name_suffix, what="a name suffix", upstream=True
+    )
 
 
 @dataclass(frozen=True)
 class ClassifySection:
     # Exchange-point peering LANs: hops answering from them are passed over (agent/classify/exchanges.py).
-    exchange_prefixes: tuple[str, ...] = tuple(DEFAULT_EXCHANGE_PREFIXES)
+    exchange_prefixes: tuple[str, ...] = items(tuple(DEFAULT_EXCHANGE_PREFIXES), checks.exchange_lan)
     # Special-purpose space (RFC 6890) that is routed here, so its hops count like public ones: a test
     # bed's own range. The lab writes ["198.18.0.0/15"] (RFC 2544) into its config; the default is none.
-    routed_prefixes: tuple[str, ...] = ()
+    routed_prefixes: tuple[str, ...] = items((), checks.routed_prefix)
 
 
 @dataclass(frozen=True)
 class BgpSection:
     # RIPEstat looking-glass / asn-neighbours responses saved as JSON (agent/bgp): the control-plane
     # cross-check nkprobe_path_upstream_in_bgp. Read at start and on every reload; () = no cross-check.
-    snapshot: tuple[str, ...] = ()
+    snapshot: tuple[str, ...] = items((), checks.text, path=True)
 
 
 @dataclass(frozen=True)
-class TargetOptions:
-    """Per-target overrides from a `[[targets]]` table; None means "use the section's value"."""
+class TargetEntry:
+    """One [[targets]] table as written; None: the section's value. Resolved into a `TargetConfig`."""
 
-    protocol: str | None = None  # trace protocol
-    port: int | None = None  # destination port of TCP/UDP traces and TCP pings: the host's open port
-    ping_protocols: tuple[str, ...] | None = None
+    address: str = required(checks.ipv4, missing="missing; every target needs an address")
+    name: str = text("")
+    protocol: str | None = text(None, check=checks.one_of(TRACE_PROTOCOLS))  # of its traces
+    # The destination port of TCP/UDP traces and TCP pings: the host's open port.
+    port: int | None = integer(None, **PORT)
+    ping_protocols: tuple[str, ...] | None = items(None, checks.one_of(PING_PROTOCOLS), nonempty=True)
+
+    def resolve(self, ping: PingSection, trace: TraceSection) -> TargetConfig:
+        """The record of this target: its own values, else the sections'."""
+        protocol = self.protocol or trace.protocol
+        return TargetConfig(
+            self.address,
+            self.name,
+            port=self.port,
+            ping_protocols=self.ping_protocols or ping.protocols,
+            ping_port=self.port or ping.port,
+            trace_protocol=protocol,
+            trace_port=trace_port(protocol, self.port, trace.port),
+        )
+
+
+def trace_port(protocol: str, own: int | None, section_port: int) -> int | None:
+    """The destination port of a `protocol` trace to a target whose own port is `own`; None: the
+    prober's default. TCP: the target's port, else [trace] port (an open port: the SYN must reach a
+    listener to be answered). UDP: the target's port, else None, the traceroute base port + 1 of
+    agent.trace.flow.DEFAULT_PORT (33435), as `nkprobe trace --protocol udp` has always used; [trace]
+    port is TCP's default (80) and a UDP probe there would look like broken HTTP/3. ICMP: None.
+
+    >>> trace_port("tcp", None, 443), trace_port("udp", None, 443), trace_port("udp", 53, 443)
+    (443, None, 53)
+    """
+    if protocol == "tcp":
+        return own or section_port
+    if protocol == "udp":
+        return own
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TargetConfig(Target):
+    """A target with everything its probes need, resolved once from its [[targets]] entry and the
+    [ping] and [trace] sections (`TargetEntry.resolve`) when its Config is made."""
+
+    port: int | None  # its own port as written, None if none (ping_port and trace_port are the ones used)
+    ping_protocols: tuple[str, ...]
+    ping_port: int  # of TCP pings
+    trace_protocol: str
+    trace_port: int | None  # None: the prober's default (`trace_port`)
 
 
 @dataclass(frozen=True)
 class Config:
-    agent: AgentSection = field(default_factory=AgentSection)
-    targets: tuple[Target, ...] = ()
-    ping: PingSection = field(default_factory=PingSection)
-    trace: TraceSection = field(default_factory=TraceSection)
-    asn: AsnSection = field(default_factory=AsnSection)
-    upstreams: dict[str, tuple[int, ...]] = field(default_factory=lambda: dict(DEFAULT_UPSTREAMS))
-    destination: DestinationSection = field(default_factory=DestinationSection)
+    agent: AgentSection = section(AgentSection)
+    # Code that builds a Config may give plain `Target`s or `TargetEntry`s: `__post_init__` resolves them.
+    targets: tuple[TargetConfig, ...] = tables(
+        TargetEntry,
+        not_list='must be an array of tables: [[targets]] address = "..."',
+        not_table="must be a table with an address",
+    )
+    ping: PingSection = section(PingSection)
+    trace: TraceSection = section(TraceSection)
+    asn: AsnSection = section(AsnSection)
+    upstreams: dict[str, tuple[int, ...]] = groups(
+        DEFAULT_UPSTREAMS,
+        checks.asn,
+        what="an ASN",
+        empty="must name at least one group, e.g. transtelecom = [20485]",
+    )
+    destination: DestinationSection = section(DestinationSection)
     source_path: str | None = None  # the file it was loaded from, if any
-    history: HistorySection = field(default_factory=HistorySection)
-    names: NamesSection = field(default_factory=NamesSection)
-    borders: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_BORDERS))
-    classify: ClassifySection = field(default_factory=ClassifySection)
-    bgp: BgpSection = field(default_factory=BgpSection)
-    target_options: dict[str, TargetOptions] = field(default_factory=dict)  # by target address
+    history: HistorySection = section(HistorySection)
+    names: NamesSection = section(NamesSection)
+    borders: dict[str, tuple[str, ...]] = groups(
+        DEFAULT_BORDERS, checks.ipv4, what="an IPv4 address", upstream=True
+    )
+    classify: ClassifySection = section(ClassifySection)
+    bgp: BgpSection = section(BgpSection)
     warnings: tuple[str, ...] = ()  # legal but probably unintended (e.g. ping alone exceeds max_pps)
 
-    # -- helpers every layer needs; pure ------------------------------------------------------------
+    def __post_init__(self) -> None:
+        given: tuple[Target | TargetEntry, ...] = self.targets
+        resolved = tuple(
+            t if isinstance(t, TargetConfig) else _entry(t).resolve(self.ping, self.trace) for t in given
+        )
+        object.__setattr__(self, "targets", resolved)
 
-    def _options(self, address: str) -> TargetOptions:
-        return self.target_options.get(address, TargetOptions())
-
-    def trace_protocol_for(self, address: str) -> str:
-        return self._options(address).protocol or self.trace.protocol
-
-    def trace_port_for(self, address: str, protocol: str | None = None) -> int | None:
-        """The destination port of a `protocol` trace (default: the target's) to `address`; None: the
-        prober's default. TCP: the target's port, else [trace] port (an open port: the SYN must reach a
-        listener to be answered). UDP: the target's port, else None, the traceroute base port + 1 of
-        agent.trace.flow.DEFAULT_PORT (33435), as `nkprobe trace --protocol udp` has always used;
-        [trace] port is TCP's default (80) and a UDP probe there would look like broken HTTP/3. ICMP: None.
+    def target(self, address: str, *, trace_protocol: str | None = None) -> TargetConfig:
+        """The record of `address`: its [[targets]] entry's, or the sections' for an address the file
+        does not list (`nkprobe trace ADDRESS`); `trace_protocol` (`--protocol`) traces it by that
+        protocol instead, to its port for that protocol.
 
         >>> c = Config(trace=TraceSection(port=443))
-        >>> c.trace_port_for("175.45.176.71", "tcp"), c.trace_port_for("175.45.176.71", "udp")
+        >>> c.target("175.45.176.71").trace_port, c.target("175.45.176.71", trace_protocol="udp").trace_port
         (443, None)
         """
-        protocol = protocol or self.trace_protocol_for(address)
-        own = self._options(address).port
-        if protocol == "tcp":
-            return own or self.trace.port
-        if protocol == "udp":
-            return own
-        return None
-
-    def ping_port_for(self, address: str) -> int:
-        return self._options(address).port or self.ping.port
-
-    def ping_protocols_for(self, address: str) -> tuple[str, ...]:
-        return self._options(address).ping_protocols or self.ping.protocols
+        record = next((t for t in self.targets if t.address == address), None)
+        if record is None:
+            record = TargetEntry(address).resolve(self.ping, self.trace)
+        if trace_protocol is None or trace_protocol == record.trace_protocol:
+            return record
+        port = trace_port(trace_protocol, record.port, self.trace.port)
+        return replace(record, trace_protocol=trace_protocol, trace_port=port)
 
     def group_of_asn(self, asn: int) -> str | None:
         """The upstream group holding `asn`, if any.
@@ -202,3 +294,7 @@ class Config:
     @property
     def asn_update_dir(self) -> str:
         return self.asn.update_dir or os.path.join(self.agent.state_dir, "asn")
+
+
+def _entry(target: Target | TargetEntry) -> TargetEntry:
+    return target if isinstance(target, TargetEntry) else TargetEntry(target.address, target.name)

@@ -4,11 +4,36 @@ listing every problem."""
 from __future__ import annotations
 
 import os
+import re
 import tomllib
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
 
+from agent.config import rules
+from agent.config.keys import keys_of
 from agent.config.model import DEFAULT_CONFIG_RESOURCE, Config
-from agent.config.validate import _build
+from agent.config.sections import Reader
 from agent.errors import ConfigError
+
+# Problems are listed section by section in this order, each section's own before those between its
+# keys and other sections' (agent.config.rules): [destination] before what must lie outside it, and
+# [[targets]], which refer to every other section, last, entry by entry.
+LISTING_ORDER = (
+    "agent",
+    "ping",
+    "trace",
+    "asn",
+    "destination",
+    "upstreams",
+    "history",
+    "names",
+    "borders",
+    "classify",
+    "bgp",
+    "targets",
+)
+_TOP = re.compile(r"^([^.\[]*)(?:\[(\d+)\])?")
 
 
 def load_config(path: str | None) -> Config:
@@ -52,7 +77,7 @@ def loads_config(text: str, source: str | None = None) -> Config:
         problem = f"{shown}: not valid TOML: {exc}"
         raise ConfigError(f"{problem}; fix the syntax and retry", (problem,)) from exc
     base_dir = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
-    config, problems = _build(data, base_dir, source)
+    config, problems = _read(data, base_dir, source)
     if problems:
         count = len(problems)
         noun = "problem" if count == 1 else "problems"
@@ -61,3 +86,34 @@ def loads_config(text: str, source: str | None = None) -> Config:
         raise ConfigError(message, tuple(problems))
     assert config is not None
     return config
+
+
+def _read(data: Mapping[str, Any], base_dir: str, source: str | None) -> tuple[Config | None, list[str]]:
+    """Every key of every section, then the rules between them; a Config if nothing failed."""
+    reader = Reader(Config, data, base_dir)
+    values = reader.table(Config, data, "")
+    assert values is not None, "Config has no required key"
+    rules.check(values, reader.add)
+    if reader.problems:
+        listed = sorted(reader.problems, key=lambda problem: _listing_rank(problem[0]))
+        return None, [f"{path}: {message}" for path, message in listed]
+    config: Config = reader.build(Config, values, source_path=source)
+    return replace(config, warnings=rules.warnings(config)), []
+
+
+def _listing_rank(path: str) -> tuple[int, int]:
+    """Where a problem at key path `path` is listed (LISTING_ORDER); an unknown section's first."""
+    match = _TOP.match(path)
+    top, index = (match.group(1), match.group(2)) if match else (path, None)
+    rank = LISTING_ORDER.index(top) + 1 if top in LISTING_ORDER else 0
+    return rank, int(index or 0)
+
+
+def file_keys() -> dict[str, tuple[str, ...]]:
+    """The keys of the file: "" (the sections) and each section's (with "targets", an entry's)."""
+    out = {"": tuple(keys_of(Config))}
+    for name, (key, _) in keys_of(Config).items():
+        cls = getattr(key, "cls", None)
+        if cls is not None:
+            out[name] = tuple(keys_of(cls))
+    return out

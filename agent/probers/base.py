@@ -17,7 +17,7 @@ from agent.net.engine import ProbeEngine
 from agent.trace.settings import TraceSettings, with_settings
 
 if TYPE_CHECKING:
-    from agent.config import Config
+    from agent.config import Config, TargetConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,26 +35,26 @@ class ProbeSpec(TraceSettings):
 
 def trace_spec(
     config: Config,
-    target: str,
+    target: TargetConfig,
     *,
     flows: int,
     first_flow: int = 0,
-    protocol: Protocol | None = None,
     port: int | None = None,
     max_hops: int | None = None,
 ) -> ProbeSpec:
     """The one place a trace's ProbeSpec is built from the config (`nkprobe trace` and the agent).
 
-    `protocol`, `port` and `max_hops` are command-line overrides (None: the config's, per target).
+    `target` is the target's record (`Config.targets`, or `Config.target` with `--protocol`); `port`
+    and `max_hops` are command-line overrides (None: the record's port, the config's max_hops).
     """
-    proto = protocol or Protocol(config.trace_protocol_for(target))
+    proto = Protocol(target.trace_protocol)
     if proto is Protocol.ICMP:
         port = None
     elif port is None:
-        port = config.trace_port_for(target, proto.value)
+        port = target.trace_port
     overrides = {} if max_hops is None else {"max_hops": max_hops}
     return with_settings(
-        ProbeSpec, config.trace, **overrides, target=target, protocol=proto, port=port, flows=flows,
+        ProbeSpec, config.trace, **overrides, target=target.address, protocol=proto, port=port, flows=flows,
         first_flow=first_flow,
     )  # fmt: skip
 

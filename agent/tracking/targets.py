@@ -108,7 +108,7 @@ class TrackedTargets:
             if ps is None or ps.tags != tags or ps.confirm != confirm:
                 ps = TagHysteresis(tags=tags, confirm=confirm)
             paths[t.address] = ps
-            for proto in config.ping_protocols_for(t.address):
+            for proto in t.ping_protocols:
                 key = (t.address, proto)
                 watches[key] = self._watches[key] if key in self._watches else LatencyWatch()
         self._paths, self._watches = paths, watches

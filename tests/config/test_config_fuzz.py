@@ -7,9 +7,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.config import _KNOWN, Config, loads_config
+from agent.config import Config, file_keys, loads_config
 from agent.errors import ConfigError
 
+KEYS = file_keys()
 scalars = st.one_of(
     st.booleans(),
     st.integers(min_value=-(2**40), max_value=2**40),
@@ -25,12 +26,10 @@ values = st.recursive(
 )
 sections = {
     name: st.dictionaries(st.sampled_from([*keys, "bogus"]), values, max_size=4)
-    for name, keys in _KNOWN.items()
+    for name, keys in KEYS.items()
     if name not in ("", "targets")
 }
-targets = st.lists(
-    st.dictionaries(st.sampled_from([*_KNOWN["targets"], "x"]), values, max_size=3), max_size=3
-)
+targets = st.lists(st.dictionaries(st.sampled_from([*KEYS["targets"], "x"]), values, max_size=3), max_size=3)
 
 
 def _toml(value: Any) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 import agent.config
 from agent.commands import check_config
-from agent.config import Config, TargetOptions, load_config, loads_config
+from agent.config import Config, TargetConfig, load_config, loads_config
 from agent.net.allowlist import Allowlist
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,8 +31,8 @@ def test_shipped_default_validates_and_targets_each_slash24() -> None:
     assert config.agent.max_pps <= 10
     assert config.trace.protocol == "tcp"
     assert config.ping.protocols == ("icmp", "tcp")
-    assert config.trace_port_for("175.45.176.15") == 53
-    assert config.ping_port_for("175.45.179.69") == 465
+    assert config.target("175.45.176.15").trace_port == 53
+    assert config.target("175.45.179.69").ping_port == 465
     assert config.warnings == ()
 
 
@@ -116,10 +116,17 @@ prefixes = ["198.19.176.0/22"]
     # Default suffixes and borders name groups this config does not have: silently dropped.
     assert config.names.suffixes == {}
     assert config.borders == {}
-    assert config.target_options["198.19.176.10"] == TargetOptions(protocol="icmp", ping_protocols=("icmp",))
-    assert config.trace_protocol_for("198.19.176.10") == "icmp"
-    assert config.trace_protocol_for("198.19.176.20") == "tcp"
-    assert config.ping_protocols_for("198.19.176.10") == ("icmp",)
+    # Each [[targets]] entry is resolved once into one record: its own values, else the sections'.
+    assert config.targets[0] == TargetConfig(
+        "198.19.176.10",
+        port=None,
+        ping_protocols=("icmp",),
+        ping_port=80,
+        trace_protocol="icmp",
+        trace_port=None,
+    )
+    assert config.target("198.19.176.20").trace_protocol == "tcp"  # not listed: the sections'
+    assert config.target("198.19.176.10").ping_protocols == ("icmp",)
     assert config.group_of_asn(4837) == "cu"
 
 
@@ -140,7 +147,6 @@ def test_example_validates_and_agrees_with_the_shipped_default() -> None:
     example = load_config(str(EXAMPLE))
     default = load_config(None)
     assert example.targets == default.targets
-    assert example.target_options == default.target_options
     for section in ("agent", "ping", "trace", "asn", "destination", "history", "names", "classify"):
         assert getattr(example, section) == getattr(default, section), section
     assert example.upstreams == default.upstreams
@@ -152,7 +158,7 @@ def test_example_sets_every_known_key() -> None:
     import tomllib
 
     data = tomllib.loads(EXAMPLE.read_text())
-    for section, keys in agent.config._KNOWN.items():
+    for section, keys in agent.config.file_keys().items():
         if section in ("", "targets"):
             continue
         assert set(data[section]) == set(keys), section
@@ -169,9 +175,9 @@ def test_check_config_ok_prints_one_line(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_doctests() -> None:
+    import agent.config.checks
     import agent.config.model
-    import agent.config.validate
 
-    for module in (agent.config.model, agent.config.validate):
+    for module in (agent.config.model, agent.config.checks):
         failures, tried = doctest.testmod(module)
         assert tried > 0 and failures == 0, module.__name__
