@@ -108,12 +108,12 @@ class Flag(Key):
 
 
 @dataclass(frozen=True)
-class Checked(Key):
-    """Any TOML value, which `check` alone judges (an address: "not an IPv4 address", whatever it is).
-    `missing`: the key is required, and this is the message when a table lacks it."""
+class Required(Key):
+    """A key every table must have (a target's address), `missing` the message when one lacks it. Any
+    TOML value, which `check` alone judges ("not an IPv4 address", whatever it is)."""
 
     check: Check
-    missing: str = ""
+    missing: str
 
     def read(self, value: Any, where: str, reader: Reader) -> Any:
         return self.check(value)
@@ -197,10 +197,15 @@ class Groups(Key):
 
 
 @dataclass(frozen=True)
-class Section(Key):
-    """A table read by the keys of dataclass `cls` ([agent], [trace]...)."""
+class Nested(Key):
+    """A key whose value is read by the keys of dataclass `cls`."""
 
     cls: type
+
+
+@dataclass(frozen=True)
+class Section(Nested):
+    """A table ([agent], [trace]...)."""
 
     def read(self, value: Any, where: str, reader: Reader) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -216,10 +221,9 @@ class Section(Key):
 
 
 @dataclass(frozen=True)
-class Tables(Key):
-    """An array of tables, each read by the keys of dataclass `cls` ([[targets]])."""
+class Tables(Nested):
+    """An array of tables ([[targets]]); `not_list` and `not_table`: the messages when it is not."""
 
-    cls: type
     not_list: str
     not_table: str
 
@@ -273,7 +277,7 @@ def flag(default: bool) -> bool:
 
 def required(check: Check, *, missing: str) -> Any:
     """A key every table must have, judged by `check` alone; a table without it is not read further."""
-    return field(metadata={KEY: Checked(check, missing=missing)})
+    return field(metadata={KEY: Required(check, missing=missing)})
 
 
 def items(default: _T, item: Check, *, nonempty: bool = False, path: bool = False) -> _T:

@@ -5,7 +5,7 @@ the record of each target with everything its probes need."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from agent.classify.exchanges import DEFAULT_EXCHANGE_PREFIXES
@@ -190,11 +190,11 @@ class TargetEntry:
         return TargetConfig(
             self.address,
             self.name,
-            port=self.port,
             ping_protocols=self.ping_protocols or ping.protocols,
             ping_port=self.port or ping.port,
             trace_protocol=protocol,
             trace_port=trace_port(protocol, self.port, trace.port),
+            entry=self,
         )
 
 
@@ -220,11 +220,13 @@ class TargetConfig(Target):
     """A target with everything its probes need, resolved once from its [[targets]] entry and the
     [ping] and [trace] sections (`TargetEntry.resolve`) when its Config is made."""
 
-    port: int | None  # its own port as written, None if none (ping_port and trace_port are the ones used)
     ping_protocols: tuple[str, ...]
     ping_port: int  # of TCP pings
     trace_protocol: str
     trace_port: int | None  # None: the prober's default (`trace_port`)
+    # What it was resolved from: a Config made from another one with other [ping] or [trace] sections
+    # (dataclasses.replace) resolves it afresh, and `nkprobe trace --protocol` by another protocol.
+    entry: TargetEntry = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -258,9 +260,7 @@ class Config:
 
     def __post_init__(self) -> None:
         given: tuple[Target | TargetEntry, ...] = self.targets
-        resolved = tuple(
-            t if isinstance(t, TargetConfig) else _entry(t).resolve(self.ping, self.trace) for t in given
-        )
+        resolved = tuple(_entry(t).resolve(self.ping, self.trace) for t in given)
         object.__setattr__(self, "targets", resolved)
 
     def target(self, address: str, *, trace_protocol: str | None = None) -> TargetConfig:
@@ -273,12 +273,10 @@ class Config:
         (443, None)
         """
         record = next((t for t in self.targets if t.address == address), None)
-        if record is None:
-            record = TargetEntry(address).resolve(self.ping, self.trace)
-        if trace_protocol is None or trace_protocol == record.trace_protocol:
+        if record is not None and trace_protocol in (None, record.trace_protocol):
             return record
-        port = trace_port(trace_protocol, record.port, self.trace.port)
-        return replace(record, trace_protocol=trace_protocol, trace_port=port)
+        entry = record.entry if record is not None else TargetEntry(address)
+        return replace(entry, protocol=trace_protocol or entry.protocol).resolve(self.ping, self.trace)
 
     def group_of_asn(self, asn: int) -> str | None:
         """The upstream group holding `asn`, if any.
@@ -297,4 +295,7 @@ class Config:
 
 
 def _entry(target: Target | TargetEntry) -> TargetEntry:
+    """What a target given to a Config is resolved from: a plain `Target` has no values of its own."""
+    if isinstance(target, TargetConfig):
+        return target.entry
     return target if isinstance(target, TargetEntry) else TargetEntry(target.address, target.name)

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from agent.config import rules
-from agent.config.keys import keys_of
+from agent.config.keys import Nested, keys_of
 from agent.config.model import DEFAULT_CONFIG_RESOURCE, Config
 from agent.config.sections import Reader
 from agent.errors import ConfigError
@@ -113,7 +113,6 @@ def file_keys() -> dict[str, tuple[str, ...]]:
     """The keys of the file: "" (the sections) and each section's (with "targets", an entry's)."""
     out = {"": tuple(keys_of(Config))}
     for name, (key, _) in keys_of(Config).items():
-        cls = getattr(key, "cls", None)
-        if cls is not None:
-            out[name] = tuple(keys_of(cls))
+        if isinstance(key, Nested):
+            out[name] = tuple(keys_of(key.cls))
     return out

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent.config.checks import Problem
-from agent.config.keys import Checked, Invalid, default_of, keys_of
+from agent.config.keys import Invalid, Required, default_of, keys_of
 
 UPSTREAMS = "upstreams"  # the root key whose groups [borders] and names.suffixes name (keys.Groups)
 
@@ -34,7 +34,7 @@ class Reader:
         keys = keys_of(cls)
         self._unknown(table, tuple(keys), path)
         for name, (key, _) in keys.items():
-            if isinstance(key, Checked) and key.missing and name not in table:
+            if isinstance(key, Required) and name not in table:
                 self.add(_join(path, name), key.missing)
                 return None
         values: dict[str, Any] = {}

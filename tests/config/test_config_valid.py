@@ -9,7 +9,7 @@ import pytest
 
 import agent.config
 from agent.commands import check_config
-from agent.config import Config, TargetConfig, load_config, loads_config
+from agent.config import Config, TargetConfig, TargetEntry, load_config, loads_config
 from agent.net.allowlist import Allowlist
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,11 +119,11 @@ prefixes = ["198.19.176.0/22"]
     # Each [[targets]] entry is resolved once into one record: its own values, else the sections'.
     assert config.targets[0] == TargetConfig(
         "198.19.176.10",
-        port=None,
         ping_protocols=("icmp",),
         ping_port=80,
         trace_protocol="icmp",
         trace_port=None,
+        entry=TargetEntry("198.19.176.10", protocol="icmp", ping_protocols=("icmp",)),
     )
     assert config.target("198.19.176.20").trace_protocol == "tcp"  # not listed: the sections'
     assert config.target("198.19.176.10").ping_protocols == ("icmp",)
