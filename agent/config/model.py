@@ -60,7 +60,7 @@ PING_PROTOCOLS = ("icmp", "tcp")
 TRACE_PROTOCOLS = ("icmp", "udp", "tcp")
 MAX_PPS = 1000.0
 DEFAULT_CONFIG_RESOURCE = "default-config.toml"
-PORT = {"ge": 1, "le": 65535}
+PORT = {"ge": 1, "le": 65535}  # the bounds of a TCP or UDP port: integer(80, **PORT)
 DAY_S = 86400.0
 
 

@@ -4,7 +4,6 @@ listing every problem."""
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import replace
@@ -33,7 +32,6 @@ LISTING_ORDER = (
     "bgp",
     "targets",
 )
-_TOP = re.compile(r"^([^.\[]*)(?:\[(\d+)\])?")
 
 
 def load_config(path: str | None) -> Config:
@@ -102,11 +100,15 @@ def _read(data: Mapping[str, Any], base_dir: str, source: str | None) -> tuple[C
 
 
 def _listing_rank(path: str) -> tuple[int, int]:
-    """Where a problem at key path `path` is listed (LISTING_ORDER); an unknown section's first."""
-    match = _TOP.match(path)
-    top, index = (match.group(1), match.group(2)) if match else (path, None)
-    rank = LISTING_ORDER.index(top) + 1 if top in LISTING_ORDER else 0
-    return rank, int(index or 0)
+    """Where a problem at key path `path` is listed (LISTING_ORDER); an unknown section's first.
+
+    >>> _listing_rank("agnet"), _listing_rank("agent.name"), _listing_rank("targets[12].port")
+    ((0, 0), (1, 0), (12, 12))
+    """
+    section, _, index = path.split(".", 1)[0].partition("[")
+    rank = LISTING_ORDER.index(section) + 1 if section in LISTING_ORDER else 0
+    index = index.removesuffix("]")
+    return rank, int(index) if index.isdigit() else 0
 
 
 def file_keys() -> dict[str, tuple[str, ...]]:
