@@ -147,7 +147,7 @@ class Snapshot:
 
 ProtocolsFor = Callable[[str], tuple[str, ...]] | Sequence[str]
 """The latency protocols of each target: one list for all, or a function of the address (per-target
-overrides, Config.ping_protocols_for)."""
+overrides: the ping_protocols of each TargetConfig)."""
 
 
 def _protocols(spec: ProtocolsFor, address: str) -> tuple[str, ...]:
