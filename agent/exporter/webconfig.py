@@ -13,29 +13,27 @@ latest/configuration/https/), restricted to what this server supports:
     basic_auth_users:
       prometheus: $2y$10$...                    # bcrypt hashes only, as in exporter-toolkit
 
-The file is YAML, and PyYAML is not a dependency: this module reads the small subset the format needs
-(nested block mappings of plain or quoted scalars, comments) exactly as YAML reads it, and refuses
-anything else with the line number. Unknown keys are errors, as in exporter-toolkit (a typo must not
-silently disable TLS).
+The file is YAML, read with PyYAML's safe loader (imported only when a web config is given), with two
+rules of exporter-toolkit's Go YAML reading kept: every scalar is text (a user named `yes` or a file named
+`2024` stays a string; only an empty value, `~` or `null` is "not set"), and a key given twice is an
+error, not a silent override (a second `basic_auth_users` must not replace the first). Unknown keys are
+errors, as in exporter-toolkit (a typo must not silently disable TLS).
 
-Passwords are bcrypt hashes ($2a$, $2b$, $2y$), checked with the `bcrypt` module when it is installed,
-else with the C library's crypt(3) through Python's `crypt` module (deprecated, present up to Python
-3.12; Debian's libxcrypt implements bcrypt). If neither can check a bcrypt hash, loading fails with a
-config error that says to install `bcrypt`: the agent never starts with basic auth it cannot enforce.
-Verified credentials are cached (a SHA-256 of the password, never the password), as exporter-toolkit
-does, because a bcrypt check costs tens of milliseconds on a Raspberry Pi and Prometheus scrapes often.
+Passwords are bcrypt hashes ($2a$, $2b$, $2y$), checked with the `bcrypt` module (python3-bcrypt; the C
+library's crypt(3) through Python's `crypt` module is not an option: PEP 594 removed `crypt` in Python
+3.13). Without `bcrypt`, loading a config with users fails with a config error that says to install it:
+the agent never starts with basic auth it cannot enforce. Verified credentials are cached (a SHA-256 of
+the password, never the password), as exporter-toolkit does, because a bcrypt check costs tens of
+milliseconds on a Raspberry Pi and Prometheus scrapes often.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 import re
 import ssl
 import threading
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,172 +49,115 @@ _CLIENT_AUTH = {
 _VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
 
 
-def parse_yaml_subset(text: str, source: str = "web config") -> dict[str, Any]:
-    """Block mappings of scalars, nested by indentation; comments and blank lines ignored.
+def read_yaml(text: str, source: str = "web config") -> dict[str, Any]:
+    """The web config's YAML as exporter-toolkit reads it: a mapping whose scalars are all text.
 
-    What this reads, it reads as YAML does (PyYAML with every scalar a string; tests/agent/
-    test_exporter_server.py checks that on every web config of the tests and on generated ones); what it
-    cannot read the same way, it refuses with the line number, never guesses.
+    PyYAML parses; `_loader()` keeps Go's reading of it (see the module docstring). A YAML error, a
+    document that is not a mapping and a key given twice are ConfigErrors with the line number.
 
-    >>> parse_yaml_subset("a:\\n  b: 'x y'  # note\\n  c: \\"z\\"\\nd: e\\n")
-    {'a': {'b': 'x y', 'c': 'z'}, 'd': 'e'}
-    >>> parse_yaml_subset("k: 'it''s'\\n")
-    {'k': "it's"}
+    >>> read_yaml("a:\\n  b: 'x y'  # note\\n  c: 10\\nd: yes\\ne:\\n")
+    {'a': {'b': 'x y', 'c': '10'}, 'd': 'yes', 'e': None}
     """
-    root: dict[str, Any] = {}
-    stack: list[tuple[int, dict[str, Any]]] = [(-1, root)]
-    pending: tuple[int, dict[str, Any], str] | None = None  # a key whose value is the next, deeper block
-    content = False
-    for number, raw in enumerate(text.splitlines(), 1):
-        if "\t" in raw:
-            # YAML forbids tabs in indentation and PyYAML refuses them after a value too: spaces only.
-            raise ConfigError(f"{source} line {number}: use spaces, not tabs (YAML)")
-        body = raw.strip()
-        if not body or body.startswith("#"):
-            continue
-        if raw.rstrip() == "---" and not content:
-            continue  # a document start marker before the mapping; another one would be a second document
-        content = True
-        indent = len(raw) - len(raw.lstrip(" "))
-        key, value = _line(raw[indent:], source, number)
-        if pending is not None:
-            p_indent, p_parent, p_key = pending
-            pending = None
-            if indent > p_indent:
-                child: dict[str, Any] = {}
-                p_parent[p_key] = child
-                stack.append((indent, child))
-        while stack and indent < stack[-1][0]:
-            stack.pop()
-        if indent != stack[-1][0] and stack[-1][0] != -1:
-            raise ConfigError(f"{source} line {number}: inconsistent indentation")
-        if stack[-1][0] == -1 and indent != 0:
-            raise ConfigError(f"{source} line {number}: unexpected indentation")
-        parent = stack[-1][1]
-        if key in parent:
-            raise ConfigError(f"{source} line {number}: duplicate key {key!r}")
-        parent[key] = value
-        if value is None:
-            pending = (indent, parent, key)
-    return root
+    import yaml  # only here: an agent without a web config never loads it
 
-
-# YAML 1.2 section 7.3.3 (plain scalars): a plain scalar must not begin with an indicator character; '-',
-# '?' and ':' may begin one only when a non-space follows. Inside one, ': ' and ' #' end it, and so does a
-# final ':' (a key): PyYAML then reads something else or fails.
-_INDICATORS = set(",[]{}#&*!|>'\"%@`")
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.@-]*")
-# YAML 1.2 section 5.7: the escapes of double-quoted scalars that web configs may need. The others (\x,
-# \u, line folding...) are refused rather than half-read.
-_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "0": "\0"}
-
-
-def _line(line: str, source: str, number: int) -> tuple[str, str | None]:
-    """`KEY: VALUE  # comment` (no indent) -> (key, value), value None for `KEY:` alone."""
-    where = f"{source} line {number}"
-    if line[:1] in "'\"":
-        key, pos = _quoted(line, 0, where)
-    else:
-        match = _PLAIN_KEY.match(line)
-        if match is None:
-            raise ConfigError(
-                f"{where}: expected 'key: value'; nkprobe reads only plain YAML mappings "
-                f"(no lists, anchors or flow style)"
-            )
-        key, pos = match.group(), match.end()
-    if line[pos : pos + 1] != ":" or line[pos + 1 : pos + 2] not in ("", " "):
+    try:
+        data = yaml.load(text, Loader=_loader())  # a SafeLoader: see _loader
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{source} line {exc.line}: duplicate key {exc.key!r}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source} line {mark.line + 1}" if mark is not None else source
+        raise ConfigError(f"{where}: {exc.problem or exc.context}; this is not valid YAML") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: {exc}; this is not valid YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
         raise ConfigError(
-            f"{where}: expected 'key: value'; nkprobe reads only plain YAML mappings "
-            f"(no lists, anchors or flow style)"
+            f"{source} line 1: expected 'key: value'; a web config is a mapping "
+            f"(tls_server_config, basic_auth_users)"
         )
-    rest = line[pos + 1 :]
-    value = rest.lstrip(" ")
-    if not value or value.startswith("#"):
-        return key, None
-    start = len(line) - len(value)
-    if value[0] in "'\"":
-        text, end = _quoted(line, start, where)
-        tail = line[end:]
-        if tail.strip() and not (tail[:1] == " " and tail.lstrip(" ").startswith("#")):
-            raise ConfigError(f"{where}: {key}: text after the closing quote")
-        return key, text
-    plain = value.split(" #", 1)[0].rstrip(" ")
-    if (
-        plain[0] in _INDICATORS
-        or (plain[0] in "-?:" and plain[1:2] in ("", " "))
-        or ": " in plain
-        or plain.endswith(":")
-    ):
-        raise ConfigError(
-            f"{where}: {key}: only plain or quoted scalar values are supported (quote this value)"
-        )
-    return key, plain
+    return data
 
 
-def _quoted(line: str, start: int, where: str) -> tuple[str, int]:
-    """The quoted scalar beginning at line[start], and the index after its closing quote."""
-    quote, out, i = line[start], [], start + 1
-    while i < len(line):
-        ch = line[i]
-        if quote == "'" and ch == "'":
-            if line[i + 1 : i + 2] == "'":  # '' is a single quote inside single quotes
-                out.append("'")
-                i += 2
-                continue
-            return "".join(out), i + 1
-        if quote == '"' and ch == '"':
-            return "".join(out), i + 1
-        if quote == '"' and ch == "\\":
-            escaped = _ESCAPES.get(line[i + 1 : i + 2])
-            if escaped is None:
-                raise ConfigError(f"{where}: escape {line[i : i + 2]!r} not supported in a quoted string")
-            out.append(escaped)
-            i += 2
-            continue
-        out.append(ch)
-        i += 1
-    raise ConfigError(f"{where}: unterminated quoted string")
+class _DuplicateKey(Exception):
+    def __init__(self, key: object, line: int) -> None:
+        super().__init__(key, line)
+        self.key, self.line = key, line
+
+
+_LOADERS: list[type] = []
+
+
+def _loader() -> type:
+    """A SafeLoader (no Python objects are ever built) that reads every plain scalar as text, except an
+    empty value, `~` and `null`, and refuses a key given twice, as Go's yaml.v2 decoding a config struct
+    of strings does (exporter-toolkit). Made once, on first use."""
+    if _LOADERS:
+        return _LOADERS[0]
+    import yaml
+
+    class WebConfigLoader(yaml.SafeLoader):
+        pass
+
+    # PyYAML keeps implicit resolvers in a class attribute: start this class with none, then add back
+    # only null (YAML 1.1's bool/int/float/timestamp resolvers would turn `yes` into True, `010` into 8).
+    WebConfigLoader.yaml_implicit_resolvers = {}
+    WebConfigLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
+    )
+
+    def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+        mapping = dict(loader.construct_mapping(node))  # refuses unhashable keys; keeps the last of two
+        seen: set[Any] = set()
+        for key_node, _value_node in node.value:
+            key = loader.construct_object(key_node)  # built above already: this is a cache lookup
+            if key in seen:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        return mapping
+
+    WebConfigLoader.add_constructor("tag:yaml.org,2002:map", construct_mapping)
+    _LOADERS.append(WebConfigLoader)
+    return WebConfigLoader
+
+
+# bcrypt reads at most 72 bytes of a password (the Blowfish key schedule). python3-bcrypt 3.2 (bookworm)
+# and Go's x/crypto/bcrypt (exporter-toolkit, Prometheus) ignore the rest; bcrypt 5.0 (PyPI, 2025) raises
+# ValueError instead. We compare the first 72 bytes, as exporter-toolkit does, whatever the version.
+BCRYPT_MAX_PASSWORD = 72
+
+
+def bcrypt_matches(bcrypt: Any, password: str, hashed: str) -> bool:
+    """`password` against a bcrypt hash, the same on bcrypt 3.2, 4.x and 5.x (the one place that knows
+    how they differ). A NUL byte makes 3.2 raise ValueError and is refused here first; a hash that the
+    module cannot read (ValueError "Invalid salt") matches nothing."""
+    secret = password.encode()
+    if b"\0" in secret:
+        return False
+    try:
+        return bool(bcrypt.checkpw(secret[:BCRYPT_MAX_PASSWORD], hashed.encode()))
+    except ValueError:
+        return False
 
 
 class PasswordChecker:
-    """Checks a password against a bcrypt hash: the `bcrypt` module, else crypt(3). Raises if neither can."""
+    """Checks a password against a bcrypt hash with the `bcrypt` module; raises ConfigError without it."""
 
     def __init__(self) -> None:
-        self._check = self._pick()
+        try:
+            import bcrypt  # only here: an agent without basic auth never loads it
+        except ImportError:
+            raise ConfigError(
+                "basic_auth_users needs bcrypt, which this Python cannot check: install it "
+                "(pip install bcrypt, or apt install python3-bcrypt) or remove basic_auth_users"
+            ) from None
+        self._bcrypt = bcrypt
         self._cache: dict[tuple[str, bytes], bool] = {}
         self._lock = threading.Lock()
 
-    @staticmethod
-    def _pick() -> Callable[[str, str], bool]:
-        try:
-            import bcrypt  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            pass
-        else:
-
-            def check_bcrypt(password: str, hashed: str) -> bool:
-                return bool(bcrypt.checkpw(password.encode(), hashed.encode()))
-
-            return check_bcrypt
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            try:
-                import crypt
-            except ImportError:
-                crypt = None  # type: ignore[assignment]
-        # Known answer test: crypt(3) without bcrypt support returns None or "*0" for a $2b$ salt.
-        probe = "$2b$04$" + "a" * 22
-        if crypt is not None and (crypt.crypt("x", probe) or "").startswith("$2b$04$"):
-            impl = crypt
-
-            def check_crypt(password: str, hashed: str) -> bool:
-                return hmac.compare_digest(impl.crypt(password, hashed) or "", hashed)
-
-            return check_crypt
-        raise ConfigError(
-            "basic_auth_users needs bcrypt, which this Python cannot check: install it "
-            "(pip install bcrypt, or apt install python3-bcrypt) or remove basic_auth_users"
-        )
+    def _check(self, password: str, hashed: str) -> bool:
+        return bcrypt_matches(self._bcrypt, password, hashed)
 
     def verify(self, user: str, password: str, hashed: str) -> bool:
         key = (user, hashlib.sha256(password.encode() + b"\0" + hashed.encode()).digest())
@@ -260,7 +201,7 @@ def load_web_config(path: str | None) -> WebConfig:
             text = f.read()
     except OSError as exc:
         raise ConfigError(f"cannot read web config {path}: {exc.strerror}; check --web.config.file") from None
-    data = parse_yaml_subset(text, source=path)
+    data = read_yaml(text, source=path)
     base = os.path.dirname(os.path.abspath(path))
     problems: list[str] = []
     for key in data:
@@ -280,11 +221,15 @@ def _tls(section: object, base: str, problems: list[str]) -> ssl.SSLContext | No
     if not isinstance(section, dict):
         problems.append("tls_server_config: must be a mapping")
         return None
-    for key in section:
+    for key, value in section.items():
         if key not in _TLS_KEYS:
             problems.append(
                 f"tls_server_config.{key}: not supported (supported: {', '.join(sorted(_TLS_KEYS))})"
             )
+        elif value is not None and not isinstance(value, str):
+            problems.append(f"tls_server_config.{key}: must be a file name or word, not {_kind(value)}")
+    if any(v is not None and not isinstance(v, str) for v in section.values()):
+        return None
     cert, key_file = section.get("cert_file"), section.get("key_file")
     if not cert or not key_file:
         problems.append("tls_server_config: cert_file and key_file are both required")
@@ -334,6 +279,9 @@ def _users(section: object, problems: list[str]) -> dict[str, str]:
         return {}
     users: dict[str, str] = {}
     for user, hashed in section.items():
+        if not isinstance(user, str):
+            problems.append(f"basic_auth_users: user name {user!r} is {_kind(user)}; quote it")
+            continue
         if not isinstance(hashed, str) or not _BCRYPT_HASH.match(hashed):
             problems.append(
                 f"basic_auth_users.{user}: not a bcrypt hash ($2y$...); make one with "
@@ -342,3 +290,13 @@ def _users(section: object, problems: list[str]) -> dict[str, str]:
             continue
         users[user] = hashed
     return users
+
+
+def _kind(value: object) -> str:
+    """What a YAML value is, for a message ('a list', 'a mapping', 'an int')."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    name = type(value).__name__
+    return ("an " if name[0] in "aeiou" else "a ") + name

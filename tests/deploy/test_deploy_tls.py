@@ -21,14 +21,14 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-import warnings
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import pytest
 import yaml
 
-from agent.exporter.webconfig import parse_yaml_subset
+from agent.exporter.webconfig import read_yaml
 from agent.lab.info import LabInfo
 from tests.lab.agent_harness import agent_config, free_port, wait_for
 
@@ -38,20 +38,8 @@ USER, PASSWORD = "prometheus", "correct horse battery staple"
 
 
 def bcrypt_hash(password: str) -> str:
-    """A bcrypt hash from the bcrypt module, else crypt(3) (Debian's libxcrypt has bcrypt): what the
-    agent itself checks with (webconfig.PasswordChecker), so a Python that cannot hash cannot serve."""
-    try:
-        import bcrypt  # type: ignore[import-not-found,unused-ignore]
-
-        return str(bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode())
-    except ImportError:
-        pass
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt
-    hashed = crypt.crypt(password, "$2b$04$" + "nkprobetlstestsaltabcd")
-    assert hashed and hashed.startswith("$2b$04$"), "crypt(3) here has no bcrypt: install python3-bcrypt"
-    return hashed
+    """A bcrypt hash from the bcrypt module: what the agent itself checks with (webconfig.bcrypt_matches)."""
+    return str(bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode())
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -107,8 +95,8 @@ def test_prometheus_scrapes_the_agent_over_tls_with_basic_auth(lab: LabInfo, tmp
         "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  min_version: TLS12\n"
         f"basic_auth_users:\n  {USER}: '{bcrypt_hash(PASSWORD)}'\n"
     )
-    # The agent's own reader and PyYAML agree on the file the agent is about to use.
-    assert parse_yaml_subset(web.read_text()) == yaml.safe_load(web.read_text())
+    # The agent's reading and PyYAML's default one agree on the file the agent is about to use.
+    assert read_yaml(web.read_text()) == yaml.safe_load(web.read_text())
 
     port = free_port()
     config = agent_config(
