@@ -2,6 +2,11 @@
 
 Exit 0 with a one-line summary on stdout (warnings on stderr), or exit 2 with, on stderr, a first line
 saying how many problems there are, then one problem a line (README "Commands").
+
+The web config the config names (`agent.web_config_file`: TLS and basic auth) is loaded exactly as
+`nkprobe run` loads it (agent.exporter.webconfig.load_web_config: the YAML, the certificate and key, the
+bcrypt hashes and the bcrypt module), so check-config never calls "ok" a config the agent would refuse.
+Its problems are listed under `agent.web_config_file`.
 """
 
 from __future__ import annotations
@@ -30,10 +35,28 @@ def summary(path: str, config: Config) -> str:
     )
 
 
+def load_all(path: str) -> Config:
+    """The config and the web config it names, each checked as the agent checks it; ConfigError."""
+    from agent.exporter.webconfig import load_web_config
+
+    config = load_config(path)
+    web_path = config.agent.web_config_file
+    if web_path:
+        try:
+            load_web_config(web_path)
+        except ConfigError as exc:
+            raise ConfigError(
+                str(exc),
+                tuple(f"agent.web_config_file: {web_path}: {p}" for p in exc.problems)
+                or (f"agent.web_config_file: {exc}",),
+            ) from None
+    return config
+
+
 def run(args: argparse.Namespace) -> int:
     path: str = args.path
     try:
-        config = load_config(path)
+        config = load_all(path)
     except ConfigError as exc:
         problems = exc.problems or (str(exc),)
         count = len(problems)
