@@ -17,15 +17,15 @@ die() { echo "setup.sh: $*" >&2; exit 2; }
 
 random_password() { head -c 18 /dev/urandom | base64 | tr '+/' '-_'; }
 
-# bcrypt, as Prometheus's web config wants it.
+# bcrypt, as Prometheus's web config wants it: htpasswd (apache2-utils), else Python's bcrypt module
+# (python3-bcrypt). Not Python's crypt module: PEP 594 removed it in Python 3.13 (Debian trixie). The
+# password goes through stdin or the environment, never the command line (ps would show it).
 bcrypt() {
   local pw=$1
   if command -v htpasswd >/dev/null 2>&1; then
-    htpasswd -nbBC 10 "" "$pw" | tr -d ':\n'
+    printf '%s\n' "$pw" | htpasswd -niBC 10 "" | tr -d ':\n'
   elif python3 -c 'import bcrypt' >/dev/null 2>&1; then
     PW=$pw python3 -c 'import bcrypt, os; print(bcrypt.hashpw(os.environ["PW"].encode(), bcrypt.gensalt(10)).decode(), end="")'
-  elif python3 -W ignore -c 'import crypt' >/dev/null 2>&1; then
-    PW=$pw python3 -W ignore -c 'import crypt, os; print(crypt.crypt(os.environ["PW"], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1024)), end="")'
   else
     die "no bcrypt tool: apt-get install apache2-utils (htpasswd) or python3-bcrypt"
   fi
