@@ -110,7 +110,7 @@ def test_forwarders_listen_on_loopback_only() -> None:
 
 # Run under MDWE_EXEC: shows the rule is in force in this very process (a W+X mapping and an mprotect that
 # adds PROT_EXEC are both refused with EACCES), then loads everything `nkprobe run` loads (the agent's
-# modules, prometheus_client, pyroute2, sqlite3, ssl, ctypes' libc) and builds a scrape, which must all
+# modules, prometheus_client, sqlite3, ssl, ctypes' libc) and builds a scrape, which must all
 # work without writable executable memory.
 MDWE_PROBE = """
 import ctypes, errno, mmap, sys
