@@ -2,15 +2,22 @@
 
 `--json` prints one object in the RIPE Atlas ping result format (type "ping", one `{"rtt": MS}` or
 `{"x": "*"}` per probe, then sent/rcvd/min/avg/max), which ripe.atlas.sagan reads.
+
+Without CAP_NET_RAW, `--protocol icmp` falls back to an unprivileged ICMP ping socket through icmplib
+(agent.net.dgram_ping) where net.ipv4.ping_group_range allows it: same output, with the reply TTL unknown
+(`ttl=?`, JSON "ttl": null) and user-space RTTs. TCP probes need the raw socket.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from agent.config import Config
     from agent.model import PingResult
+    from agent.probers.base import ProbeSpec
 
 PROTOCOLS = ("icmp", "tcp")
 
@@ -33,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from collections import deque
 
     from agent.commands._probing import config_and_target, run_with_engine
-    from agent.errors import UsageError
+    from agent.errors import PrivilegeError, UsageError
     from agent.formats import ripe
     from agent.model import Protocol
     from agent.net.engine import ProbeEngine
@@ -89,7 +96,12 @@ def run(args: argparse.Namespace) -> int:
                 task.cancel()
         return results
 
-    results = run_with_engine(config, body)
+    try:
+        results = run_with_engine(config, body)
+    except PrivilegeError:
+        if spec.protocol is not Protocol.ICMP:
+            raise
+        results = _unprivileged(args, config, spec, interval=interval, readable=readable, source=source)
     rtts = [r.rtt_s * 1000 for r in results if r.rtt_s is not None]
     if args.json:
         print(json.dumps(ripe.to_ripe_ping(results, spec, source[0])))
@@ -103,10 +115,47 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unprivileged(
+    args: argparse.Namespace,
+    config: Config,
+    spec: ProbeSpec,
+    *,
+    interval: float,
+    readable: bool,
+    source: list[str],
+) -> list[PingResult]:
+    """The probes through an ICMP ping socket (no CAP_NET_RAW); PrivilegeError if that is refused too."""
+    from agent.net.dgram_ping import UnprivilegedPinger
+    from agent.net.sockets import source_address
+
+    pinger = UnprivilegedPinger()
+    try:
+        source.append(source_address(spec.target))
+        print(
+            "note: no CAP_NET_RAW: ICMP echo through a ping socket (net.ipv4.ping_group_range); "
+            "the reply TTL is unknown and RTTs are taken in user space",
+            file=sys.stderr,
+        )
+        if readable:
+            print(f"PING {spec.target} (icmp echo), {args.count} probes", flush=True)
+        seq = iter(range(1, args.count + 1))
+        return pinger.run(
+            spec.target,
+            count=args.count,
+            interval=interval,
+            timeout=spec.timeout_s,
+            max_pps=config.agent.max_pps,
+            on_result=(lambda r: print(line(next(seq), r), flush=True)) if readable else (lambda _r: None),
+        )
+    finally:
+        pinger.close()
+
+
 def line(seq: int, result: PingResult) -> str:
     """One readable line per probe."""
     if result.rtt_s is None:
         err = result.extra.get("err")
         return f"seq={seq} " + (f"!{err} from {result.extra.get('from')}" if err else "no answer")
     flags = f" flags={result.extra['flags']}" if "flags" in result.extra else ""
-    return f"seq={seq} from {result.target}: ttl={result.reply_ttl}{flags} time={result.rtt_s * 1000:.3f} ms"
+    ttl = "?" if result.reply_ttl is None else result.reply_ttl  # unknown through a ping socket
+    return f"seq={seq} from {result.target}: ttl={ttl}{flags} time={result.rtt_s * 1000:.3f} ms"

@@ -10,10 +10,12 @@ comparison is in bench/RESULTS.md.
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import struct
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -120,3 +122,71 @@ def test_rtt_agrees_with_the_interface_within_0_3_ms(lab: LabInfo) -> None:
     rtts = [r["rtt"] for r in ours["result"]]
     assert len(wire) == len(rtts) == 10
     assert abs(statistics.median(rtts) - statistics.median(wire)) <= 0.3
+
+
+# As nobody, without any capability, inside the vantage namespace: no raw socket, so `nkprobe ping`
+# falls back to an ICMP ping socket (icmplib), which net.ipv4.ping_group_range must allow (per namespace).
+UNPRIVILEGED = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all",
+                "--bounding-set=-all"]  # fmt: skip
+
+
+@pytest.fixture
+def ping_group_range(lab: LabInfo) -> Iterator[Callable[[str], None]]:
+    """Set the vantage namespace's ping_group_range; the lab's own value comes back afterwards."""
+    key = "net.ipv4.ping_group_range"
+
+    def sysctl(*args: str) -> str:
+        cmd = ["ip", "netns", "exec", lab.vantage_ns, "sysctl", "-n", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+
+    before = sysctl(key)
+
+    def set_range(value: str) -> None:
+        sysctl("-w", f"{key}={value}")
+
+    yield set_range
+    sysctl("-w", f"{key}={before}")
+
+
+def _unprivileged_ping(lab: LabInfo, target: str, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = ["ip", "netns", "exec", lab.vantage_ns, *UNPRIVILEGED, sys.executable, "-m", "agent", "ping",
+           target, "--config", str(lab.config_file), *args]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd="/")
+
+
+def test_icmp_ping_without_cap_net_raw_uses_a_ping_socket(
+    lab: LabInfo, ping_group_range: Callable[[str], None]
+) -> None:
+    prefix = lab.prefixes["198.19.177.0/24"]
+    ping_group_range("65534 65534")  # nogroup only
+    proc = _unprivileged_ping(lab, prefix.echo_host, "--json", "--count", "3", "--interval", "0.05")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert (r["sent"], r["rcvd"], r["proto"], r["ttl"]) == (3, 3, "ICMP", None)  # no TTL on a ping socket
+    assert r["src_addr"] and r["dst_addr"] == prefix.echo_host
+    assert prefix.rtt_ms["transtelecom"] * 0.9 <= r["min"] <= r["max"] < prefix.rtt_ms["transtelecom"] * 3
+    text = _unprivileged_ping(lab, prefix.echo_host, "--count", "2", "--interval", "0")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0] == f"PING {prefix.echo_host} (icmp echo), 2 probes"  # as with CAP_NET_RAW
+    assert text.stderr.startswith("note: no CAP_NET_RAW: ICMP echo through a ping socket")
+    assert all(
+        re.fullmatch(rf"seq={i} from {prefix.echo_host}: ttl=\? time=[\d.]+ ms", lines[i]) for i in (1, 2)
+    )
+    assert lines[3:5] == [f"--- {prefix.echo_host} ping statistics ---", "2 sent, 2 received, 0% loss"]
+    quiet = lab.prefixes["198.19.176.0/24"].quiet_host
+    lost = _unprivileged_ping(lab, quiet, "--json", "--count", "1", "--timeout", "0.3")
+    assert lost.returncode == 0 and json.loads(lost.stdout)["result"] == [{"x": "*"}], lost.stderr
+
+
+def test_without_cap_net_raw_nor_ping_group_range_it_says_how_to_fix_it(
+    lab: LabInfo, ping_group_range: Callable[[str], None]
+) -> None:
+    ping_group_range("1 0")  # the kernel's default: no group
+    target = lab.prefixes["198.19.177.0/24"].echo_host
+    proc = _unprivileged_ping(lab, target, "--count", "1")
+    assert proc.returncode == 2 and proc.stdout == ""
+    [message] = proc.stderr.splitlines()
+    assert "ping_group_range excludes your groups" in message and "CAP_NET_RAW" in message
+    tcp = _unprivileged_ping(lab, target, "--protocol", "tcp", "--count", "1")
+    assert tcp.returncode == 2 and "raw socket" in tcp.stderr  # TCP probes have no unprivileged way
