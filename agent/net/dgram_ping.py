@@ -1,10 +1,10 @@
 """ICMP echo without CAP_NET_RAW, for `nkprobe ping --protocol icmp` only: icmplib's unprivileged sockets.
 
 Linux lets a process whose group is inside `net.ipv4.ping_group_range` open
-socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP). The sysctl is per network namespace; the kernel's default,
-"1 0", lets nobody; upstream systemd's sysctl.d/50-default.conf widens it to every group, and
-distributions differ: the kernel writes the ICMP identifier itself and hands back
-only the echo replies to it (icmp(7), "ping sockets"). icmplib (its `privileged=False`) drives such a
+socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP): the kernel writes the ICMP identifier itself and hands back
+only the echo replies to it (icmp(7), "ping sockets"). The sysctl is per network namespace; the
+kernel's default, "1 0", lets nobody; upstream systemd's sysctl.d/50-default.conf widens it to every
+group, and distributions differ. icmplib (its `privileged=False`) drives such a
 socket. The agent never uses this: its raw sockets give kernel receive timestamps and the reply's TTL,
 which a ping socket does not (icmplib reads it with recvfrom, so no control message reaches us); here the
 RTT is taken in user space around the send and the receive, and the reply TTL is unknown (None).
