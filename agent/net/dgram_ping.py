@@ -21,11 +21,7 @@ from collections.abc import Callable
 
 from agent.errors import PrivilegeError
 from agent.model import PingResult, Protocol
-
-HINT = (
-    "give the program CAP_NET_RAW (sudo setcap cap_net_raw+ep on it, or run as root), or let your group "
-    "open ICMP ping sockets: sudo sysctl -w net.ipv4.ping_group_range='0 2147483647'"
-)
+from agent.net.sockets import PRIVILEGE_HINT
 
 
 def ping_group_allowed(path: str = "/proc/sys/net/ipv4/ping_group_range") -> bool | None:
@@ -58,8 +54,11 @@ class UnprivilegedPinger:
         except icmplib.SocketPermissionError:
             allowed = ping_group_allowed()
             why = "net.ipv4.ping_group_range excludes your groups" if allowed is False else "refused"
+            gid = os.getegid()
             raise PrivilegeError(
-                f"cannot open a raw socket (no CAP_NET_RAW) nor an ICMP ping socket ({why}); {HINT}"
+                f"cannot open a raw socket (no CAP_NET_RAW) nor an ICMP ping socket ({why}); "
+                f"{PRIVILEGE_HINT}; or, for ICMP pings only, let your group open ping sockets: "
+                f"sudo sysctl -w net.ipv4.ping_group_range='{gid} {gid}'"
             ) from None
         self._identifier = os.getpid() & 0xFFFF  # the kernel replaces it on a ping socket; icmplib wants one
 

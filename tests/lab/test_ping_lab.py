@@ -187,6 +187,7 @@ def test_without_cap_net_raw_nor_ping_group_range_it_says_how_to_fix_it(
     proc = _unprivileged_ping(lab, target, "--count", "1")
     assert proc.returncode == 2 and proc.stdout == ""
     [message] = proc.stderr.splitlines()
-    assert "ping_group_range excludes your groups" in message and "CAP_NET_RAW" in message
+    assert "ping_group_range excludes your groups" in message and "AmbientCapabilities=CAP_NET_RAW" in message
+    assert message.endswith("sudo sysctl -w net.ipv4.ping_group_range='65534 65534'")  # nogroup's own
     tcp = _unprivileged_ping(lab, target, "--protocol", "tcp", "--count", "1")
     assert tcp.returncode == 2 and "raw socket" in tcp.stderr  # TCP probes have no unprivileged way
