@@ -24,11 +24,11 @@ a restart (agent.listen, agent.netns, agent.state_dir) is kept and logged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import threading
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nkprobe.run")
 
-STOP_POLL_S = 0.2
+# A `stop` set from another thread (not through a signal, which wakes the loop at once) is seen within this.
+STOP_POLL_S = 5.0
 RESTART_ONLY = ("listen", "netns", "state_dir")  # [agent] keys a reload cannot apply
 
 
@@ -292,13 +293,24 @@ class Agent:
             config, results=results, probe=self.probe, trace_round=self.round, pending=self.tracking.pending
         )
         self.scheduler = scheduler
-        reload_requested = asyncio.Event()
+        wake = asyncio.Event()  # a signal: look at `stop` and `reload` now
+        reload = False
+
+        def on_stop() -> None:
+            stop.set()
+            wake.set()
+
+        def on_reload() -> None:
+            nonlocal reload
+            reload = True
+            wake.set()
+
         if handle_signals:
-            loop.add_signal_handler(signal.SIGTERM, stop.set)
-            loop.add_signal_handler(signal.SIGINT, stop.set)
-            loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
+            loop.add_signal_handler(signal.SIGTERM, on_stop)
+            loop.add_signal_handler(signal.SIGINT, on_stop)
+            loop.add_signal_handler(signal.SIGHUP, on_reload)
             if early_reload is not None and early_reload.is_set():  # a SIGHUP while we were starting
-                reload_requested.set()
+                on_reload()
         watcher = LocalNetWatcher(
             config.targets[0].address if config.targets else config.destination.prefixes[0].split("/")[0],
             netns=netns,
@@ -314,10 +326,14 @@ class Agent:
             on_ready()
         try:
             while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(reload_requested.wait(), timeout=STOP_POLL_S)
-                if reload_requested.is_set():
-                    reload_requested.clear()
+                # Woken by a signal or a loop that ended, not by a clock: an idle agent costs nothing.
+                woken = asyncio.ensure_future(wake.wait())
+                running = [task for task in tasks if not task.done()]
+                await asyncio.wait([woken, *running], timeout=STOP_POLL_S, return_when=FIRST_COMPLETED)
+                woken.cancel()
+                wake.clear()
+                if reload:
+                    reload = False
                     await self.reload_file(config_path)
                 for task in tasks:
                     if task.done() and not task.cancelled() and task.exception() is not None:
