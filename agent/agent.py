@@ -188,6 +188,8 @@ class Agent:
             reached=figures.reached,
             border_rtt={"upstream": figures.border_upstream, "destination": figures.border_destination},
             confidence=result.confidence,
+            path=result.chosen[0] if result.chosen else None,
+            classification=result.chosen[1] if result.chosen else None,
         )
         if result.change is not None:
             change = result.change.change

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from agent.model import HIGH, LOW, NONE, TRIGGERS, PingResult, Target
+from agent.model import HIGH, LOW, NONE, TRIGGERS, Classification, Path, PingResult, Target
 
 # Latency probe RTT buckets: fine from 100 to 500 ms, where paths from Europe, America and Asia to
 # 175.45.176.0/22 lie (about 180-300 ms from Europe and North America in published traceroutes), coarse
@@ -73,6 +73,8 @@ RELOAD_RESULTS: tuple[str, ...] = ("success", "failure")
 # nkprobe_path_confidence: the classifier's confidence in the current tag as a number, so a dashboard
 # can grey out a path below 1 (agent.model HIGH/LOW/NONE; README "How it tags").
 CONFIDENCE_VALUES: Mapping[str, float] = {HIGH: 1.0, LOW: 0.5, NONE: 0.0}
+# Latency probes kept per target and protocol for the status page's "recent loss" (a few bytes each).
+RECENT_PROBES = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,13 @@ class TargetSnapshot:
     last_answer: Mapping[str, bool] = field(default_factory=dict)  # per protocol, the latest probe
     # How far the latest round backs the current tag (CONFIDENCE_VALUES); None before the first trace.
     confidence: str | None = None
+    # For the status page (agent.exporter.status): per protocol the latest RTT (None: lost) and whether
+    # each of the latest RECENT_PROBES probes was answered, oldest first; the latest round's path that
+    # carries the current tag, with its classification (bounded by max_hops).
+    last_rtt: Mapping[str, float | None] = field(default_factory=dict)
+    recent: Mapping[str, tuple[bool, ...]] = field(default_factory=dict)
+    path: Path | None = None
+    classification: Classification | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,10 +308,13 @@ class Results:
                 return
             answered = result.rtt_s is not None
             last = {**t.last_answer, proto: answered}
+            recent = (*t.recent.get(proto, ())[1 - RECENT_PROBES :], answered)
             changes: dict[str, object] = {
                 "probes_sent": _bump(t.probes_sent, proto),
                 "last_answer": last,
                 "up": any(last.values()),
+                "last_rtt": {**t.last_rtt, proto: result.rtt_s},
+                "recent": {**t.recent, proto: recent},
             }
             if result.rtt_s is not None:
                 changes["probes_answered"] = _bump(t.probes_answered, proto)
@@ -333,15 +345,22 @@ class Results:
         reached: bool | None,
         border_rtt: Mapping[str, float | None],
         confidence: str | None = None,
+        path: Path | None = None,
+        classification: Classification | None = None,
     ) -> None:
         """The outcome of one round: the tag after it (with the latest round's ratio per tag, the changes
         counted so far and when the last was seen) and the figures of its chosen path.
 
-        `confidence`: the tagger's confidence in the current tag as this round saw it.
+        `confidence`: the tagger's confidence in the current tag as this round saw it. `path` and
+        `classification`: that chosen path, for the status page; a round without one keeps the last.
         """
+        kept: dict[str, object] = {}
+        if path is not None:
+            kept = {"path": path, "classification": classification}
         with self._lock:
             self._update(
                 address,
+                **kept,
                 tag=tag,
                 ratio={k: ratio.get(k, 0.0) for k in self._snap.tags},
                 changes=changes,

@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     import threading
     from collections.abc import Callable
 
+    from agent.agent import Agent
     from agent.config import Config
+    from agent.exporter.status import StatusSource
 
 log = logging.getLogger("nkprobe.run")
 
@@ -70,6 +72,24 @@ def run(args: argparse.Namespace) -> int:
         config_path=args.config,
         web_config_file=args.web_config,
         handle_signals=True,
+    )
+
+
+def status_source(agent: Agent) -> StatusSource:
+    """The status page's view of a running agent: its results, history, BGP view and AS lookups, each
+    read when a page is built (a reload's new tables show on the next one)."""
+    from agent.exporter.status import StatusSource
+
+    def asn_of(address: str) -> int | None:
+        match = agent.classifier.lookup(address)
+        return match.asn if match is not None else None
+
+    return StatusSource(
+        agent.state.snapshot,
+        state_dir=lambda: agent.config.agent.state_dir,
+        bgp=lambda: agent.classifier.bgp,
+        asn_of=asn_of,
+        max_pps=lambda: agent.config.agent.max_pps,
     )
 
 
@@ -121,6 +141,7 @@ def run_agent(
         version=results.snapshot().version,
         agent_name=lambda: results.snapshot().agent_name,
         web=web,
+        status=status_source(agent),
     )
     server.start()
     log.info("serving metrics on %s (port %d)", listen or config.agent.listen, server.port)

@@ -1,8 +1,14 @@
-"""The HTTP server: `/` (a landing page), `/metrics`, `/-/healthy`, with optional TLS and basic auth.
+"""The HTTP server: `/` (the status page), `/status.json`, `/metrics`, `/-/healthy`, with optional TLS and
+basic auth.
 
 A stdlib ThreadingHTTPServer in its own daemon thread, so a slow scrape never blocks the probing event
 loop and a busy event loop never delays a scrape. Paths and behaviour follow Prometheus exporters
-(exporter-toolkit's landing page, `/-/healthy` as in Prometheus itself).
+(exporter-toolkit's landing page, `/-/healthy` as in Prometheus itself). The status page and its JSON
+come from a StatusSource (agent.exporter.status), built in the request's thread and cached there; without
+one (tests of the metrics alone), `/` is a small landing page.
+
+A slow client holds only its own connection's thread: reads and writes time out after
+`request_timeout_s`, and a TLS handshake happens on that thread too, never in accept().
 """
 
 from __future__ import annotations
@@ -10,10 +16,11 @@ from __future__ import annotations
 import base64
 import binascii
 import html
+import logging
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
@@ -21,6 +28,11 @@ from prometheus_client.registry import CollectorRegistry
 from agent.config import parse_listen  # the one rule of a listen address (check-config too)
 from agent.errors import ConfigError
 from agent.exporter.webconfig import WebConfig
+
+if TYPE_CHECKING:
+    from agent.exporter.status import StatusSource
+
+log = logging.getLogger("nkprobe.http")
 
 _LANDING = """<!doctype html>
 <html><head><meta charset="utf-8"><title>nkprobe</title></head>
@@ -71,11 +83,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, content_type, encoder(app.registry))
         elif path == "/-/healthy":
             self._send(200, "text/plain; charset=utf-8", b"Healthy.\n")
-        elif path == "/":
+        elif path == "/" and app.status is None:
             page = _LANDING.format(version=html.escape(app.version), agent=html.escape(app.agent_name()))
             self._send(200, "text/html; charset=utf-8", page.encode())
+        elif path in ("/", "/status.json") and app.status is not None:
+            try:
+                body = app.status.html() if path == "/" else app.status.json()
+            except Exception as exc:  # a bug in the page must not take /metrics down with it
+                log.exception("status page failed")
+                self._send(500, "text/plain; charset=utf-8", f"status page failed: {exc}\n".encode())
+                return
+            kind = "text/html; charset=utf-8" if path == "/" else "application/json"
+            self._send(200, kind, body)
         else:
-            self._send(404, "text/plain; charset=utf-8", b"Not found. Try /metrics.\n")
+            self._send(404, "text/plain; charset=utf-8", b"Not found. Try / or /metrics.\n")
 
     def _authorized(self, web: WebConfig) -> bool:
         if not web.users:
@@ -115,8 +136,10 @@ class MetricsServer:
         version: str,
         agent_name: Any,
         web: WebConfig | None = None,
+        status: StatusSource | None = None,
     ) -> None:
         self.registry = registry
+        self.status = status
         self.version = version
         self.agent_name = agent_name  # a callable: the name follows config reloads
         self.web = web or WebConfig()

@@ -134,6 +134,20 @@ class HistoryReader:
                 latest[change.target] = change
         return sorted(latest.values(), key=lambda c: (c.time, c.id or 0))
 
+    def latest(
+        self,
+        limit: int,
+        *,
+        target: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[PathChange]:
+        """The `limit` newest changes (of one target, in [since, until)), newest first: a bounded read for
+        the status page, however long the history (indexes changes_time and changes_target_time)."""
+        where, args = self._filter(target, since, until)
+        sql = f"SELECT id, {self._columns()} FROM changes{where} ORDER BY time DESC, id DESC LIMIT ?"
+        return list(self._rows(sql, [*args, max(0, int(limit))]))
+
     def targets(self) -> list[str]:
         return [row[0] for row in self._conn.execute("SELECT DISTINCT target FROM changes ORDER BY target")]
 

@@ -87,6 +87,7 @@ class RoundResult:
     figures: RoundFigures  # of the path that carries the current tag
     confidence: str | None  # how well this round backs the current tag (None: no flow was classified)
     change: ConfirmedChange | None  # a change this round confirmed
+    chosen: tuple[Path, Classification] | None = None  # the path the figures are of, and its tag
 
 
 class TrackedTargets:
@@ -155,4 +156,4 @@ class TrackedTargets:
             path, classification = chosen if chosen else (None, None)
             event = ConfirmedChange(target, change, classification, path, dict(ps.ratio))
         figures = round_figures(*chosen) if chosen else NO_FIGURES
-        return RoundResult(ps.status, figures, confidence, event)
+        return RoundResult(ps.status, figures, confidence, event, chosen)
