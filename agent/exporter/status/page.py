@@ -135,7 +135,7 @@ def _timeline(lanes: Sequence[Mapping[str, Any]], start: float, end: float, tags
         rects = [f'<rect width="1000" height="10" fill="{_NO_DATA}"><title>no data</title></rect>']
         for seg in lane["segments"]:
             x = (seg["start"] - start) / span * 1000.0
-            w = max((seg["end"] - seg["start"]) / span * 1000.0, 0.5)
+            w = max((seg["end"] - seg["start"]) / span * 1000.0, 3.0)  # a recent change stays visible
             label = (
                 f"{seg['upstream']} from {time.strftime('%H:%M', time.gmtime(seg['start']))} "
                 f"to {time.strftime('%H:%M', time.gmtime(seg['end']))} UTC"
