@@ -10,6 +10,8 @@ background fetch of its own is switched off by the flags below.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import os
 import queue
@@ -58,27 +60,21 @@ class Browser:
         flags = [*FLAGS, f"--user-data-dir={self._profile}", *extra_flags]
         if os.geteuid() == 0:
             flags.append("--no-sandbox")  # chromium refuses to run as root with its sandbox
-        r, w = to_browser_r, from_browser_w
-
-        def fds() -> None:
-            # In the child, before exec: put the pipe ends on fds 3 and 4, inheritable. Through fresh
-            # copies first, since a pipe end may itself be fd 3 or 4 (dup2 onto itself would leave it
-            # close-on-exec). close_fds=False: Python's own fds are close-on-exec anyway (PEP 446), and
-            # with close_fds the child would close 3 and 4 after this runs.
-            a, b = os.dup(r), os.dup(w)
-            os.dup2(a, 3)
-            os.dup2(b, 4)
-
+        # bash puts the two pipe ends on fds 3 and 4, where chromium looks for them, and execs it (dash
+        # would mark them close-on-exec). Moved above 9 first, so neither end is itself 3 or 4.
+        r = fcntl.fcntl(to_browser_r, fcntl.F_DUPFD_CLOEXEC, 10)
+        w = fcntl.fcntl(from_browser_w, fcntl.F_DUPFD_CLOEXEC, 10)
+        os.close(to_browser_r)
+        os.close(from_browser_w)
         self._proc = subprocess.Popen(
-            [CHROMIUM, *flags, "about:blank"],
-            preexec_fn=fds,
-            close_fds=False,
+            ["bash", "-c", f'exec "$@" 3<&{r} 4>&{w} {r}<&- {w}>&-', "bash", CHROMIUM, *flags, "about:blank"],
+            pass_fds=(r, w),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        os.close(to_browser_r)
-        os.close(from_browser_w)
+        os.close(r)
+        os.close(w)
         self._next_id = 0
         self._lock = threading.Lock()
         self._answers: dict[int, queue.Queue[dict[str, Any]]] = {}
@@ -157,10 +153,8 @@ class Browser:
         return Page(self, session)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(AssertionError, OSError):
             self.call("Browser.close")
-        except (AssertionError, OSError):
-            pass
         try:
             self._proc.wait(10)
         except subprocess.TimeoutExpired:
@@ -209,4 +203,3 @@ class Page:
                                                                "height": size[1], "scale": 1}}  # fmt: skip
         data = self.browser.call("Page.captureScreenshot", params, session=self.session)["data"]
         path.write_bytes(base64.b64decode(data))
-

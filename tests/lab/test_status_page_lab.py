@@ -151,7 +151,8 @@ def test_status_page_in_chromium_matches_metrics_trace_and_flip(
 
             wait_for(agrees, 30, lambda: f"page {read(page, url)} vs metrics {metric_tags(agent)}")
             dom = read(page, url)
-            assert [p["prefix"] for p in dom["prefixes"]] == [f"198.19.{n}.0/24" for n in (176, 177, 178, 179)]
+            prefixes = [f"198.19.{n}.0/24" for n in (176, 177, 178, 179)]
+            assert [p["prefix"] for p in dom["prefixes"]] == prefixes
             assert dom["scripts"] == 0 and dom["external"] == []
             by_prefix = {p["prefix"]: p for p in dom["prefixes"]}
             assert by_prefix["198.19.176.0/24"]["tag"] == CU
@@ -163,12 +164,13 @@ def test_status_page_in_chromium_matches_metrics_trace_and_flip(
             paris = int(dom["paris"][target])
             mine = next(r for r in flows if r["paris_id"] == paris)
             expected = trace_hops(mine)
-            rows = {h["hop"]: (h["address"], h["asn"] or "") for h in dom["hops"][target] if h["address"] != "*"}
+            table = dom["hops"][target]
+            rows = {h["hop"]: (h["address"], h["asn"] or "") for h in table if h["address"] != "*"}
             both = set(expected) & set(rows)
             assert len(both) >= len(expected) - 1, (expected, rows)  # one hop may be rate-limited in one
             assert {h: rows[h] for h in both} == {h: expected[h] for h in both}
             assert max(rows) == max(expected)  # the same destination hop
-            assert [h["hop"] for h in dom["hops"][target] if h["border"]] == [mine["nkprobe"]["border"]["hop"]]
+            assert [h["hop"] for h in table if h["border"]] == [mine["nkprobe"]["border"]["hop"]]
 
             # A flip shows in the timeline of 198.19.179.0/24 and in the last changes.
             lab_flip(lab, TTK)

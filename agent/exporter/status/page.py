@@ -137,13 +137,12 @@ def _timeline(lanes: Sequence[Mapping[str, Any]], start: float, end: float, tags
             x = (seg["start"] - start) / span * 1000.0
             w = max((seg["end"] - seg["start"]) / span * 1000.0, 3.0)  # a recent change stays visible
             label = (
-                f"{seg['upstream']} from {time.strftime('%H:%M', time.gmtime(seg['start']))} "
-                f"to {time.strftime('%H:%M', time.gmtime(seg['end']))} UTC"
+                f"{seg['upstream']} {time.strftime('%H:%M', time.gmtime(seg['start']))}-"
+                f"{time.strftime('%H:%M', time.gmtime(seg['end']))} UTC"
             )
             rects.append(
                 f'<rect x="{x:.1f}" width="{w:.1f}" height="10" fill="{colour(seg["upstream"], tags)}" '
-                f'data-upstream="{_e(seg["upstream"])}" data-start="{seg["start"]:.0f}" '
-                f'data-end="{seg["end"]:.0f}"><title>{_e(label)}</title></rect>'
+                f'data-upstream="{_e(seg["upstream"])}"><title>{_e(label)}</title></rect>'
             )
         ticks = "".join(f'<line x1="{x}" x2="{x}" y1="0" y2="10" stroke="#fff"/>' for x in (250, 500, 750))
         label = lane["name"] or lane["target"]
