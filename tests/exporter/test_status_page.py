@@ -29,13 +29,13 @@ from agent.model import (
     Classification,
     Hop,
     MplsLabel,
-    Path as TracePath,
     PingResult,
     Protocol,
     Reply,
     ReplyKind,
     Target,
 )
+from agent.model import Path as TracePath
 from agent.state import State
 from agent.upstream_state import PathState, tag_values
 
