@@ -2,7 +2,8 @@
 everything down on Ctrl-C, SIGTERM or after `--duration S`.
 
 The agent (`nkprobe run --netns <vantage>`) probes five of the lab's hosts (`demo_targets`) from inside
-the lab's vantage namespace and serves its metrics on 127.0.0.1 of the current namespace. `--no-agent`
+the lab's vantage namespace and serves its metrics and status page on 127.0.0.1 of the current
+namespace; the demo prints the page's address. `--no-agent`
 only brings the lab up and prints what to try. Exit status: 0 after a clean teardown, 2 if the lab cannot
 be built (not root, already up: `nkprobe lab down` first).
 """
@@ -81,6 +82,19 @@ def hints(lab: LabInfo, listen: str | None) -> list[str]:
     return out
 
 
+def page_url(listen: str) -> str:
+    """The status page's address for a listen address (a wildcard one is opened on loopback).
+
+    >>> page_url("127.0.0.1:9931"), page_url("0.0.0.0:9931"), page_url("[::]:9931")
+    ('http://127.0.0.1:9931/', 'http://127.0.0.1:9931/', 'http://127.0.0.1:9931/')
+    """
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
 def demo_targets(lab: LabInfo) -> tuple[str, ...]:
     """What the demo's agent probes: each /24's echo host, and both hosts of the /24 it flips.
 
@@ -136,6 +150,11 @@ def run(args: argparse.Namespace) -> int:
             )
         for line in hints(lab, None if args.no_agent else args.listen):
             print(line)
+        if not args.no_agent:
+            print(
+                f"Open {page_url(args.listen)} in a browser: the agent's status page (the upstream of "
+                "each /24, the traces and their evidence, the flips), refreshed every 30 s."
+            )
         print("Ctrl-C stops the demo and removes the lab.", flush=True)
         _wait(args, prefix, agent)
     except KeyboardInterrupt:
@@ -198,12 +217,8 @@ def _tagged(listen: str, prefix: str, upstream: str) -> bool:
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    host, _, port = listen.rpartition(":")
-    host = host.strip("[]") or "127.0.0.1"
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1"
     try:
-        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=1) as response:
+        with urllib.request.urlopen(page_url(listen) + "metrics", timeout=1) as response:
             text = response.read().decode()
     except (OSError, ValueError):
         return False

@@ -83,6 +83,7 @@ def test_demo_runs_the_agent_shows_a_flip_and_leaves_nothing_behind(lab: LabInfo
     started = time.monotonic()
     seen: dict[str, float] = {}
     served = False
+    page = b""
     first_change_s: float | None = None
     try:
         # Scrape the demo's agent as a user would with curl, until the demo ends on its own.
@@ -90,6 +91,9 @@ def test_demo_runs_the_agent_shows_a_flip_and_leaves_nothing_behind(lab: LabInfo
             now = changes(port)
             if now is not None:
                 served = True
+                if b"198.19.179.0/24" not in page:  # the status page the demo tells the user to open
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                        page = r.read()
                 for t, v in now.items():
                     seen[t] = max(seen.get(t, 0.0), v)
                 if first_change_s is None and any(v > 0 for v in now.values()):
@@ -110,6 +114,8 @@ def test_demo_runs_the_agent_shows_a_flip_and_leaves_nothing_behind(lab: LabInfo
     assert served, f"the agent never served /metrics on 127.0.0.1:{port}: {diagnostics}"
     assert set(seen) == set(FLIP_TARGETS), seen
     assert "198.19.179.0/24 now via transtelecom" in out, diagnostics
+    assert f"Open http://127.0.0.1:{port}/ in a browser" in out, diagnostics
+    assert b'data-prefix="198.19.179.0/24"' in page
     assert first_change_s is not None and max(seen.values()) >= 1, (
         f"no nkprobe_path_changes_total > 0 during the demo: {seen}; {diagnostics}"
     )
