@@ -87,14 +87,21 @@ class _Handler(BaseHTTPRequestHandler):
             page = _LANDING.format(version=html.escape(app.version), agent=html.escape(app.agent_name()))
             self._send(200, "text/html; charset=utf-8", page.encode())
         elif path in ("/", "/status.json") and app.status is not None:
+            which = "html" if path == "/" else "json"
+            gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
             try:
-                body = app.status.html() if path == "/" else app.status.json()
+                status = app.status
+                body = (
+                    status.gzipped(which)
+                    if gzipped
+                    else (status.html() if which == "html" else status.json())
+                )
             except Exception as exc:  # a bug in the page must not take /metrics down with it
                 log.exception("status page failed")
                 self._send(500, "text/plain; charset=utf-8", f"status page failed: {exc}\n".encode())
                 return
-            kind = "text/html; charset=utf-8" if path == "/" else "application/json"
-            self._send(200, kind, body)
+            kind = "text/html; charset=utf-8" if which == "html" else "application/json"
+            self._send(200, kind, body, encoding="gzip" if gzipped else None)
         else:
             self._send(404, "text/plain; charset=utf-8", b"Not found. Try / or /metrics.\n")
 
@@ -117,9 +124,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"Unauthorized\n")
         return False
 
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
+    def _send(self, status: int, content_type: str, body: bytes, encoding: str | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        if encoding is not None:
+            self.send_header("Content-Encoding", encoding)
+            self.send_header("Vary", "Accept-Encoding")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

@@ -7,6 +7,7 @@ browser, from an agent in the lab, is tests/lab/test_status_page_lab.py.
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import time
@@ -247,7 +248,7 @@ def test_page_size_is_bounded_however_long_the_history(tmp_path: Path) -> None:
         write_history(tmp_path / str(n), rows)
         extract = read_history(str(tmp_path / str(n)), [t.address for t in ts], NOW)
         assert len(extract.recent) == min(20, len(rows))
-        assert all(len(v) <= 48 for v in extract.window.values())
+        assert all(len(v) <= 24 for v in extract.window.values())
         m = status_model(make_state(ts).snapshot(), now=NOW, history=extract, asn_of=asn_of)
         sizes[n] = len(render_page(m).encode())
     assert sizes[4000] < 100_000, sizes
@@ -330,6 +331,11 @@ def test_server_serves_the_page_and_its_json(server: MetricsServer) -> None:
     assert {"prefix", "upstream", "confidence"} <= set(data["prefixes"][0])
     assert {"address", "hops", "evidence"} <= set(data["targets"][0])
     assert {"changes", "health"} <= set(data)
+    request = urllib.request.Request(base + "/", headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert r.headers["Content-Encoding"] == "gzip"
+        page = gzip.decompress(r.read())
+    assert page.startswith(b"<!doctype html>") and b"198.19.179.0/24" in page
 
 
 def test_a_client_that_reads_nothing_does_not_stall_metrics(server: MetricsServer) -> None:

@@ -30,7 +30,7 @@ _CONFIDENCE_ORDER = {"high": 2, "low": 1, NONE: 0}
 @dataclass(frozen=True, slots=True)
 class Limits:
     changes: int = 20  # rows of "last changes"
-    timeline_steps: int = 48  # changes per target drawn in the 24 h timeline (the newest)
+    timeline_steps: int = 24  # changes per target drawn in the 24 h timeline (the newest)
     evidence: int = 12  # sentences per target
     evidence_chars: int = 400  # per sentence
     hops: int = 64  # TTL rows per trace

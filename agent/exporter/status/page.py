@@ -128,33 +128,69 @@ def _rtt_loss(target: Mapping[str, Any]) -> tuple[str, str]:
     return (", ".join(rtts) or DASH, ", ".join(losses) or DASH)
 
 
-def _timeline(lanes: Sequence[Mapping[str, Any]], start: float, end: float, tags: Sequence[str]) -> str:
-    span = max(end - start, 1.0)
+# The timeline's span: the shortest of these that holds everything known (at most the model's 24 h), so
+# an agent that has run for minutes shows its minutes, not a sliver at the end of a day.
+SPANS_S = (600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 24 * 3600)
+
+
+def timeline_span(model: Mapping[str, Any]) -> float:
+    """Seconds the timelines show, ending now.
+
+    >>> m = {"generated_at": 10_000.0, "window": {"start": 0.0}, "prefixes": [{"timeline": [
+    ...     {"segments": [{"start": 9_000.0, "end": 10_000.0, "upstream": "cu"}]}]}]}
+    >>> timeline_span(m)
+    1800
+    >>> m["prefixes"][0]["timeline"][0]["segments"] = []
+    >>> timeline_span(m)
+    600
+    """
+    now, window = model["generated_at"], model["window"]
+    starts = [s["start"] for p in model["prefixes"] for lane in p["timeline"] for s in lane["segments"]]
+    known = now - min(starts) if starts else 0.0
+    longest = now - window["start"]
+    return next((span for span in SPANS_S if span >= known), SPANS_S[-1]) if known < longest else longest
+
+
+def _span_text(span: float) -> str:
+    return f"{span / 3600:g} h" if span >= 3600 else f"{span / 60:g} min"
+
+
+def _axis(span: float) -> str:
+    """Five labels under a timeline: -span ... now."""
+    unit, size = ("h", 3600.0) if span >= 3 * 3600 else ("min", 60.0)
+    labels = [f"&minus;{span * (4 - i) / 4 / size:g} {unit}" for i in range(4)] + ["now"]
+    return "".join(f"<span>{label}</span>" for label in labels)
+
+
+def _timeline(lanes: Sequence[Mapping[str, Any]], span: float, end: float, tags: Sequence[str]) -> str:
+    start = end - span
     out = ['<figure class="timeline" style="margin:8px 0 0">']
     for lane in lanes:
         rects = [f'<rect width="1000" height="10" fill="{_NO_DATA}"><title>no data</title></rect>']
         for seg in lane["segments"]:
-            x = (seg["start"] - start) / span * 1000.0
-            w = max((seg["end"] - seg["start"]) / span * 1000.0, 3.0)  # a recent change stays visible
+            if seg["end"] <= start:
+                continue
+            begin = max(seg["start"], start)
+            x = (begin - start) / span * 1000.0
+            w = max((seg["end"] - begin) / span * 1000.0, 3.0)  # a recent change stays visible
             label = (
                 f"{seg['upstream']} {time.strftime('%H:%M', time.gmtime(seg['start']))}-"
-                f"{time.strftime('%H:%M', time.gmtime(seg['end']))} UTC"
+                f"{time.strftime('%H:%M', time.gmtime(seg['end']))}"
             )
+            tag = seg["upstream"]
+            paint = f'class="u{tags.index(tag)}"' if tag in tags else f'fill="{colour(tag, tags)}"'
             rects.append(
-                f'<rect x="{x:.1f}" width="{w:.1f}" height="10" fill="{colour(seg["upstream"], tags)}" '
-                f'data-upstream="{_e(seg["upstream"])}"><title>{_e(label)}</title></rect>'
+                f'<rect x="{x:.1f}" width="{w:.1f}" height="10" {paint} data-upstream="{_e(tag)}">'
+                f"<title>{_e(label)}</title></rect>"
             )
         ticks = "".join(f'<line x1="{x}" x2="{x}" y1="0" y2="10" stroke="#fff"/>' for x in (250, 500, 750))
         label = lane["name"] or lane["target"]
         out.append(
             f'<div class="lane" data-target="{_e(lane["target"])}"><span>{_e(label)}</span>'
             f'<svg viewBox="0 0 1000 10" preserveAspectRatio="none" role="img" '
-            f'aria-label="upstream of {_e(lane["target"])} over 24 h">{"".join(rects)}{ticks}</svg></div>'
+            f'aria-label="upstream of {_e(lane["target"])}, UTC">{"".join(rects)}{ticks}</svg></div>'
         )
-    out.append(
-        '<figcaption class="axis"><span>&minus;24 h</span><span>&minus;18 h</span><span>&minus;12 h</span>'
-        "<span>&minus;6 h</span><span>now</span></figcaption></figure>"
-    )
+    out.append(f'<figcaption class="axis">{_axis(span)}</figcaption></figure>')
     return "".join(out)
 
 
@@ -170,8 +206,10 @@ def _bgp(bgp: Mapping[str, Any] | None, now: float) -> str:
     )
 
 
-def _prefix(p: Mapping[str, Any], targets: Mapping[str, Mapping[str, Any]], model: Mapping[str, Any]) -> str:
-    tags, now, window = model["tags"], model["generated_at"], model["window"]
+def _prefix(
+    p: Mapping[str, Any], targets: Mapping[str, Mapping[str, Any]], model: Mapping[str, Any], span: float
+) -> str:
+    tags, now = model["tags"], model["generated_at"]
     rows = []
     for address in p["targets"]:
         t = targets[address]
@@ -192,7 +230,7 @@ def _prefix(p: Mapping[str, Any], targets: Mapping[str, Mapping[str, Any]], mode
         '<div class="scroll"><table class="targets"><thead><tr><th>target</th><th>upstream</th>'
         '<th>confidence</th><th class="num">latest RTT</th><th class="num">loss (recent)</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table></div>"
-        f"{_timeline(p['timeline'], window['start'], window['end'], tags)}</article>"
+        f"{_timeline(p['timeline'], span, now, tags)}</article>"
     )
 
 
@@ -289,20 +327,23 @@ def render_page(model: Mapping[str, Any]) -> str:
     """The whole HTML document for one model."""
     targets = {t["address"]: t for t in model["targets"]}
     tags, now = model["tags"], model["generated_at"]
+    span = timeline_span(model)
+    # One class per tag paints the timelines' segments (a fill attribute on each would repeat it).
+    paints = "".join(f".u{i}{{fill:{colour(t, tags)}}}" for i, t in enumerate(tags))
     legend = "".join(f'<span><i style="background:{colour(t, tags)}"></i>{_e(t)}</span>' for t in tags)
     legend += f'<span><i style="background:{_NO_DATA}"></i>no data</span>'
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f'<meta http-equiv="refresh" content="{REFRESH_S}">'
-        f"<title>nkprobe {_e(model['agent'])}: status</title><style>{_CSS}</style></head><body>"
+        f"<title>nkprobe {_e(model['agent'])}: status</title><style>{_CSS}{paints}</style></head><body>"
         f"<header><h1>nkprobe · {_e(model['agent'])}</h1>"
         f'<p class="muted">Which upstream carries each /24 toward AS131279, as this agent traces it. '
         f"Version {_e(model['version'])}; page of {when(now, now).split(' (')[0]}, refreshed every "
         f'{REFRESH_S} s. <a href="metrics">metrics</a> · <a href="status.json">status.json</a> · '
         '<a href="-/healthy">health</a></p></header>'
-        f'<h2>Per /24</h2><p class="legend">{legend}</p>'
-        + "".join(_prefix(p, targets, model) for p in model["prefixes"])
+        f'<h2>Per /24</h2><p class="legend">{legend}<span>timelines: the last {_span_text(span)}</span></p>'
+        + "".join(_prefix(p, targets, model, span) for p in model["prefixes"])
         + '<h2>Last path changes</h2><section id="changes">'
         + _changes(model)
         + '</section><h2>Latest trace per target</h2><section id="traces">'
