@@ -195,6 +195,8 @@ def test_model_per_prefix_target_changes_and_health() -> None:
     assert t["evidence"] and t["trace"]["paris_id"] == 3
     assert m["changes"] == [{"time": NOW - 100, "target": "198.19.176.10", "prefix": "198.19.176.0/24",
                              "old": TTK, "new": CU, "as_path": [64512, 4837, 131279]}]  # fmt: skip
+    page = render_page(m)
+    assert "neighbours AS20485 (transtelecom) agrees with the traces" in page
     h = m["health"]
     assert h["uptime_s"] == 3600.0 and h["max_pps"] == 20 and h["pps_recent"] == 3.5
     assert set(h) >= {"version", "faults", "errors", "asn_table", "history", "pps_average"}

@@ -39,8 +39,16 @@ h3{font-size:1.05em;margin:0 0 6px}
 .bar{display:flex;height:10px;border-radius:3px;overflow:hidden;background:#eee;margin:6px 0}
 .scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;font-size:.9em;width:100%}
-th,td{text-align:left;padding:2px 6px;border-bottom:1px solid #eee;vertical-align:top}
-td.num,th.num{text-align:right;white-space:nowrap}
+th,td{text-align:left;padding:2px 6px;border-bottom:1px solid #eee;vertical-align:top;white-space:nowrap}
+td.num,th.num{text-align:right}
+.tag{white-space:nowrap}
+@media (max-width:640px){
+table.targets thead,table.changes thead{display:none}
+table.targets tr,table.changes tr{display:block;border-bottom:1px solid #eee;padding:3px 0}
+table.targets td,table.changes td{display:inline-block;border:0;padding:1px 8px 1px 0;white-space:normal}
+table.targets td.num{text-align:left}
+td[data-label]::before{content:attr(data-label) ": ";color:#666}
+}
 tr.border td{background:#fff3cd;font-weight:600}
 .lane{display:flex;align-items:center;gap:6px;margin:2px 0}
 .lane span{flex:0 0 8.5em;font-size:.8em}
@@ -218,7 +226,7 @@ def _prefix(
         rows.append(
             f'<tr data-target="{_e(address)}"><td><a href="#t-{_e(address)}">{who}</a></td>'
             f"<td>{_tag(t['upstream'], tags)}</td><td>{_e(t['confidence']) if t['confidence'] else DASH}</td>"
-            f'<td class="num">{rtt}</td><td class="num">{loss}</td></tr>'
+            f'<td class="num" data-label="RTT">{rtt}</td><td class="num" data-label="loss">{loss}</td></tr>'
         )
     since = "no change seen" if p["since"] is None else when(p["since"], now)
     return (
