@@ -178,7 +178,9 @@ def _target(
     t: TargetSnapshot, asn_of: Callable[[str], int | None], names: Mapping[str, str], limits: Limits
 ) -> dict[str, Any]:
     c = t.classification
+    border = c.border if c is not None else None
     loss = {p: (round(1.0 - sum(r) / len(r), 3) if r else None) for p, r in t.recent.items()}
+    hops = _hops(t.path, border.hop if border else None, asn_of, names, limits) if t.path else []
     return {
         "address": t.target.address,
         "name": t.target.name,
@@ -193,13 +195,9 @@ def _target(
         "loss": loss,
         "reached": t.reached,
         "trace": _trace(t.path) if t.path else None,
-        "hops": _hops(t.path, c.border.hop if c and c.border else None, asn_of, names, limits)
-        if t.path
-        else [],
+        "hops": hops,
         "as_path": list(c.as_path) if c else [],
-        "border": {"hop": c.border.hop, "address": c.border.address, "asn": c.border.asn}
-        if c and c.border
-        else None,
+        "border": {"hop": border.hop, "address": border.address, "asn": border.asn} if border else None,
         "evidence": [e[: limits.evidence_chars] for e in (c.evidence if c else ())[: limits.evidence]],
     }
 
@@ -226,10 +224,8 @@ def _hops(
     rows: list[dict[str, Any]] = []
     for hop in path.hops[: limits.hops]:
         if hop.silent:
-            rows.append(
-                {"hop": hop.ttl, "address": None, "name": None, "asn": None, "rtt_ms": None, "mpls": []}
-                | {"border": hop.ttl == border, "err": None}
-            )
+            silent: dict[str, Any] = {"address": None, "name": None, "asn": None, "rtt_ms": None, "err": None}
+            rows.append({"hop": hop.ttl, **silent, "mpls": [], "border": hop.ttl == border})
             continue
         for address in hop.addresses[: limits.addresses]:
             replies = [r for r in hop.replies if r.address == address]
