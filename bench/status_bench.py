@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/status_bench.py [--targets 8,50] [--runs 20] [--every S]
 
-No lab and no root: the agent's results are a real State filled as rounds fill it (18-hop paths like
+No lab and no root: the agent's results are a real Results store filled as rounds fill it (18-hop paths like
 the real ones from Europe, 4 flows per round, latency probes), the history a real SQLite file written by
 the agent's HistoryStore with 30 days of changes, by default one every 15 minutes per target (a flapping
 path, the worst case: the last 24 h hold 96 per target, more than the page draws; `--every 86400` for a
@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import Any
 
 from agent.exporter.status import StatusSource
 from agent.history import HistoryStore, PathChange
@@ -34,8 +35,8 @@ from agent.model import (
     Target,
 )
 from agent.model import Path as TracePath
-from agent.state import State
-from agent.upstream_state import PathState, tag_values
+from agent.results import Results
+from agent.tracking.hysteresis import TagHysteresis, tag_values
 
 CU, TTK = "china_unicom", "transtelecom"
 TAGS = tag_values([CU, TTK])
@@ -47,6 +48,12 @@ EVIDENCE = (
     "before it, hop 13 219.158.97.2 is AS4837 (china_unicom)",
     "hop 15 175.45.176.1 is in 175.45.176.0/22, AS131279",
 )
+
+
+def tagged(ps: TagHysteresis) -> dict[str, Any]:
+    """What the agent records of a target's tag after a round (agent.agent, Results.record_path)."""
+    st = ps.status
+    return {"tag": st.tag, "ratio": st.ratio, "changes": st.changes, "last_change_at": st.last_change_at}
 
 
 def target_list(n: int) -> tuple[Target, ...]:
@@ -68,16 +75,16 @@ def path_of(address: str) -> tuple[TracePath, Classification]:
     return TracePath(address, Protocol.TCP, 2, hops, True, NOW - 20, 2.1), c
 
 
-def state_of(targets: tuple[Target, ...]) -> State:
-    state = State(agent_name="pi-berlin-1", version="bench", targets=targets, ping_protocols=("tcp", "icmp"),
-                  trace_protocol="tcp", tags=TAGS, wall=lambda: NOW - 86400 * 3)  # fmt: skip
+def state_of(targets: tuple[Target, ...]) -> Results:
+    state = Results(agent_name="pi-1", version="bench", targets=targets, ping_protocols=("tcp", "icmp"),
+                    trace_protocol="tcp", tags=TAGS, wall=lambda: NOW - 3 * 86400)  # fmt: skip
     for t in targets:
-        ps = PathState(tags=TAGS)
+        ps = TagHysteresis(tags=TAGS)
         ps.observe([CU, CU, CU, TTK], NOW - 120)
         ps.observe([CU, CU, CU, CU], NOW - 60)
         path, c = path_of(t.address)
-        state.record_path(t.address, ps, hops=HOPS, reached=True, border_rtt={}, confidence="high", path=path,
-                          classification=c)  # fmt: skip
+        state.record_path(t.address, **tagged(ps), hops=HOPS, reached=True, border_rtt={}, confidence="high",
+                          path=path, classification=c)  # fmt: skip
         for n in range(40):
             state.record_ping(PingResult(t.address, Protocol.TCP, NOW - 40 + n, 0.29 if n % 9 else None))
             state.record_ping(PingResult(t.address, Protocol.ICMP, NOW - 40 + n, 0.288))

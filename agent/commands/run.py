@@ -76,20 +76,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def status_source(agent: Agent) -> StatusSource:
-    """The status page's view of a running agent: its results, history, BGP view and AS lookups, each
-    read when a page is built (a reload's new tables show on the next one)."""
+    """The status page's view of a running agent: its results, history (and its writer's status), BGP
+    view and AS lookups, each read when a page is built (a reload's new tagger shows on the next one)."""
     from agent.exporter.status import StatusSource
 
     def asn_of(address: str) -> int | None:
-        match = agent.classifier.lookup(address)
-        return match.asn if match is not None else None
+        return agent.tagger.asn(address)  # the tagger of the moment: a reload replaces it
 
     return StatusSource(
-        agent.state.snapshot,
+        agent.results.snapshot,
         state_dir=lambda: agent.config.agent.state_dir,
-        bgp=lambda: agent.classifier.bgp,
+        bgp=lambda: agent.tagger.bgp,
         asn_of=asn_of,
         max_pps=lambda: agent.config.agent.max_pps,
+        history_status=lambda: agent.writer.status() if agent.writer is not None else None,
     )
 
 

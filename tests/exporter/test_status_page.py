@@ -24,7 +24,7 @@ from agent.exporter import build_registry
 from agent.exporter.server import MetricsServer
 from agent.exporter.status import HistoryExtract, StatusSource, read_history, render_page, status_model
 from agent.exporter.status.timeline import Segment, Step, segments
-from agent.history import HistoryStore, PathChange
+from agent.history import HistoryStatus, HistoryStore, PathChange
 from agent.model import (
     Border,
     Classification,
@@ -37,13 +37,19 @@ from agent.model import (
     Target,
 )
 from agent.model import Path as TracePath
-from agent.state import State
-from agent.upstream_state import PathState, tag_values
+from agent.results import Results
+from agent.tracking.hysteresis import TagHysteresis, tag_values
 
 CU, TTK = "china_unicom", "transtelecom"
 TAGS = tag_values([CU, TTK])
 NOW = 1_800_000_000.0
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>&amp;'
+
+
+def tagged(ps: TagHysteresis) -> dict[str, Any]:
+    """What the agent records of a target's tag after a round (agent.agent, Results.record_path)."""
+    st = ps.status
+    return {"tag": st.tag, "ratio": st.ratio, "changes": st.changes, "last_change_at": st.last_change_at}
 
 
 def trace_path(target: str, hostile: bool = False) -> tuple[TracePath, Classification]:
@@ -61,8 +67,8 @@ def trace_path(target: str, hostile: bool = False) -> tuple[TracePath, Classific
     return path, c
 
 
-def make_state(targets: tuple[Target, ...], hostile: bool = False) -> State:
-    state = State(
+def make_state(targets: tuple[Target, ...], hostile: bool = False) -> Results:
+    state = Results(
         agent_name=HOSTILE if hostile else "pi-1",
         version="1.0",
         targets=targets,
@@ -72,13 +78,13 @@ def make_state(targets: tuple[Target, ...], hostile: bool = False) -> State:
         wall=lambda: NOW - 3600,
     )
     for i, t in enumerate(targets):
-        ps = PathState(tags=TAGS)
+        ps = TagHysteresis(tags=TAGS)
         tag = TTK if t.address.startswith("198.19.177.") else CU
         ps.observe([tag, tag], NOW - 600)
         ps.observe([tag, tag], NOW - 500)
         path, c = trace_path(t.address, hostile)
-        state.record_path(t.address, ps, hops=5, reached=True, border_rtt={}, confidence="high", path=path,
-                          classification=c)  # fmt: skip
+        state.record_path(t.address, **tagged(ps), hops=5, reached=True, border_rtt={}, confidence="high",
+                          path=path, classification=c)  # fmt: skip
         for n in range(25):
             rtt = None if n % 5 == 0 else 0.040 + i / 1000
             state.record_ping(PingResult(t.address, Protocol.TCP, NOW - 25 + n, rtt))
@@ -168,8 +174,10 @@ def test_model_per_prefix_target_changes_and_health() -> None:
     )
     view = BgpView(131279, (PrefixView("198.19.177.0/24", frozenset({20485}), "asn-neighbours"),), NOW - 7200)
     bgp = BgpCheck.of(view, {CU: [4837], TTK: [20485]})
+    writer = HistoryStatus(healthy=False, last_error="disk <full>", pending=2, written=5, dropped=0, pruned=0,
+                           corrupt_files=(), write_errors=3)  # fmt: skip
     m = status_model(state.snapshot(), now=NOW, history=history, bgp=bgp, asn_of=asn_of, max_pps=20,
-                     pps_recent=3.5)  # fmt: skip
+                     pps_recent=3.5, writer=writer)  # fmt: skip
     json.dumps(m, allow_nan=False)  # /status.json is this dict, strict JSON
     assert [p["prefix"] for p in m["prefixes"]] == ["198.19.176.0/24", "198.19.177.0/24"]
     p176, p177 = m["prefixes"]
@@ -200,14 +208,20 @@ def test_model_per_prefix_target_changes_and_health() -> None:
     h = m["health"]
     assert h["uptime_s"] == 3600.0 and h["max_pps"] == 20 and h["pps_recent"] == 3.5
     assert set(h) >= {"version", "faults", "errors", "asn_table", "history", "pps_average"}
+    # The history writer's own status, as /metrics shows it: its fault, its errors, its counts.
+    assert h["faults"]["history"] is True and h["errors"]["history"] == 3
+    history_health = h["history"]
+    assert (history_health["pending"], history_health["written"]) == (2, 5)
+    assert history_health["last_error"] == "disk <full>"
+    assert "disk &lt;full&gt;" in page
 
 
 def test_a_prefix_whose_targets_disagree_is_mixed() -> None:
     state = make_state((Target("198.19.178.10"), Target("198.19.178.20")))
-    ps = PathState(tags=TAGS)
+    ps = TagHysteresis(tags=TAGS)
     ps.observe([TTK], NOW - 10)
     ps.observe([TTK], NOW - 5)
-    state.record_path("198.19.178.20", ps, hops=5, reached=True, border_rtt={})
+    state.record_path("198.19.178.20", **tagged(ps), hops=5, reached=True, border_rtt={})
     m = status_model(state.snapshot(), now=NOW, history=HistoryExtract())
     assert (m["prefixes"][0]["upstream"], m["prefixes"][0]["confidence"]) == ("mixed", "none")
 

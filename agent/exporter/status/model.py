@@ -1,8 +1,9 @@
 """The status page's data model: the agent's results, its recent history and its health as one plain dict.
 
-This is the one place the page touches the agent's results store (agent.state's Snapshot) and the
-history's rows: `status_model` turns them into the dict that `/status.json` serves as it is and that
-agent.exporter.status.page renders as HTML, so the two views cannot disagree. Pure: the time, the
+This is the one place the page touches the agent's results store (agent.results' Snapshot), the
+history's rows and the history writer's status: `status_model` turns them into the dict that
+`/status.json` serves as it is and that agent.exporter.status.page renders as HTML, so the two views
+cannot disagree. Pure: the time, the
 history extract and the lookups come in as arguments (agent.exporter.status.source does the I/O).
 
 Bounded whatever the history holds: the extract is read with LIMITs (source.py), and every list here is
@@ -19,8 +20,9 @@ from typing import Any
 from agent.bgp.view import BgpCheck
 from agent.exporter.status.timeline import Step, segments
 from agent.history.record import PathChange
+from agent.history.writer import HistoryStatus
 from agent.model import NONE, UNKNOWN, Path
-from agent.state import Snapshot, TargetSnapshot
+from agent.results import Snapshot, TargetSnapshot
 
 WINDOW_S = 24 * 3600.0  # the timeline's span
 MIXED = "mixed"  # a /24 whose targets carry different tags (never a tag of a target)
@@ -61,6 +63,7 @@ def status_model(
     bgp: BgpCheck | None = None,
     asn_of: Callable[[str], int | None] = lambda _a: None,
     names: Mapping[str, str] | None = None,
+    writer: HistoryStatus | None = None,
     max_pps: float | None = None,
     pps_recent: float | None = None,
     limits: Limits = DEFAULT_LIMITS,
@@ -87,7 +90,9 @@ def status_model(
         "prefixes": prefixes,
         "targets": targets,
         "changes": [_change(c) for c in list(history.recent)[: limits.changes]],
-        "health": _health(snap, now=now, bgp=bgp, history=history, max_pps=max_pps, pps_recent=pps_recent),
+        "health": _health(
+            snap, now=now, bgp=bgp, history=history, writer=writer, max_pps=max_pps, pps_recent=pps_recent
+        ),
     }
 
 
@@ -262,10 +267,14 @@ def _health(
     now: float,
     bgp: BgpCheck | None,
     history: HistoryExtract,
+    writer: HistoryStatus | None,
     max_pps: float | None,
     pps_recent: float | None,
 ) -> dict[str, Any]:
+    """`writer`: the history writer's own status (its fault and error count join the agent's, as in
+    /metrics; None before it runs)."""
     uptime = max(0.0, now - snap.started_at)
+    write_errors = writer.write_errors if writer else 0
     sent = sum(snap.packets_sent.values())
     return {
         "version": snap.version,
@@ -275,8 +284,8 @@ def _health(
         "pps_average": round(sent / uptime, 2) if uptime > 0 else None,
         "pps_recent": None if pps_recent is None or math.isnan(pps_recent) else round(pps_recent, 2),
         "max_pps": max_pps,
-        "faults": dict(snap.faults),
-        "errors": dict(snap.errors),
+        "faults": {**snap.faults, "history": writer is not None and writer.fault},
+        "errors": {**snap.errors, "history": snap.errors.get("history", 0) + write_errors},
         "config_reload_ok": snap.last_reload_ok,
         "asn_table": {
             "files": list(snap.asn_files),
@@ -286,10 +295,11 @@ def _health(
         },
         "bgp_snapshot_time": bgp.view.time if bgp else None,
         "history": {
-            "pending": snap.history_pending,
-            "written": snap.history_written,
-            "dropped": snap.history_dropped,
-            "write_errors": snap.history_write_errors,
+            "pending": writer.pending if writer else 0,
+            "written": writer.written if writer else 0,
+            "dropped": writer.dropped if writer else 0,
+            "write_errors": writer.write_errors if writer else 0,
+            "last_error": writer.last_error if writer else None,
             "read_error": history.error,
         },
     }

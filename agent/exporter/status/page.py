@@ -326,7 +326,8 @@ def _health(model: Mapping[str, Any]) -> str:
          f"data from {when(asn['snapshot_time'], now) if asn['snapshot_time'] else 'an unknown date'}"),
         ("BGP snapshot", when(h["bgp_snapshot_time"], now) if h["bgp_snapshot_time"] else "none"),
         ("history", f"{history['written']} written, {history['pending']} pending, {history['dropped']} "
-         f"dropped, {history['write_errors']} write errors"),
+         f"dropped, {history['write_errors']} write errors"
+         + (f'; <span class="bad">{_e(history["last_error"])}</span>' if history["last_error"] else "")),
     ]  # fmt: skip
     return "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
 

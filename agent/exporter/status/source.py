@@ -19,7 +19,8 @@ from typing import Any
 from agent.bgp.view import BgpCheck
 from agent.exporter.status.model import DEFAULT_LIMITS, WINDOW_S, HistoryExtract, Limits, status_model
 from agent.exporter.status.page import render_page
-from agent.state import Snapshot
+from agent.history.writer import HistoryStatus
+from agent.results import Snapshot
 
 
 def read_history(
@@ -82,6 +83,7 @@ class StatusSource:
         bgp: Callable[[], BgpCheck | None] = lambda: None,
         asn_of: Callable[[str], int | None] = lambda _a: None,
         max_pps: Callable[[], float | None] = lambda: None,
+        history_status: Callable[[], HistoryStatus | None] = lambda: None,
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         page_ttl_s: float = 2.0,
@@ -89,7 +91,7 @@ class StatusSource:
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._snapshot, self._state_dir, self._bgp = snapshot, state_dir, bgp
-        self._asn_of, self._max_pps = asn_of, max_pps
+        self._asn_of, self._max_pps, self._history_status = asn_of, max_pps, history_status
         self._wall, self._monotonic = wall, monotonic
         self.page_ttl_s, self.history_ttl_s, self.limits = page_ttl_s, history_ttl_s, limits
         self._lock = threading.Lock()
@@ -120,6 +122,7 @@ class StatusSource:
                 history=self._extract(snap, now, mono),
                 bgp=self._bgp(),
                 asn_of=self._asn_of,
+                writer=self._history_status(),
                 max_pps=self._max_pps(),
                 pps_recent=self._rate.observe(mono, sum(snap.packets_sent.values())),
                 limits=self.limits,

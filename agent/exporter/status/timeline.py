@@ -2,7 +2,7 @@
 
 The history (agent.history) holds one row per confirmed change from one known upstream to another; a
 target's first tag is a discovery, not a change, and a spell of `unknown` is not recorded either
-(agent/upstream_state.py). So a lane is drawn from what is known and nothing else:
+(agent/tracking/hysteresis.py). So a lane is drawn from what is known and nothing else:
 
 - the tag in force when the window opens is the new tag of the last change before it;
 - without one, the old tag of the first change in the window was in force before it, known here only
