@@ -37,6 +37,9 @@ FLAGS = (
     "--disable-features=Translate,MediaRouter,OptimizationHints",
     "--metrics-recording-only",
     "--password-store=basic",
+    # Nothing resolves but 127.0.0.1 (every other host, name or address, is "not found"): the tests
+    # load the agent on loopback only, and the browser can reach nothing else.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     "--remote-debugging-pipe",
 )
 

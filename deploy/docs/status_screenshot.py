@@ -28,7 +28,9 @@ HERE = Path(__file__).resolve().parent
 FLIP_PREFIX = "198.19.179.0/24"
 CHROMIUM_FLAGS = ("--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", "--force-device-scale-factor=1")  # fmt: skip
+                  "--hide-scrollbars", "--force-device-scale-factor=1",
+                  # Nothing resolves but 127.0.0.1: the browser can reach the demo's agent and nothing else.
+                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")  # fmt: skip
 MAX_BYTES = 200_000
 
 
