@@ -3,10 +3,11 @@
 The agent and its scheduler (event loop thread) write through the `record_*` methods, with values only
 (nothing here knows the tracking core that computes them); the HTTP server (its own threads) calls
 `snapshot()`. The path history's health is not here: the exporter reads it from the history writer at
-scrape time (agent.history.HistoryWriter.status). `Results` holds one immutable Snapshot and each write
-swaps in a new one under a lock (about 8 µs, against 0.4 µs for the mirrored attributes it replaced:
-nothing at 20 packets/s), so a scrape takes the current one without a copy, never sees half a round and
-never waits on a probe (as client_python's custom collectors). Memory is bounded by the
+scrape time (agent.history.HistoryWriter.status). Writers change plain values under a lock, and
+`snapshot()` freezes them into one immutable Snapshot on the first read after a change: one latency
+probe costs a few dict increments, not a new snapshot (about 20 µs each, once the agent's largest cost
+per packet), while a scrape still takes a consistent whole, never sees half a round and never waits on a
+probe (as client_python's custom collectors). Memory is bounded by the
 number of targets, protocols and buckets, never by the number of packets (smokeping_prober once leaked memory
 per packet).
 
@@ -17,11 +18,12 @@ have no value yet as NaN), so a dashboard's `rate()` and `absent()` see every la
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from agent.model import HIGH, LOW, NONE, TRIGGERS, Classification, Path, PingResult, Target
@@ -182,15 +184,52 @@ def _new_target(t: Target, protocols: tuple[str, ...], tags: tuple[str, ...]) ->
     )
 
 
-def _bump(counts: Mapping[str, int], key: str, n: int = 1) -> dict[str, int]:
-    """A copy of `counts` with `key` raised by `n` (a snapshot's mappings are never changed in place)."""
-    return {**counts, key: counts.get(key, 0) + n}
+class _Live:
+    """A histogram being filled: per-bucket (not cumulative) counts, so one observation is one increment;
+    `freeze()` makes the cumulative Histogram a snapshot holds."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, frozen: Histogram) -> None:
+        self.bounds = frozen.bounds
+        cumulative = frozen.counts
+        self.counts = [c - (cumulative[i - 1] if i else 0) for i, c in enumerate(cumulative)]
+        self.total = frozen.total
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def freeze(self) -> Histogram:
+        return Histogram(self.bounds, tuple(itertools.accumulate(self.counts)), self.total)
+
+
+def _thaw(value: object) -> object:
+    """A snapshot field as the live store keeps it: mappings as dicts of their own, histograms as _Live."""
+    if isinstance(value, Histogram):
+        return _Live(value)
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    return value
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, _Live):
+        return value.freeze()
+    if isinstance(value, dict):
+        return {k: _freeze(v) for k, v in value.items()}
+    return value
+
+
+def _fields(snapshot: Snapshot | TargetSnapshot) -> dict[str, Any]:
+    return {f.name: _thaw(getattr(snapshot, f.name)) for f in fields(snapshot) if f.name != "targets"}
 
 
 class Results:
-    """The one mutable store of results: one immutable `Snapshot`, replaced whole under a lock on every
-    change, so `snapshot()` hands out the current one without copying and a reader never sees half of
-    an update. Thread-safe."""
+    """The one mutable store of results. Writers change plain dicts under a lock (a few µs: one per
+    latency probe and packet, so this is the agent's hot path); `snapshot()` freezes them into an
+    immutable `Snapshot` only when something changed since the last one, so the work of building it is
+    done once per scrape, not once per result, and a reader never sees half of an update. Thread-safe."""
 
     def __init__(
         self,
@@ -206,13 +245,12 @@ class Results:
         self._lock = threading.Lock()
         self._wall = wall
         started = wall()
-        snap_targets = tuple(_new_target(t, _protocols(ping_protocols, t.address), tags) for t in targets)
-        self._snap = Snapshot(
+        first = Snapshot(
             agent_name=agent_name,
             version=version,
             trace_protocol=trace_protocol,
             tags=tags,
-            targets=snap_targets,
+            targets=tuple(_new_target(t, _protocols(ping_protocols, t.address), tags) for t in targets),
             packets_sent=dict.fromkeys(PACKET_PROTOCOLS, 0),
             trace_duration={p: Histogram.empty(TRACE_DURATION_BUCKETS) for p in PACKET_PROTOCOLS},
             errors=dict.fromkeys(ERROR_KINDS, 0),
@@ -227,23 +265,24 @@ class Results:
             asn_snapshot_time=None,
             started_at=started,
         )
-        self._index = {t.target.address: i for i, t in enumerate(snap_targets)}  # address -> position
+        self._top = _fields(first)  # the Snapshot's fields but `targets`
+        self._rows = {t.target.address: _fields(t) for t in first.targets}  # per target, in config order
+        self._frozen: Snapshot | None = first
 
-    def _swap(self, **changes: Any) -> None:
-        """Replace the snapshot by one with `changes` (the caller holds the lock)."""
-        self._snap = replace(self._snap, **changes)
+    def _row(self, address: str) -> dict[str, Any] | None:
+        """A target's live fields, or None for a result of a target a reload just removed (dropped).
+        The caller holds the lock and is about to change it."""
+        self._frozen = None
+        return self._rows.get(address)
 
-    def _target(self, address: str) -> TargetSnapshot | None:
-        i = self._index.get(address)
-        return None if i is None else self._snap.targets[i]
+    def _set(self, **changes: object) -> None:
+        self._frozen = None
+        self._top.update(changes)
 
-    def _update(self, address: str, **changes: object) -> None:
-        i = self._index.get(address)
-        if i is None:  # a result for a target a reload just removed: dropped
-            return
-        targets = list(self._snap.targets)
-        targets[i] = replace(targets[i], **changes)  # type: ignore[arg-type]
-        self._swap(targets=tuple(targets))
+    def _bump(self, name: str, key: str, n: int = 1) -> None:
+        self._frozen = None
+        counts = self._top[name]
+        counts[key] = counts.get(key, 0) + n
 
     # -- configuration -------------------------------------------------------------------------------
 
@@ -258,38 +297,34 @@ class Results:
     ) -> None:
         """Apply a reloaded config: targets kept keep their counters, new ones start at zero."""
         with self._lock:
-            kept: list[TargetSnapshot] = []
+            rows: dict[str, dict[str, Any]] = {}
             for t in targets:
-                old = self._target(t.address)
+                old = self._rows.get(t.address)
                 protocols = _protocols(ping_protocols, t.address)
-                if old is None or protocols != tuple(old.probes_sent) or tags != self._snap.tags:
-                    kept.append(_new_target(t, protocols, tags))
+                if old is None or protocols != tuple(old["probes_sent"]) or tags != self._top["tags"]:
+                    rows[t.address] = _fields(_new_target(t, protocols, tags))
                 else:
-                    kept.append(replace(old, target=t))
-            self._index = {t.target.address: i for i, t in enumerate(kept)}
-            self._swap(targets=tuple(kept), agent_name=agent_name, trace_protocol=trace_protocol, tags=tags)
+                    rows[t.address] = {**old, "target": t}
+            self._rows = rows
+            self._set(agent_name=agent_name, trace_protocol=trace_protocol, tags=tags)
 
     def record_reload(self, ok: bool) -> None:
         with self._lock:
-            s = self._snap
-            changes: dict[str, Any] = {
-                "reloads": _bump(s.reloads, "success" if ok else "failure"),
-                "last_reload_ok": ok,
-                "faults": {**s.faults, "config": not ok},
-            }
+            self._bump("reloads", "success" if ok else "failure")
+            self._top["faults"]["config"] = not ok
+            self._set(last_reload_ok=ok)
             if ok:
-                changes["last_reload_at"] = self._wall()
-            self._swap(**changes)
+                self._set(last_reload_at=self._wall())
 
     def set_asn_info(
         self, files: Iterable[str], entries: int | None, snapshot_time: float | None = None
     ) -> None:
         with self._lock:
-            self._swap(asn_files=tuple(files), asn_entries=entries, asn_snapshot_time=snapshot_time)
+            self._set(asn_files=tuple(files), asn_entries=entries, asn_snapshot_time=snapshot_time)
 
     def set_egress(self, interface: str) -> None:
         with self._lock:
-            self._swap(egress_interface=interface)
+            self._set(egress_interface=interface)
 
     # -- results -----------------------------------------------------------------------------------
 
@@ -297,41 +332,40 @@ class Results:
         if n <= 0:
             return
         with self._lock:
-            self._swap(packets_sent=_bump(self._snap.packets_sent, protocol, n))
+            self._bump("packets_sent", protocol, n)
 
     def record_ping(self, result: PingResult) -> None:
         """One latency probe's answer or loss (its packet is counted where it is sent: record_packets)."""
         proto = str(result.protocol)
         with self._lock:
-            t = self._target(result.target)
-            if t is None or proto not in t.probes_sent:
+            row = self._row(result.target)
+            if row is None or proto not in row["probes_sent"]:
                 return
             answered = result.rtt_s is not None
-            last = {**t.last_answer, proto: answered}
-            recent = (*t.recent.get(proto, ())[1 - RECENT_PROBES :], answered)
-            changes: dict[str, object] = {
-                "probes_sent": _bump(t.probes_sent, proto),
-                "last_answer": last,
-                "up": any(last.values()),
-                "last_rtt": {**t.last_rtt, proto: result.rtt_s},
-                "recent": {**t.recent, proto: recent},
-            }
+            row["probes_sent"][proto] += 1
+            last = row["last_answer"]
+            last[proto] = answered
+            row["up"] = any(last.values())
+            row["last_rtt"][proto] = result.rtt_s
+            recent = row["recent"]
+            recent[proto] = (*recent.get(proto, ())[1 - RECENT_PROBES :], answered)
             if result.rtt_s is not None:
-                changes["probes_answered"] = _bump(t.probes_answered, proto)
-                changes["rtt"] = {**t.rtt, proto: t.rtt[proto].observe(result.rtt_s)}
-            self._update(result.target, **changes)
+                row["probes_answered"][proto] += 1
+                row["rtt"][proto].observe(result.rtt_s)
 
     def record_trace(self, protocol: str, duration_s: float) -> None:
         with self._lock:
-            durations = self._snap.trace_duration
-            hist = durations.get(protocol) or Histogram.empty(TRACE_DURATION_BUCKETS)
-            self._swap(trace_duration={**durations, protocol: hist.observe(duration_s)})
+            self._frozen = None
+            durations = self._top["trace_duration"]
+            if protocol not in durations:
+                durations[protocol] = _Live(Histogram.empty(TRACE_DURATION_BUCKETS))
+            durations[protocol].observe(duration_s)
 
     def record_trace_outcome(self, address: str, outcome: str) -> None:
         with self._lock:
-            t = self._target(address)
-            if t is not None:
-                self._update(address, traceroutes=_bump(t.traceroutes, outcome))
+            row = self._row(address)
+            if row is not None:
+                row["traceroutes"][outcome] = row["traceroutes"].get(outcome, 0) + 1
 
     def record_path(
         self,
@@ -358,11 +392,13 @@ class Results:
         if path is not None:
             kept = {"path": path, "classification": classification}
         with self._lock:
-            self._update(
-                address,
+            row = self._row(address)
+            if row is None:
+                return
+            row.update(
                 **kept,
                 tag=tag,
-                ratio={k: ratio.get(k, 0.0) for k in self._snap.tags},
+                ratio={k: ratio.get(k, 0.0) for k in self._top["tags"]},
                 changes=changes,
                 last_change_at=last_change_at,
                 hops=hops,
@@ -373,29 +409,36 @@ class Results:
 
     def count_error(self, kind: str) -> None:
         with self._lock:
-            self._swap(errors=_bump(self._snap.errors, kind))
+            self._bump("errors", kind)
 
     def set_fault(self, kind: str, on: bool) -> None:
         """nkprobe_fault{kind} for probing and config (history: the writer's status, read at scrape time)."""
         if kind == "history":
             raise ValueError("the history fault is the history writer's own status (HistoryWriter.status)")
         with self._lock:
-            self._swap(faults={**self._snap.faults, kind: on})
+            self._frozen = None
+            self._top["faults"][kind] = on
 
     def count_trigger(self, reason: str) -> None:
         with self._lock:
-            self._swap(retrace_triggers=_bump(self._snap.retrace_triggers, reason))
+            self._bump("retrace_triggers", reason)
 
     # -- reading -----------------------------------------------------------------------------------
 
     def target(self, address: str) -> TargetSnapshot | None:
-        with self._lock:
-            return self._target(address)
+        snap = self.snapshot()
+        return next((t for t in snap.targets if t.target.address == address), None)
 
     def snapshot(self) -> Snapshot:
-        """The current snapshot itself: immutable, so no copy is needed (a scrape reads it whole)."""
+        """The results as one immutable Snapshot, built on the first read after a change (a scrape reads
+        it whole; readers in between share it)."""
         with self._lock:
-            return self._snap
+            if self._frozen is None:
+                targets = tuple(
+                    TargetSnapshot(**{k: _freeze(v) for k, v in row.items()}) for row in self._rows.values()
+                )
+                self._frozen = Snapshot(targets=targets, **{k: _freeze(v) for k, v in self._top.items()})
+            return self._frozen
 
 
 def nan_if_none(value: float | None) -> float:
