@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,17 @@ LAB_TEST_PREFIXES = (
     "nkp-td-",
 )
 LOCK_DIR = "/run/nkprobe-lab"
+
+
+@pytest.fixture(autouse=True)
+def no_system_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No unit test reaches the machine's resolver: reverse lookups fail as with no DNS server (TRY_AGAIN,
+    h_errno 2), unless a test puts an answering fake in agent.classify.rdns.gethostbyaddr itself."""
+
+    def no_server(address: str) -> tuple[str, list[str], list[str]]:
+        raise socket.herror(2, "no resolver in the unit tests (tests/conftest.py)")
+
+    monkeypatch.setattr("agent.classify.rdns.gethostbyaddr", no_server)
 
 
 def lab_skip_reason() -> str | None:

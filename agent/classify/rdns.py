@@ -67,10 +67,17 @@ def name_tokens(name: str) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
+def gethostbyaddr(address: str) -> tuple[str, list[str], list[str]]:
+    """The system's reverse lookup (PTR via nsswitch), raising socket.herror as the C library says: the one
+    place nkprobe asks the system resolver, so the unit tests replace it here and never reach real DNS
+    (tests/conftest.py)."""
+    return socket.gethostbyaddr(address)
+
+
 def system_resolver(address: str) -> str | None:
-    """The system's reverse lookup (PTR via nsswitch); None when there is no name."""
+    """The system's reverse lookup; None when there is no name."""
     try:
-        name = socket.gethostbyaddr(address)[0]
+        name = gethostbyaddr(address)[0]
     except (OSError, UnicodeError):  # socket.herror / gaierror are OSErrors
         return None
     return name if name and name != address else None

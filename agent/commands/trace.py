@@ -137,8 +137,10 @@ class ResolverCheck:
     def __init__(
         self, address: str, grace_s: float = 0.1, resolve: Callable[[str], object] | None = None
     ) -> None:
+        from agent.classify import rdns
+
         self._deadline = time.monotonic() + grace_s
-        self._resolve = resolve or socket.gethostbyaddr
+        self._resolve = resolve or rdns.gethostbyaddr
         self._done = threading.Event()
         self._answered = False
         threading.Thread(target=self._run, args=(address,), name="nkprobe-resolver", daemon=True).start()

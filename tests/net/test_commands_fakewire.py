@@ -111,6 +111,11 @@ def trace_args(config: str, *extra: str) -> argparse.Namespace:
     return parser.parse_args([DST, "--config", config, "--protocol", "icmp", "--max-hops", "4", *extra])
 
 
+def answering_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The start-up check finds a resolver that answers (tests/conftest.py gives every test none)."""
+    monkeypatch.setattr("agent.classify.rdns.gethostbyaddr", lambda a: ("vp.example.net", [], [a]))
+
+
 def names_config(tmp_path: Path, names: str) -> str:
     path = tmp_path / "names.toml"
     path.write_text(CONFIG + "[names]\n" + names)
@@ -124,6 +129,7 @@ def test_trace_honours_names_reverse_dns_false(
 
     asked: list[str] = []
     monkeypatch.setattr("agent.classify.rdns.system_resolver", lambda a: asked.append(a) or "r1.example.net")
+    answering_resolver(monkeypatch)
     use_fake_wire(monkeypatch, two_hops)
     assert trace.run(trace_args(names_config(tmp_path, "reverse_dns = false\n"))) == 0
     assert asked == [] and "r1.example.net" not in capsys.readouterr().out
@@ -151,6 +157,7 @@ def test_a_hung_resolver_delays_the_trace_by_names_timeout_at_most(
         return "too-late.example.net"
 
     monkeypatch.setattr("agent.classify.rdns.system_resolver", hung)
+    answering_resolver(monkeypatch)
     use_fake_wire(monkeypatch, two_hops)
     try:
         started = time.monotonic()
