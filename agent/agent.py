@@ -41,6 +41,8 @@ from agent.tracking import ConfirmedChange, TrackedTargets, tag_values
 
 if TYPE_CHECKING:
     from agent.classify import Tagger
+    from agent.bgp.feed import LiveFeed, LiveStatus
+    from agent.bgp.live import Change
     from agent.history import HistoryWriter
     from agent.net.engine import ProbeEngine
     from agent.scheduler import Scheduler
@@ -108,6 +110,8 @@ class Agent:
         self.engine: ProbeEngine | None = None
         self.scheduler: Scheduler | None = None
         self.writer: HistoryWriter | None = None
+        self.bgp_feed: LiveFeed | None = None  # the live BGP view, while `run` runs with [bgp] live
+        self._bgp_task: asyncio.Task[None] | None = None
 
     @property
     def config(self) -> Config:
@@ -253,6 +257,9 @@ class Agent:
         self.tracking.configure(new)
         if self.scheduler is not None:
             await self.scheduler.reconfigure(new)
+            if (old.bgp, old.destination, old.upstreams) != (new.bgp, new.destination, new.upstreams):
+                await self._stop_bgp()
+                self._start_bgp()
         self.results.record_reload(True)
         return True
 
@@ -324,6 +331,7 @@ class Agent:
             asyncio.create_task(scheduler.run(), name="scheduler"),
             asyncio.create_task(watcher.run(), name="localnet"),
         ]
+        self._start_bgp()
         if on_ready is not None:
             on_ready()
         try:
@@ -348,6 +356,7 @@ class Agent:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self._stop_bgp()
             if not await asyncio.to_thread(writer.close, 5.0):
                 log.error("some path changes could not be written before exit")
             engine.close()
@@ -383,3 +392,52 @@ class Agent:
         )
         writer.start()
         return writer
+
+    # -- the live BGP view -----------------------------------------------------------------------------
+
+    def live_status(self) -> LiveStatus | None:
+        """The live BGP view's status for a scrape; None while it is off (DESIGN idea 8)."""
+        feed = self.bgp_feed
+        return feed.status() if feed is not None else None
+
+    def _start_bgp(self) -> None:
+        """With [bgp] live, the view's I/O as a task beside the probes (which never wait on it)."""
+        cfg = self._config
+        if not cfg.bgp.live:
+            self.bgp_feed = None
+            return
+        from agent.bgp.feed import LiveFeed
+        from agent.bgp.live import LiveView
+
+        feed = LiveFeed(
+            LiveView(cfg.destination.asn, cfg.destination.prefixes, cfg.upstreams),
+            prefixes=tuple(cfg.destination.prefixes),
+            ris_live_url=cfg.bgp.ris_live_url,
+            ripestat_url=cfg.bgp.ripestat_url,
+            refresh_s=cfg.bgp.refresh_s,
+            stall_s=cfg.bgp.stall_s,
+            on_change=self._bgp_changed,
+        )
+        self.bgp_feed = feed
+        self._bgp_task = asyncio.create_task(self._run_bgp(feed), name="bgp live view")
+
+    async def _run_bgp(self, feed: LiveFeed) -> None:
+        try:
+            await feed.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in the view: BGP goes stale, probing goes on
+            log.error("the live BGP view stopped: %r", exc)
+
+    async def _stop_bgp(self) -> None:
+        task, self._bgp_task = self._bgp_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.bgp_feed = None
+
+    def _bgp_changed(self, change: Change) -> None:
+        """Routing moved for a /24: trace its targets now (inside the packet budget, as any trigger)."""
+        if self.scheduler is not None:
+            log.info("bgp: %s, tracing %s now", change.describe(), change.prefix)
+            self.scheduler.trigger(Trigger.BGP, change.prefix)

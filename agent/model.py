@@ -179,13 +179,14 @@ class PingResult:
 
 class Trigger(StrEnum):
     """Why a trace of a target's /24 was asked for at once (the `reason` label of
-    nkprobe_retrace_triggers_total): a latency probe's verdict (agent.tracking.LatencyWatch) or a
-    change of our own network (agent.net.localnet)."""
+    nkprobe_retrace_triggers_total): a latency probe's verdict (agent.tracking.LatencyWatch), a
+    change of our own network (agent.net.localnet), or of the /24's routing in BGP (agent.bgp.feed)."""
 
     REPLY_TTL = "reply_ttl"
     RTT_LEVEL = "rtt_level"
     UNREACHABLE = "unreachable"
     LOCAL_NETWORK = "local_network"  # our own default route, source address or link changed
+    BGP = "bgp"  # the live BGP view saw a /24's upstreams change or the /24 withdrawn
 
 
 TRIGGERS: tuple[str, ...] = tuple(t.value for t in Trigger)

@@ -38,6 +38,7 @@ class Route:
     prefix: ipaddress.IPv4Network
     as_path: tuple[int, ...]
     collector: str = ""
+    peer: str = ""  # the collector's peer address: one peer's routes are replaced by its updates
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +141,10 @@ def _routes(data: Mapping[str, Any], where: str) -> tuple[Route, ...]:
                 raise InputError(
                     f'{where}: data.rrcs[{i}].peers[{j}] needs an IPv4 "prefix" and an "as_path" ({exc})'
                 ) from None
-            routes.append(Route(prefix, path, str(rrc.get("rrc", ""))))
+            # Lower case: RIS Live names the collector "rrc00" where the looking glass says "RRC00", and
+            # the live view keys a peer's routes by both (agent.bgp.live).
+            collector = str(rrc.get("rrc", "")).lower()
+            routes.append(Route(prefix, path, collector, str(peer.get("peer", ""))))
     return tuple(routes)
 
 
@@ -157,3 +161,63 @@ def _neighbours(data: Mapping[str, Any], where: str) -> tuple[Neighbour, ...]:
             raise InputError(f'{where}: data.neighbours[{i}] needs "asn" and "type"') from None
         out.append(Neighbour(asn, side, int(item.get("power") or 0)))
     return tuple(out)
+
+
+# -- the live view's refresh (agent.bgp.fetch): the envelope checked strictly ---------------------------
+
+ROUTING_STATUS = "routing-status"
+RPKI_VALIDATION = "rpki-validation"
+# The major versions whose `data` layout is read here (RIPEstat keeps a major version's fields and
+# answers `preferred_version` with the same major: https://stat.ripe.net/docs/data-api/). Seen in
+# responses: looking-glass 2.1, routing-status 3.3, rpki-validation 0.3. Another major may move fields,
+# so it is refused (and the last good view kept) rather than half-read.
+VERSIONS = {LOOKING_GLASS: "2", ROUTING_STATUS: "3", RPKI_VALIDATION: "0"}
+
+
+def check_envelope(doc: Any, call: str, where: str) -> Mapping[str, Any]:
+    """The `data` of a RIPEstat response of `call`; InputError with one line saying what is wrong.
+
+    >>> check_envelope({"status": "ok", "data_call_name": "rpki-validation", "version": "0.3",
+    ...                 "data": {"status": "valid"}}, "rpki-validation", "x")
+    {'status': 'valid'}
+    >>> check_envelope({"status": "ok", "data_call_name": "rpki-validation", "version": "1.0",
+    ...                 "data": {}}, "rpki-validation", "x")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    agent.errors.InputError: x: rpki-validation version '1.0' is not one nkprobe reads (major 0); ...
+    """
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("data"), Mapping):
+        raise InputError(f'{where}: not a RIPEstat data API response (no "data" object)')
+    if doc.get("status") != "ok":
+        raise InputError(f"{where}: RIPEstat says status {doc.get('status')!r}: {doc.get('messages')}")
+    if doc.get("data_call_name") != call:
+        raise InputError(f"{where}: expected the {call} data call, got {doc.get('data_call_name')!r}")
+    version = str(doc.get("version", ""))
+    if version.split(".", maxsplit=1)[0] != VERSIONS[call]:
+        raise InputError(
+            f"{where}: {call} version {version!r} is not one nkprobe reads (major {VERSIONS[call]}); "
+            "update nkprobe"
+        )
+    return doc["data"]  # type: ignore[no-any-return]
+
+
+def parse_looking_glass(doc: Any, where: str) -> tuple[Route, ...]:
+    return _routes(check_envelope(doc, LOOKING_GLASS, where), where)
+
+
+def parse_routing_status(doc: Any, where: str) -> tuple[int, int]:
+    """(RIS full-table peers seeing the prefix, all of them) from routing-status `data.visibility.v4`."""
+    v4 = check_envelope(doc, ROUTING_STATUS, where).get("visibility", {})
+    v4 = v4.get("v4") if isinstance(v4, Mapping) else None
+    try:
+        seeing, total = int(v4["ris_peers_seeing"]), int(v4["total_ris_peers"])  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        raise InputError(f"{where}: routing-status data has no visibility.v4 peer counts") from None
+    return seeing, total
+
+
+def parse_rpki_validation(doc: Any, where: str) -> str:
+    """The raw `data.status` of rpki-validation (valid, invalid_asn, invalid_length, unknown)."""
+    status = check_envelope(doc, RPKI_VALIDATION, where).get("status")
+    if not isinstance(status, str):
+        raise InputError(f'{where}: rpki-validation data has no "status"')
+    return status

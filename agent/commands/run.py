@@ -129,11 +129,13 @@ def run_agent(
         signal.signal(signal.SIGHUP, lambda _sig, _frame: early_reload.set())
     web = load_web_config(web_config_file or config.agent.web_config_file or None)
     results = agent.results
-    # The BGP check in use and the history writer's health are read from them at scrape time.
+    # The BGP check in use, the history writer's health and the live BGP view are read from them at
+    # scrape time.
     registry = build_registry(
         results,
         bgp=lambda: agent.tagger.bgp,
         history=lambda: agent.writer.status() if agent.writer is not None else None,
+        live=agent.live_status,
     )
     server = MetricsServer(
         listen or config.agent.listen,

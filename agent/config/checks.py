@@ -143,6 +143,11 @@ def api_url(value: Any) -> str:
     return _url(value, ("http", "https"), "must be an http or https URL such as https://stat.ripe.net")
 
 
+def websocket_url(value: Any) -> str:
+    """A WebSocket endpoint (RIS Live); ws:// for a local server."""
+    return _url(value, ("ws", "wss"), "must be a ws or wss URL such as wss://ris-live.ripe.net/v1/ws/")
+
+
 def _url(value: Any, schemes: tuple[str, ...], message: str) -> str:
     if isinstance(value, str):
         parts = urlsplit(value)

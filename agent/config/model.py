@@ -171,6 +171,13 @@ class BgpSection:
     # RIPEstat looking-glass / asn-neighbours responses saved as JSON (agent/bgp): the control-plane
     # cross-check nkprobe_path_upstream_in_bgp. Read at start and on every reload; () = no cross-check.
     snapshot: tuple[str, ...] = items((), checks.text, path=True)
+    # The live view (agent/bgp/live.py, feed.py): RIPEstat state every refresh_s, RIS Live updates
+    # between. On by default; the lab's config and every test turn it off or point it at a local server.
+    live: bool = flag(True)
+    ris_live_url: str = text("wss://ris-live.ripe.net/v1/ws/", check=checks.websocket_url)
+    ripestat_url: str = text("https://stat.ripe.net/data/", check=checks.api_url)
+    refresh_s: float = number(3600.0, ge=1.0)
+    stall_s: float = number(60.0, ge=0.5)  # nothing from RIS Live (not even a pong) this long: reconnect
 
 
 @dataclass(frozen=True)

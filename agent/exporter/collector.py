@@ -23,9 +23,11 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from agent.bgp.view import BgpCheck
+from agent.exporter.bgp_live import live_metrics
 from agent.results import CONFIDENCE_VALUES, Histogram, Snapshot, nan_if_none
 
 if TYPE_CHECKING:
+    from agent.bgp.feed import LiveStatus
     from agent.history.writer import HistoryStatus
 
 TARGET_LABELS = ["target", "prefix"]
@@ -47,10 +49,12 @@ class SnapshotCollector(Collector):
         snapshot: Callable[[], Snapshot],
         bgp: Callable[[], BgpCheck | None] = lambda: None,
         history: HistoryStatusOf = lambda: None,
+        live: Callable[[], LiveStatus | None] = lambda: None,
     ) -> None:
         self._snapshot = snapshot
         self._bgp = bgp  # the [bgp] snapshot cross-check in use (swapped on reload), None without one
         self._history = history  # the history writer's own status, None before it runs
+        self._live = live  # the live BGP view's status, asked at scrape time; None while it is off
 
     def describe(self) -> list[Metric]:
         # Without describe(), registering calls collect() to learn the names; that is harmless here
@@ -62,7 +66,9 @@ class SnapshotCollector(Collector):
         yield from _agent_metrics(s)
         yield from _latency_metrics(s)
         yield from _path_metrics(s)
-        yield from _bgp_metrics(s, self._bgp())
+        live, snapshot = self._live(), self._bgp()
+        yield from _bgp_metrics(s, live if live is not None else snapshot, snapshot)
+        yield from live_metrics(live)
         yield from _health_metrics(s, self._history())
 
 
@@ -196,10 +202,13 @@ def _path_metrics(s: Snapshot) -> Iterator[Metric]:
     yield duration
 
 
-def _bgp_metrics(s: Snapshot, bgp: BgpCheck | None) -> Iterator[Metric]:
+def _bgp_metrics(
+    s: Snapshot, bgp: BgpCheck | LiveStatus | None, snapshot: BgpCheck | None
+) -> Iterator[Metric]:
     """The control-plane cross-check (agent/bgp): does BGP show the traced upstream next to the
-    destination AS for the target's /24? NaN while it cannot say (no [bgp] snapshot, no BGP data for the
-    /24, or the tag is unknown), so the series exists from the first scrape."""
+    destination AS for the target's /24? From the live view when it is on, else the [bgp] snapshot; NaN
+    while it cannot say (no BGP data for the /24, or the tag is unknown), so the series exists from the
+    first scrape."""
     agrees = GaugeMetricFamily(
         "nkprobe_path_upstream_in_bgp",
         "1 if the BGP snapshot shows the traced upstream as a neighbour of the destination AS for the "
@@ -214,7 +223,7 @@ def _bgp_metrics(s: Snapshot, bgp: BgpCheck | None) -> Iterator[Metric]:
         "nkprobe_bgp_snapshot_timestamp_seconds",
         "Unix time of the BGP snapshot in use (the oldest file); 0 when none is configured or dated.",
     )
-    when.add_metric([], (bgp.view.time or 0.0) if bgp else 0.0)
+    when.add_metric([], (snapshot.view.time or 0.0) if snapshot else 0.0)
     yield when
 
 

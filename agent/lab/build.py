@@ -414,6 +414,10 @@ def agent_config(info: LabInfo, targets: Collection[str] | None = None) -> str:
         "# The lab is numbered in RFC 2544 space, which the classifier otherwise passes over.",
         "[classify]",
         'routed_prefixes = ["198.18.0.0/15"]',
+        "",
+        "# No live BGP view: RIS Live and RIPEstat know nothing of the lab (and the lab sends nothing out).",
+        "[bgp]",
+        "live = false",
     ]
     return "\n".join(lines) + "\n"
 
