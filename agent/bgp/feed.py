@@ -114,6 +114,7 @@ class LiveFeed:
         wall: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         getter: Getter = get,
+        backoff_min_s: float = BACKOFF_MIN_S,
         backoff_max_s: float = BACKOFF_MAX_S,
     ) -> None:
         self.view = view
@@ -126,7 +127,7 @@ class LiveFeed:
         self._wall = wall
         self._rng = rng or random.Random()
         self._getter = getter
-        self._backoff_max_s = backoff_max_s
+        self._backoff = (backoff_min_s, backoff_max_s)
         self._stream_up = False
         self._refresh_ok = False
         self._refresh_now: asyncio.Event | None = None
@@ -179,7 +180,7 @@ class LiveFeed:
             wait = (
                 self._refresh_s
                 if ok
-                else min(self._refresh_s, backoff_s(failures, self._rng, high=self._backoff_max_s))
+                else min(self._refresh_s, backoff_s(failures, self._rng, *self._backoff))
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._refresh_now.wait(), timeout=wait)
@@ -199,7 +200,7 @@ class LiveFeed:
             before = self.connects
             reason = await self._session(errors)
             attempt = 1 if self.connects > before else attempt + 1  # a session that came up starts afresh
-            delay = backoff_s(attempt, self._rng, high=self._backoff_max_s)
+            delay = backoff_s(attempt, self._rng, *self._backoff)
             self._log.warn("stream", "RIS Live %s; reconnecting in %.1f s", reason, delay)
             await asyncio.sleep(delay)
 

@@ -150,6 +150,7 @@ class RisLiveServer:
         self.loop = asyncio.new_event_loop()
         self.clients: set[Any] = set()
         self.subscriptions: list[dict[str, Any]] = []
+        self.paths: list[str] = []  # the request path of every handshake
         self.connections = 0
         self.pings = 0
         self.refuse = 0
@@ -183,6 +184,7 @@ class RisLiveServer:
         return await serve(self._handle, "127.0.0.1", 0, process_request=self._process_request)
 
     def _process_request(self, connection: Any, request: Any) -> Any:
+        self.paths.append(str(request.path))
         if self.refuse > 0:
             self.refuse -= 1
             self.refused += 1
@@ -195,6 +197,7 @@ class RisLiveServer:
         try:
             async for raw in ws:
                 message = json.loads(raw)
+                self.pings += message.get("type") == "ping"
                 if self.stall:
                     continue
                 if message.get("type") == "ris_subscribe":
@@ -203,7 +206,6 @@ class RisLiveServer:
                         json.dumps({"type": "ris_subscribe_ok", "data": {"subscription": message["data"]}})
                     )
                 elif message.get("type") == "ping":
-                    self.pings += 1
                     await ws.send(json.dumps({"type": "pong", "data": None}))
         except Exception:  # a dropped client ends its handler; the test sees it in `clients`
             pass
