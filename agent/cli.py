@@ -28,7 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("agent.commands.check_config", "validate a config file and list every problem"),
     "history": ("agent.commands.history", "the recorded upstream changes, oldest first"),
     "asn": ("agent.commands.asn", "IP-to-AS data: asn update (refresh from public sources), lookup, info"),
-    "bgp": ("agent.commands.bgp", "the destination AS's BGP neighbours per /24, from saved RIPEstat files"),
+    "bgp": (
+        "agent.commands.bgp",
+        "the destination AS's BGP neighbours per /24: saved RIPEstat files, or --live",
+    ),
     "lab": ("agent.commands.lab", "the simulated network in namespaces: lab up|down|flip|status"),
     "demo": ("agent.commands.demo", "the lab plus the agent running against it, until interrupted"),
 }

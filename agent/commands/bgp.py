@@ -2,6 +2,10 @@
 per /24 of destination.prefixes, from RIPEstat responses saved on disk (agent/bgp). Offline: it reads
 files, never the network. Without FILE it reads [bgp] snapshot of the config.
 
+`nkprobe bgp --live [--duration S]`: the live view instead (agent.bgp.feed: RIPEstat state, then RIS
+Live updates from [bgp] ripestat_url / ris_live_url): the per-/24 view once it has one, then each change
+as it happens, until Ctrl-C or S seconds; with --json, one JSON document at the end.
+
 Save the inputs with, for example (on any machine, by hand or from a timer):
     curl -o lg.json 'https://stat.ripe.net/data/looking-glass/data.json?resource=175.45.176.0/22'
     curl -o nb.json 'https://stat.ripe.net/data/asn-neighbours/data.json?resource=AS131279'
@@ -22,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--config", metavar="PATH", help="agent config (destination, upstreams, [bgp])")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="follow the live view (RIPEstat, then RIS Live, per [bgp]) instead of reading files",
+    )
+    parser.add_argument("--duration", type=float, metavar="S", help="with --live: stop after S seconds")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from agent.errors import UsageError
 
     config = load_config(args.config)
+    if args.live or args.duration is not None:
+        return _live(args, config)
     files = list(args.files) or list(config.bgp.snapshot)
     if not files:
         raise UsageError("name RIPEstat response files, or set [bgp] snapshot in the config")
@@ -63,4 +75,93 @@ def run(args: argparse.Namespace) -> int:
         names = ", ".join(f"AS{n['asn']} ({n['upstream']})" for n in row["neighbours"]) or "none"
         extra = f"; also originated by {', '.join(f'AS{a}' for a in row['other_origins'])}"
         print(f"{row['prefix']}\t{names}\t[{row['source']}]" + (extra if row["other_origins"] else ""))
+    return 0
+
+
+def _live(args: argparse.Namespace, config: Any) -> int:
+    import asyncio
+    import json
+    import time
+
+    from agent.bgp import wscompat
+    from agent.bgp.feed import LiveFeed, LiveStatus
+    from agent.bgp.live import Change, LiveView, PrefixState
+    from agent.errors import RuntimeFault, UsageError
+
+    if not args.live:
+        raise UsageError("--duration goes with --live")
+    if args.files:
+        raise UsageError("--live reads RIPEstat and RIS Live, not files; drop the FILE arguments")
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError("--duration must be a number of seconds > 0")
+    wscompat.version()  # exit 2 with how to install it, before connecting anywhere
+    changes: list[Change] = []
+
+    def stamp(at: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+    def show(p: PrefixState) -> str:
+        shares = ", ".join(f"{tag} {share:.0%}" for tag, share in p.shares.items() if share > 0) or "no route"
+        vis = "?" if p.visibility is None else f"{p.visibility:.0%}"
+        return f"{p.prefix}\t{shares}\tvisibility {vis}\tRPKI {p.rpki or '?'}\t{p.peers} peers"
+
+    def changed(change: Change) -> None:
+        changes.append(change)
+        if not args.json:
+            print(f"{stamp(change.at)} {change.describe()}", flush=True)
+
+    feed = LiveFeed(
+        LiveView(config.destination.asn, config.destination.prefixes, config.upstreams),
+        prefixes=tuple(config.destination.prefixes),
+        ris_live_url=config.bgp.ris_live_url,
+        ripestat_url=config.bgp.ripestat_url,
+        refresh_s=config.bgp.refresh_s,
+        stall_s=config.bgp.stall_s,
+        on_change=changed,
+    )
+
+    async def main() -> LiveStatus:
+        task = asyncio.create_task(feed.run())
+        loop = asyncio.get_running_loop()
+        end = None if args.duration is None else loop.time() + args.duration
+        shown = False
+        try:
+            while end is None or loop.time() < end:
+                if not shown and feed.view.state_time is not None and not args.json:
+                    print(f"AS{config.destination.asn} in BGP, {stamp(feed.view.state_time)} (RIPEstat):")
+                    for p in feed.view.prefixes:
+                        print(show(p))
+                    shown = True
+                await asyncio.sleep(0.1)
+            return feed.status()  # before the stream is closed
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    status = asyncio.run(main())
+    if status.state_time is None and not status.messages["applied"]:
+        raise RuntimeFault(
+            f"no BGP data: RIPEstat ({config.bgp.ripestat_url}) and RIS Live ({config.bgp.ris_live_url}) "
+            "gave nothing; check the URLs and the network (log above)"
+        )
+    if args.json:
+        doc = {
+            "destination_asn": config.destination.asn,
+            "stream_up": status.stream_up,
+            "stale": status.stale,
+            "messages": status.messages,
+            "prefixes": [
+                {
+                    "prefix": p.prefix, "peers": p.peers, "shares": dict(p.shares),
+                    "upstreams": sorted(p.upstreams), "neighbours": sorted(p.neighbours),
+                    "visibility": p.visibility, "rpki": p.rpki, "last_change": p.last_change,
+                }
+                for p in status.prefixes
+            ],
+            "changes": [
+                {"prefix": c.prefix, "kind": c.kind, "old": sorted(c.old), "new": sorted(c.new), "at": c.at}
+                for c in changes
+            ],
+        }  # fmt: skip
+        print(json.dumps(doc, indent=2))
     return 0
