@@ -168,6 +168,10 @@ class RisLiveServer:
 
     def __exit__(self, *exc: object) -> None:
         async def stop() -> None:
+            # Cut the clients first: a closing handshake with a client whose loop is gone would take the
+            # library's close timeout (10 s).
+            for ws in list(self.clients):
+                ws.transport.abort()
             self._server.close()
             await self._server.wait_closed()
 

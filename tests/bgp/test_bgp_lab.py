@@ -49,7 +49,8 @@ def test_agent_cross_checks_traces_with_the_snapshot_and_reloads_it(lab: LabInfo
         trace_interval_s=2.0,
         max_pps=200,
     )
-    config.write_text(config.read_text() + f'\n[bgp]\nsnapshot = ["{snapshot}"]\n')
+    # The lab's [bgp] has live = false (nothing of the lab is in RIS); the snapshot goes beside it.
+    config.write_text(config.read_text().replace("[bgp]\n", f'[bgp]\nsnapshot = ["{snapshot}"]\n', 1))
     agent = Agent(lab, config, tmp_path / "agent.log").start()
     try:
         assert math.isnan(_in_bgp(agent, TTK_TARGET, TTK_PREFIX))  # no trace yet: cannot tell
