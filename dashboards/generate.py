@@ -458,6 +458,7 @@ def overview() -> dict[str, Any]:
         10,
         8,
     )
+    bgp_beside_traces(lay, sel)
     lay.row("Round-trip times per upstream")
     for upstream in ("china_unicom", "transtelecom", "other"):
         # From a recording rule: summing every agent's bucket series at view time takes seconds at
@@ -486,6 +487,68 @@ def overview() -> dict[str, Any]:
         variables=variables,
         annotations=[_path_change_annotation(sel)],
         time_from="now-7d",
+    )
+
+
+# The control plane beside the data plane, per /24 (agent/bgp/live.py): the share of RIS peers whose
+# route enters the destination AS from each upstream, and the share of the agents' traced flows that do.
+# tests/bgp/test_bgp_live_lab.py evaluates these very queries (with a /24 for $prefix).
+BGP_QUERIES = {
+    "bgp_share": "avg by (prefix, upstream) (nkprobe_bgp_upstream_ratio{{{sel}}})",
+    "traced_share": "avg by (prefix, upstream) (nkprobe_path_upstream_ratio{{{sel}}})",
+}
+
+
+def bgp_beside_traces(lay: Layout, sel: str) -> None:
+    """One panel per selected /24 (repeated over the /24 variable): BGP share and traced share."""
+    lay.row("BGP beside the traces")
+    panel = timeseries(
+        "BGP and traced upstream share, $prefix",
+        "Solid: the share of RIS peers whose BGP route to the /24 enters the destination AS from each "
+        "upstream (the agents' live view, RIS Live and RIPEstat). Dashed: the share of the agents' "
+        "traced flows that cross each upstream. A routing change shows in BGP first; the traces follow "
+        "within seconds (a BGP change re-traces the /24).",
+        [
+            _target(BGP_QUERIES["bgp_share"].format(sel=sel), "BGP {{upstream}}"),
+            _target(BGP_QUERIES["traced_share"].format(sel=sel), "traced {{upstream}}", ref="B"),
+        ],
+        unit="percentunit",
+        minimum=0,
+        maximum=1,
+        upstream_colours=True,
+    )
+    panel["fieldConfig"]["overrides"].append(
+        {
+            "matcher": {"id": "byRegexp", "options": "traced .*"},
+            "properties": [{"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}],
+        }
+    )
+    # Grafana repeats it per selected /24, two to a row (each then 12 columns wide).
+    panel["repeat"] = "prefix"
+    panel["repeatDirection"] = "h"
+    panel["maxPerRow"] = 2
+    lay.add(panel, 24, 8)
+    lay.add(
+        table(
+            "BGP visibility and RPKI per /24",
+            "Share of RIS full-table peers that see each /24 (a collapse is an outage in BGP), its RPKI "
+            "state with the destination AS as origin, and whether the agents' live view is current.",
+            [
+                _target(
+                    f"avg by (prefix) (nkprobe_bgp_visibility_ratio{{{sel}}})", instant=True, table=True
+                ),
+                _target(
+                    f"max by (prefix, state) (nkprobe_bgp_rpki_state{{{sel}}}) == 1",
+                    instant=True,
+                    table=True,
+                    ref="B",
+                ),
+            ],
+            [{"id": "merge", "options": {}}],
+            unit="short",
+        ),
+        24,
+        6,
     )
 
 

@@ -27,6 +27,14 @@ AGENT_ADDITIONS = {
     "nkprobe_path_upstream_in_bgp",
     # 1/0.5/0/NaN: the classifier's confidence in the current tag (README "How it tags").
     "nkprobe_path_confidence",
+    # The live BGP view (README "BGP cross-check", issue 26): per /24 and in total.
+    "nkprobe_bgp_upstream_ratio",
+    "nkprobe_bgp_visibility_ratio",
+    "nkprobe_bgp_rpki_state",
+    "nkprobe_bgp_last_change_timestamp_seconds",
+    "nkprobe_bgp_stream_up",
+    "nkprobe_bgp_stale",
+    "nkprobe_bgp_messages_total",
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 # Grafana's variables, replaced by what Grafana would put there.
@@ -148,7 +156,7 @@ def test_expressions_found() -> None:
     exprs = _all_exprs()
     assert len(DASHBOARD_FILES) == 3
     assert sum(1 for where, _ in exprs if where.endswith(".json") or ".json:" in where) >= 30
-    assert sum(1 for where, _ in exprs if ".yml:" in where) == 19
+    assert sum(1 for where, _ in exprs if ".yml:" in where) == 21
 
 
 def test_every_expression_parses(tmp_path: Path) -> None:
@@ -217,7 +225,14 @@ from agent.results import Results
 state = Results(agent_name="t", version="0", targets=[Target("198.19.176.10")],
                 ping_protocols=("icmp", "tcp"), trace_protocol="tcp",
                 tags=("china_unicom", "transtelecom", "other", "unknown"))
-print(generate_latest(build_registry(state)).decode())
+# The live BGP view as built (no I/O: it has not run), so its series are exposed too.
+from agent.bgp.feed import LiveFeed
+from agent.bgp.live import LiveView
+groups = {"china_unicom": [4837], "transtelecom": [20485]}
+feed = LiveFeed(LiveView(131279, ["198.19.176.0/24"], groups), prefixes=("198.19.176.0/24",),
+                ris_live_url="ws://127.0.0.1:9/", ripestat_url="http://127.0.0.1:9/", refresh_s=3600,
+                stall_s=60)
+print(generate_latest(build_registry(state, live=feed.status)).decode())
 """
 
 
