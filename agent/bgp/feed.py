@@ -257,8 +257,7 @@ class LiveFeed:
 
     def _emit(self, changes: list[Change]) -> None:
         for change in changes:
-            log.info("%s", change.describe())
-            self._on_change(change)
+            self._on_change(change)  # which logs it (the agent, with what it does about it)
 
     def _summary(self) -> str:
         parts = []
