@@ -279,7 +279,8 @@ tar -C "$REPO" --exclude=__pycache__ --exclude='*.pyc' -cf - pyproject.toml READ
 if [ ! -x "$ROOT$PREFIX/bin/python" ]; then
   inroot python3 -m venv "$PREFIX"
 fi
-inroot "$PREFIX/bin/pip" install -q --disable-pip-version-check ${PIP_EXTRA[@]+"${PIP_EXTRA[@]}"} "$PREFIX/src"
+# [live]: the websockets package, for the live BGP view's RIS Live stream ([bgp] live, on by default).
+inroot "$PREFIX/bin/pip" install -q --disable-pip-version-check ${PIP_EXTRA[@]+"${PIP_EXTRA[@]}"} "$PREFIX/src[live]"
 # Same version number, new code: reinstall the package itself (its dependencies are already there).
 inroot "$PREFIX/bin/pip" install -q --disable-pip-version-check --no-deps --force-reinstall \
   ${PIP_EXTRA[@]+"${PIP_EXTRA[@]}"} "$PREFIX/src"

@@ -82,6 +82,10 @@ def test_first_install_lays_out_everything(fake: FakeRoot) -> None:
         assert pkg in install.split()
     assert "python3 -m venv /opt/nkprobe" in calls
     assert any(c.startswith("/opt/nkprobe/bin/pip install") and c.endswith("/opt/nkprobe/src") for c in calls)
+    # The first install brings the [live] extra (websockets, for the live BGP view's RIS Live stream).
+    assert any(
+        c.startswith("/opt/nkprobe/bin/pip install") and c.endswith("/opt/nkprobe/src[live]") for c in calls
+    )
     assert "chown nkprobe:nkprobe /var/lib/nkprobe" in calls
     assert "chown root:nkprobe /etc/nkprobe/config.toml" in calls
     sysd = fake.systemctl_calls()
