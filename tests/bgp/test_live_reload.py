@@ -1,0 +1,47 @@
+"""A reload that changes [bgp] (or the destination or the upstream groups) restarts the live view; one
+that turns it off closes the stream and leaves nothing running."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agent.agent import Agent
+from agent.config import loads_config
+from tests.bgp.ristest import RipestatServer, RisLiveServer
+
+
+class Scheduler:
+    async def reconfigure(self, new: object) -> None:
+        pass
+
+    def trigger(self, reason: object, prefix: object = None) -> None:
+        pass
+
+
+def test_reload_turns_the_live_view_off_and_on() -> None:
+    with RisLiveServer() as ris, RipestatServer() as stat:
+        live = loads_config(f"[bgp]\nris_live_url = '{ris.url}'\nripestat_url = '{stat.url}'\n")
+        off = loads_config("[bgp]\nlive = false\n")
+        agent = Agent(live)
+
+        async def until(check: object, what: str) -> None:
+            for _ in range(1000):
+                if check():  # type: ignore[operator]
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError(what)
+
+        async def main() -> None:
+            agent.scheduler = Scheduler()  # type: ignore[assignment]
+            agent._start_bgp()
+            await until(lambda: ris.clients and agent.live_status() is not None, "never connected")
+            assert await agent.reload(off)
+            assert agent.live_status() is None and agent.bgp_feed is None
+            await until(lambda: not ris.clients, "the stream stayed open after live = false")
+            assert await agent.reload(live)
+            await until(lambda: len(ris.subscriptions) == 2, "not subscribed again after live = true")
+            status = agent.live_status()
+            assert status is not None
+            await agent._stop_bgp()
+
+        asyncio.run(main())
