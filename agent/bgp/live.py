@@ -193,7 +193,7 @@ class LiveView:
         key = f"{host} {peer}"
         if data["type"] == "RIS_PEER_STATE":
             if data.get("state") == "down" and self._routes.pop(key, None):
-                return "applied", self._recompute(now)
+                return "applied", self._recompute(now, report=self._started)
             return "ignored", []
         if data["type"] != "UPDATE":
             return "ignored", []  # OPEN, KEEPALIVE, NOTIFICATION
@@ -215,7 +215,8 @@ class LiveView:
                 table[net] = path
         if not table:
             del self._routes[key]
-        return "applied", self._recompute(now)
+        # Before the first RIPEstat state there is no baseline to differ from: applied, not reported.
+        return "applied", self._recompute(now, report=self._started)
 
     def _update(
         self, data: Mapping[str, Any]

@@ -47,6 +47,9 @@ def test_before_any_data_every_figure_is_unknown() -> None:
 
 def test_the_first_ripestat_state_is_the_baseline_not_a_change() -> None:
     view = _view()
+    # An update that comes before the first state (the stream connected first) is applied, not reported.
+    early = update(PEERS[0], (3333, CU, DEST_ASN), announce=[P177])
+    assert view.apply_message(early, T0) == ("applied", [])
     assert view.apply_state(_state(), T0) == []
     assert _ups(view) == {key: {"china_unicom"} for key in SLASH24S}
     p = view.get(P177)
