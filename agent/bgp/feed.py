@@ -111,6 +111,7 @@ class LiveFeed:
         refresh_s: float,
         stall_s: float,
         on_change: Callable[[Change], None] = lambda change: None,
+        on_state: Callable[[], None] = lambda: None,
         wall: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         getter: Getter = get,
@@ -124,6 +125,7 @@ class LiveFeed:
         self._refresh_s = refresh_s
         self._stall_s = stall_s
         self._on_change = on_change
+        self._on_state = on_state  # after each good refresh, before its changes
         self._wall = wall
         self._rng = rng or random.Random()
         self._getter = getter
@@ -166,7 +168,9 @@ class LiveFeed:
             return False
         self.refreshes["ok"] += 1
         self._refresh_ok = True
-        self._emit(view.apply_state(state, self._wall()))
+        changes = view.apply_state(state, self._wall())
+        self._on_state()
+        self._emit(changes)
         log.info("BGP view refreshed from RIPEstat: %s", self._summary())
         return True
 

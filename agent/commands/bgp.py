@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
 def _live(args: argparse.Namespace, config: Any) -> int:
     import asyncio
     import json
+    import logging
+    import sys
     import time
 
     from agent.bgp import wscompat
@@ -95,6 +97,8 @@ def _live(args: argparse.Namespace, config: Any) -> int:
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be a number of seconds > 0")
     wscompat.version()  # exit 2 with how to install it, before connecting anywhere
+    # What the feed does (connected, refreshed, reconnecting) goes to stderr; the view to stdout.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     changes: list[Change] = []
 
     def stamp(at: float) -> str:
@@ -104,6 +108,18 @@ def _live(args: argparse.Namespace, config: Any) -> int:
         shares = ", ".join(f"{tag} {share:.0%}" for tag, share in p.shares.items() if share > 0) or "no route"
         vis = "?" if p.visibility is None else f"{p.visibility:.0%}"
         return f"{p.prefix}\t{shares}\tvisibility {vis}\tRPKI {p.rpki or '?'}\t{p.peers} peers"
+
+    shown = False
+
+    def state() -> None:
+        nonlocal shown
+        if shown or args.json or feed.view.state_time is None:
+            return
+        print(f"AS{config.destination.asn} in BGP, {stamp(feed.view.state_time)} (RIPEstat):")
+        for p in feed.view.prefixes:
+            print(show(p))
+        sys.stdout.flush()  # before the changes, which are flushed as they come
+        shown = True
 
     def changed(change: Change) -> None:
         changes.append(change)
@@ -118,20 +134,15 @@ def _live(args: argparse.Namespace, config: Any) -> int:
         refresh_s=config.bgp.refresh_s,
         stall_s=config.bgp.stall_s,
         on_change=changed,
+        on_state=state,
     )
 
     async def main() -> LiveStatus:
         task = asyncio.create_task(feed.run())
         loop = asyncio.get_running_loop()
         end = None if args.duration is None else loop.time() + args.duration
-        shown = False
         try:
             while end is None or loop.time() < end:
-                if not shown and feed.view.state_time is not None and not args.json:
-                    print(f"AS{config.destination.asn} in BGP, {stamp(feed.view.state_time)} (RIPEstat):")
-                    for p in feed.view.prefixes:
-                        print(show(p))
-                    shown = True
                 await asyncio.sleep(0.1)
             return feed.status()  # before the stream is closed
         finally:

@@ -26,10 +26,19 @@ def _run(tmp_path: Path, *extra: str) -> tuple[str, str]:
         cmd = [sys.executable, "-m", "agent", "bgp", "--live", "--duration", "2.5", "--config",
                str(_config(tmp_path, ris, stat)), *extra]  # fmt: skip
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        assert proc.stderr is not None
+        # The replay starts once the RIPEstat baseline is in (its log line on stderr): an update that
+        # comes before it is applied but is no change.
+        seen = []
+        while not any("BGP view refreshed from RIPEstat" in line for line in seen):
+            line = proc.stderr.readline()
+            assert line, f"exited before its first refresh: {''.join(seen)}"
+            seen.append(line)
         wait_for(lambda: ris.subscriptions, 20, "nkprobe bgp --live never subscribed")
         for message in sequence_2017():
             ris.send(message)
         out, err = proc.communicate(timeout=30)
+        err = "".join(seen) + err
     assert proc.returncode == 0, err
     return out, err
 
@@ -37,7 +46,7 @@ def _run(tmp_path: Path, *extra: str) -> tuple[str, str]:
 def test_live_prints_the_view_then_each_change(tmp_path: Path) -> None:
     out, _ = _run(tmp_path)
     lines = out.splitlines()
-    assert lines[0].startswith("AS131279 in BGP, ")
+    assert lines[0].startswith("AS131279 in BGP, "), out
     assert lines[1].split("\t") == [
         "175.45.176.0/24", "china_unicom 100%", "visibility 94%", "RPKI valid", "3 peers"
     ]  # fmt: skip
