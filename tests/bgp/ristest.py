@@ -33,6 +33,24 @@ def baseline(upstream: int = CU, prefixes: Iterable[str] = SLASH24S) -> dict[tup
     return {(c, ip): dict.fromkeys(prefixes, f"{asn} {upstream} {DEST_ASN}") for c, ip, asn in PEERS}
 
 
+LAB_SLASH24S = ("198.19.176.0/24", "198.19.177.0/24", "198.19.178.0/24", "198.19.179.0/24")
+
+
+def lab_ripestat(flip: int = CU) -> RipestatData:
+    """RIPEstat as the namespace lab's routing would show it (agent/lab/README.md): two RIS peers, .176
+    via the China-like AS, .177 via the TTK-like one, .178 via both (one peer each), .179 via `flip`."""
+    ups = {LAB_SLASH24S[0]: (CU, CU), LAB_SLASH24S[1]: (TTK, TTK), LAB_SLASH24S[2]: (CU, TTK)}
+    ups[LAB_SLASH24S[3]] = (flip, flip)
+    routes = {
+        (c, ip): {p: f"{asn} {pair[i]} {DEST_ASN}" for p, pair in ups.items()}
+        for i, (c, ip, asn) in enumerate(PEERS[:2])
+    }
+    data = RipestatData(routes)
+    data.seeing = dict.fromkeys(LAB_SLASH24S, (300, 320))
+    data.rpki = dict.fromkeys(LAB_SLASH24S, "valid")
+    return data
+
+
 def envelope(call: str, data: Mapping[str, Any], version: str) -> dict[str, Any]:
     """A response in the RIPEstat data API envelope (tests/fixtures/bgp/README.md)."""
     return {

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from agent.lab.info import LabInfo
-from tests.bgp.ristest import PEERS, RipestatData, RipestatServer, RisLiveServer, update
+from tests.bgp.ristest import PEERS, RipestatServer, RisLiveServer, lab_ripestat, update
 from tests.lab.agent_harness import Agent, Prometheus, agent_config, lab_flip, wait_for
 
 pytestmark = pytest.mark.lab
@@ -32,12 +32,6 @@ def _queries() -> dict[str, str]:
     spec.loader.exec_module(module)
     queries: dict[str, str] = module.BGP_QUERIES
     return queries
-
-
-def _lab_routes(flip: int) -> dict[tuple[str, str], dict[str, str]]:
-    """Two RIS peers: the lab's .176 via the China-like AS, .177 via the TTK-like one, .179 via `flip`."""
-    by_prefix = {CU_PREFIX: CU_ASN, TTK_PREFIX: TTK_ASN, FLIP_PREFIX: flip}
-    return {(c, ip): {p: f"{asn} {up} {DEST_ASN}" for p, up in by_prefix.items()} for c, ip, asn in PEERS[:2]}
 
 
 def _shares(prom: Prometheus, expr: str) -> dict[str, float]:
@@ -62,11 +56,7 @@ def test_a_flip_and_its_bgp_change_agree_on_the_dashboard(lab: LabInfo, tmp_path
 
     seen: dict[str, Any] = {}
     lab_flip(lab, "china_unicom")  # the lab's starting state, whatever an earlier test left
-    data = RipestatData(_lab_routes(CU_ASN))
-    lab_slash24s = ("198.19.176.0/24", "198.19.177.0/24", "198.19.178.0/24", FLIP_PREFIX)
-    data.seeing = dict.fromkeys(lab_slash24s, (300, 320))
-    data.rpki = dict.fromkeys(data.seeing, "valid")
-    with RisLiveServer() as ris, RipestatServer(data) as stat:
+    with RisLiveServer() as ris, RipestatServer(lab_ripestat(CU_ASN)) as stat:
         config = agent_config(
             lab, tmp_path, state_dir=tmp_path / "state", targets=TARGETS, trace_interval_s=60.0, max_pps=200
         )

@@ -8,6 +8,7 @@ at the central server. vmagent from its installed unit, across an outage: test_d
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -324,8 +325,9 @@ def assert_run_command() -> None:
         assert flag in proc.stdout, f"nkprobe run --help does not list {flag}:\n{proc.stdout}"
 
 
-def _start_real_agent(tmp_path: Path, procs: Processes, lab: Any) -> int:
-    """`nkprobe run` on the lab's own config, in its vantage namespace, under MDWE; its /metrics port."""
+def _start_real_agent(tmp_path: Path, procs: Processes, lab: Any, bgp: tuple[str, str] | None = None) -> int:
+    """`nkprobe run` on the lab's own config, in its vantage namespace, under MDWE; its /metrics port.
+    With `bgp` (RIS Live and RIPEstat URLs of local stand-ins), its live BGP view on, pointed there."""
     agent_port = _free_port()
     log = tmp_path / "agent.log"
     config = tmp_path / "agent.toml"
@@ -335,6 +337,9 @@ def _start_real_agent(tmp_path: Path, procs: Processes, lab: Any) -> int:
     text = re.sub(r'(?m)^state_dir = "[^"]*"', f'state_dir = "{tmp_path / "state"}"', text, count=1)
     # Trace rounds more often than the lab's default, so two agreeing rounds (hysteresis) come quickly.
     text = re.sub(r"(?m)^(\[trace\]\s*\ninterval_s = )[0-9.]+", r"\g<1>3.0", text, count=1)
+    if bgp is not None:
+        live = f'[bgp]\nlive = true\nris_live_url = "{bgp[0]}"\nripestat_url = "{bgp[1]}"\n'
+        text = text.replace("[bgp]\nlive = false\n", live, 1)
     config.write_text(text)
     proc = procs.start(
         [sys.executable, "-c", MDWE_EXEC, sys.executable, "-m", "agent", "run", "--config", str(config),
@@ -379,14 +384,19 @@ PROMQL_STAND_INS = {
     "nkprobe.alerts.rules.yml:63": "count by (upstream)"
     " (prefix_upstream:nkprobe_path_upstream:consensus == 1)",
     "nkprobe.alerts.rules.yml:81": "time() - min by (agent) (nkprobe_asn_table_snapshot_timestamp_seconds)",
-    # The lab agent has no [bgp] snapshot: the cross-check is NaN, never 0 (the alert and its panel stay
-    # empty); the series itself must arrive.
+    # The cross-check comes from the live view, whose stand-ins show the lab's routing before the flip:
+    # the alert needs 30 minutes of disagreement; the series itself must arrive.
     "nkprobe.alerts.rules.yml:98": "nkprobe_path_upstream_in_bgp",
+    # The live BGP view (pointed at the tests' stand-ins, which show the lab's routing) is valid and
+    # fully visible: those alerts stay silent; the series they compare must arrive.
+    "nkprobe.alerts.rules.yml:119": 'max by (prefix) (nkprobe_bgp_rpki_state{state="invalid"})',
+    "nkprobe.alerts.rules.yml:136": "max by (prefix) (nkprobe_bgp_visibility_ratio unless on (agent)"
+    " (nkprobe_bgp_stale == 1))",
 }
 # The lab has two upstreams only (china_unicom, transtelecom): no path is ever tagged "other", so the
 # overview's RTT heatmap for "other" is legitimately empty there. It must still evaluate without error.
-# One agent without a [bgp] snapshot is never silent while it runs, never in disagreement with itself,
-# and its BGP cross-check is NaN: those fleet panels are legitimately empty here.
+# One agent is never silent while it runs and never in disagreement with itself, and its BGP
+# cross-check may agree throughout: those fleet panels are legitimately empty here.
 PROMQL_MAY_BE_EMPTY = (
     'upstream="other"} == 1',
     'upstream="other"})',
@@ -416,15 +426,21 @@ def test_every_dashboard_and_rule_expression_has_data_after_a_lab_flip(
     Alerts that need hours of history or must not fire are evaluated as PROMQL_STAND_INS says."""
     from test_deploy_promql import _all_exprs
 
+    from tests.bgp.ristest import RipestatServer, RisLiveServer, lab_ripestat
     from tests.lab.agent_harness import lab_flip
 
     assert_run_command()
     lab = request.getfixturevalue("lab")  # skips without root / namespaces
     exprs = _all_exprs()
     assert len(exprs) > 20
+    # The live BGP view's stand-ins on loopback (tests/bgp/ristest.py), for the BGP panels and alerts.
+    stack = contextlib.ExitStack()
+    request.addfinalizer(stack.close)
+    ris = stack.enter_context(RisLiveServer())
+    stat = stack.enter_context(RipestatServer(lab_ripestat()))
     lab_flip(lab, "china_unicom")  # the lab's starting state, whatever an earlier test left
     try:
-        agent_port = _start_real_agent(tmp_path, procs, lab)
+        agent_port = _start_real_agent(tmp_path, procs, lab, bgp=(ris.url, stat.url))
         _start_forwarder("prometheus", tmp_path, procs, central, agent_port)
         path = 'nkprobe_path_upstream{agent="e2e-pi", %s, upstream="%s"} == 1'
         before = central.wait_for(
