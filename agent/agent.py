@@ -40,9 +40,9 @@ from agent.results import Results
 from agent.tracking import ConfirmedChange, TrackedTargets, tag_values
 
 if TYPE_CHECKING:
-    from agent.classify import Tagger
     from agent.bgp.feed import LiveFeed, LiveStatus
     from agent.bgp.live import Change
+    from agent.classify import Tagger
     from agent.history import HistoryWriter
     from agent.net.engine import ProbeEngine
     from agent.scheduler import Scheduler

@@ -88,7 +88,7 @@ def _live(args: argparse.Namespace, config: Any) -> int:
     from agent.bgp import wscompat
     from agent.bgp.feed import LiveFeed, LiveStatus
     from agent.bgp.live import Change, LiveView, PrefixState
-    from agent.errors import RuntimeFault, UsageError
+    from agent.errors import UsageError
 
     if not args.live:
         raise UsageError("--duration goes with --live")
@@ -151,10 +151,13 @@ def _live(args: argparse.Namespace, config: Any) -> int:
 
     status = asyncio.run(main())
     if status.state_time is None and not status.messages["applied"]:
-        raise RuntimeFault(
-            f"no BGP data: RIPEstat ({config.bgp.ripestat_url}) and RIS Live ({config.bgp.ris_live_url}) "
-            "gave nothing; check the URLs and the network (log above)"
+        # Exit 1 (README "Commands"): nothing came from either source within the run.
+        print(
+            f"nkprobe bgp: no BGP data: RIPEstat ({config.bgp.ripestat_url}) and RIS Live "
+            f"({config.bgp.ris_live_url}) gave nothing; check the URLs and the network (log above)",
+            file=sys.stderr,
         )
+        return 1
     if args.json:
         doc = {
             "destination_asn": config.destination.asn,

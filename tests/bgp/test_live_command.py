@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from agent.cli import main
 from tests.bgp.ristest import RipestatServer, RisLiveServer, sequence_2017
 from tests.waiting import wait_for
@@ -73,3 +75,16 @@ def test_usage_errors_exit_2(capsys: object) -> None:
     assert main(["bgp", "--duration", "3"]) == 2
     assert main(["bgp", "--live", "--duration", "0"]) == 2
     assert main(["bgp", "--live", "somefile.json"]) == 2
+
+
+def test_nothing_from_either_source_exits_1_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "agent.toml"
+    # Port 9 on loopback: nothing listens there, so both connections are refused at once.
+    config.write_text(
+        "[bgp]\nris_live_url = 'ws://127.0.0.1:9/'\nripestat_url = 'http://127.0.0.1:9/data/'\n"
+    )
+    assert main(["bgp", "--live", "--duration", "1", "--config", str(config)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("nkprobe bgp: no BGP data: RIPEstat (http://127.0.0.1:9/data/)"), lines

@@ -24,12 +24,16 @@ def test_reload_turns_the_live_view_off_and_on() -> None:
         off = loads_config("[bgp]\nlive = false\n")
         agent = Agent(live)
 
-        async def until(check: object, what: str) -> None:
-            for _ in range(1000):
-                if check():  # type: ignore[operator]
-                    return
+        async def until(check: object, what: str, timeout: float = 20.0) -> None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while not check():  # type: ignore[operator]
+                if loop.time() > deadline:
+                    state = f"subscriptions {len(ris.subscriptions)}, clients {len(ris.clients)}"
+                    raise AssertionError(
+                        f"after {timeout} s: {what} ({state}, connections {ris.connections})"
+                    )
                 await asyncio.sleep(0.01)
-            raise AssertionError(what)
 
         async def main() -> None:
             agent.scheduler = Scheduler()  # type: ignore[assignment]

@@ -45,7 +45,7 @@ def test_twenty_bgp_changes_each_retrace_their_slash24_and_reach_the_metric_with
             f"[bgp]\nris_live_url = '{ris.url}'\nripestat_url = '{stat.url}'\n"
         )
         agent = Agent(config)
-        registry = build_registry(agent.state, live=agent.live_status)
+        registry = build_registry(agent.results, live=agent.live_status)
         traced: list[tuple[str, float]] = []
 
         async def trace_round(target: Target) -> None:
@@ -58,7 +58,7 @@ def test_twenty_bgp_changes_each_retrace_their_slash24_and_reach_the_metric_with
 
         async def main() -> None:
             scheduler = Scheduler(
-                config, state=agent.state, probe=probe, trace_round=trace_round, pending=lambda t: False,
+                config, results=agent.results, probe=probe, trace_round=trace_round, pending=lambda t: False,
                 rng=NoJitter(), min_round_gap_s=0.0,
             )  # fmt: skip
             agent.scheduler = scheduler
@@ -91,7 +91,7 @@ def test_twenty_bgp_changes_each_retrace_their_slash24_and_reach_the_metric_with
                 to_trace.append(trace_at - sent)
                 to_metric.append(metric_at - sent)
             assert not any(addr == "175.45.176.10" for addr, _ in traced[3:])  # only the /24 that moved
-            assert agent.state.snapshot().retrace_triggers["bgp"] == CHANGES
+            assert agent.results.snapshot().retrace_triggers["bgp"] == CHANGES
             await agent._stop_bgp()
             run.cancel()
             await asyncio.gather(run, return_exceptions=True)
