@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from agent import __version__
-from agent.errors import NkprobeError
 
 # Only commands that work are registered here (name -> module, help line), in the contract's order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -73,6 +72,11 @@ def _command_in(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
+    if words == ["--version"]:  # what a supervisor or a package check asks most: no parser, no imports
+        print(f"nkprobe {__version__}")
+        return 0
+    from agent.errors import NkprobeError  # (logging comes with it: only for a command that runs)
+
     parser, modules = build_parser(only=_command_in(words) or "")
     args = parser.parse_args(words)
     if args.command is None:

@@ -22,3 +22,17 @@ def test_unknown_command_is_usage_error() -> None:
 
 def test_no_command_is_usage_error() -> None:
     assert main([]) == 2
+
+
+def test_version_imports_nothing_but_the_package() -> None:
+    # `nkprobe --version` is what a package check and a supervisor run most: no parser, no logging.
+    code = (
+        "import sys\n"
+        "from agent import cli\n"
+        "assert cli.main(['--version']) == 0\n"
+        "print(sorted(m for m in ('logging', 'agent.errors', 'agent.config') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("nkprobe ") and lines[1] == "[]"
