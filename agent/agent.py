@@ -38,6 +38,7 @@ from agent.model import Classification, Path, PingResult, Protocol, Trigger
 from agent.net.allowlist import Allowlist
 from agent.results import Results
 from agent.tracking import ConfirmedChange, TrackedTargets, tag_values
+from agent.vantage import VantageHealth, windows_for
 
 if TYPE_CHECKING:
     from agent.bgp.feed import LiveFeed, LiveStatus
@@ -97,6 +98,7 @@ class Agent:
         results: Results | None = None,
         tagger_for: Callable[[Config], Tagger] = load_tagger,
         wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         check_targets(config)
         self._config = config
@@ -106,6 +108,10 @@ class Agent:
         self._show_asn_info()
         self.tracking = TrackedTargets(config)
         self._wall = wall
+        self._monotonic = monotonic
+        # The agent's judgement of its own vantage point (agent.vantage), fed below and by the
+        # local-network watcher, read by the exporter at scrape time.
+        self.vantage = VantageHealth(**windows_for(config))
         self._log = RateLog(log)
         self.engine: ProbeEngine | None = None
         self.scheduler: Scheduler | None = None
@@ -149,6 +155,8 @@ class Agent:
         """One latency probe, recorded; the reason to trace the target's /24 now, if it gives one."""
         result = await self.ping(target, protocol)
         self.results.record_ping(result)
+        if result.rtt_s is not None:
+            self.vantage.answered(self._monotonic())
         return self.tracking.pinged(target, protocol, result)
 
     async def round(self, target: TargetConfig) -> None:
@@ -164,6 +172,7 @@ class Agent:
             raise
         classified: list[tuple[Path, Classification]] = []
         for path in paths:
+            self.vantage.traced(target.address, path, self._monotonic())
             results.record_trace(str(path.protocol), path.duration_s)
             results.record_trace_outcome(target.address, "reached" if path.reached else "unreached")
             try:
@@ -255,6 +264,8 @@ class Agent:
                 self.engine.budget.set_rate(new.agent.max_pps)
         self.results.reconfigure(**results_settings(new))
         self.tracking.configure(new)
+        self.vantage.set_windows(**windows_for(new))
+        self.vantage.forget(t.address for t in new.targets)
         if self.scheduler is not None:
             await self.scheduler.reconfigure(new)
             if (old.bgp, old.destination, old.upstreams) != (new.bgp, new.destination, new.upstreams):
@@ -325,6 +336,7 @@ class Agent:
             netns=netns,
             on_change=lambda: scheduler.trigger(Trigger.LOCAL_NETWORK),
             on_egress=results.set_egress,
+            on_look=lambda e: self.vantage.egress(route=e.oif is not None, link_up=e.up),
             on_error=lambda: results.count_error("localnet"),
         )
         tasks = [

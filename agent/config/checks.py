@@ -24,6 +24,9 @@ _SUFFIX = re.compile(
     r"^\.?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
 _NETNS = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
+# agent.owner: a plain e-mail address (no display name, no spaces): it becomes a label value and an
+# Alertmanager e-mail `to`, so nothing that could smuggle a second recipient or a header.
+_OWNER = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 
 
 class Problem(ValueError):
@@ -178,6 +181,17 @@ def netns_name(value: str) -> str:
     """A network namespace name, or "" for the current namespace."""
     if value and (not _NETNS.match(value) or value in (".", "..")):
         raise Problem("must be a network namespace name (letters, digits, . _ -)")
+    return value
+
+
+def owner_address(value: str) -> str:
+    """An e-mail address, or "" for no owner.
+
+    >>> owner_address("ann@example.org")
+    'ann@example.org'
+    """
+    if value and not _OWNER.fullmatch(value):
+        raise Problem("must be an e-mail address such as volunteer@example.org (alerts go there)")
     return value
 
 

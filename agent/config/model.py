@@ -74,6 +74,10 @@ class AgentSection:
     netns: str = text("", check=checks.netns_name)
     # An exporter-toolkit style web config (TLS, basic auth); "" = plain HTTP.
     web_config_file: str = text("", path=True)
+    # Who to tell when this agent needs attention: an e-mail address the central Alertmanager sends
+    # this agent's alerts to (deploy/README.md "Alerts"); exported as nkprobe_agent_info{owner}.
+    # "" = the operators.
+    owner: str = text("", check=checks.owner_address)
 
 
 @dataclass(frozen=True)

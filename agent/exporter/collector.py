@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import (
@@ -36,6 +37,15 @@ HistoryStatusOf = Callable[[], "HistoryStatus | None"]
 """The history writer's status of the moment (HistoryWriter.status); None while there is no writer."""
 
 
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """nkprobe_agent_info's labels beside `agent`: the owner of the config in use (agent.owner) and the
+    agent id kept under the state directory (agent.identity); "" while unknown."""
+
+    owner: str = ""
+    id: str = ""
+
+
 def _buckets(h: Histogram) -> list[tuple[str, float]]:
     bounds = [*(repr(float(b)) for b in h.bounds), "+Inf"]
     return list(zip(bounds, (float(c) for c in h.counts), strict=True))
@@ -50,11 +60,13 @@ class SnapshotCollector(Collector):
         bgp: Callable[[], BgpCheck | None] = lambda: None,
         history: HistoryStatusOf = lambda: None,
         live: Callable[[], LiveStatus | None] = lambda: None,
+        identity: Callable[[], Identity] = Identity,
     ) -> None:
         self._snapshot = snapshot
         self._bgp = bgp  # the [bgp] snapshot cross-check in use (swapped on reload), None without one
         self._history = history  # the history writer's own status, None before it runs
         self._live = live  # the live BGP view's status, asked at scrape time; None while it is off
+        self._identity = identity  # owner follows reloads; the id never changes
 
     def describe(self) -> list[Metric]:
         # Without describe(), registering calls collect() to learn the names; that is harmless here
@@ -63,7 +75,7 @@ class SnapshotCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self._snapshot()
-        yield from _agent_metrics(s)
+        yield from _agent_metrics(s, self._identity())
         yield from _latency_metrics(s)
         yield from _path_metrics(s)
         live, snapshot = self._live(), self._bgp()
@@ -72,14 +84,17 @@ class SnapshotCollector(Collector):
         yield from _health_metrics(s, self._history())
 
 
-def _agent_metrics(s: Snapshot) -> Iterator[Metric]:
+def _agent_metrics(s: Snapshot, who: Identity) -> Iterator[Metric]:
     build = GaugeMetricFamily("nkprobe_build_info", "The nkprobe version running.", labels=["version"])
     build.add_metric([s.version], 1.0)
     yield build
     agent = GaugeMetricFamily(
-        "nkprobe_agent_info", "The agent's configured name (agent.name).", labels=["agent"]
+        "nkprobe_agent_info",
+        "The agent's configured name (agent.name), its owner (agent.owner, an e-mail address or empty) and "
+        "its id (made once under agent.state_dir; kept across reinstalls, upgrades and renames).",
+        labels=["agent", "owner", "id"],
     )
-    agent.add_metric([s.agent_name], 1.0)
+    agent.add_metric([s.agent_name, who.owner, who.id], 1.0)
     yield agent
     egress = GaugeMetricFamily(
         "nkprobe_egress_info",

@@ -141,12 +141,14 @@ class LocalNetWatcher:
         on_change: Callable[[], None],
         on_egress: Callable[[str], None],
         on_error: Callable[[], None] = lambda: None,
+        on_look: Callable[[Egress], None] = lambda _egress: None,
     ) -> None:
         self.toward = toward  # a target address: only the route lookup uses it, no packet is sent
         self.netns = netns
         self.on_change = on_change
         self.on_egress = on_egress
         self.on_error = on_error
+        self.on_look = on_look  # every look, changed or not (agent.vantage judges route and link)
         self.egress: Egress | None = None
         self.changes = 0
 
@@ -173,6 +175,7 @@ class LocalNetWatcher:
     def update(self, new: Egress) -> bool:
         """Take a new look at the egress; True (and on_change called) if the path from us may differ."""
         changed = egress_changed(self.egress, new)
+        self.on_look(new)
         if changed:
             self.changes += 1
             log.info(

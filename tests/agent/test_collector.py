@@ -22,7 +22,8 @@ TARGETS = (Target("198.19.176.10", "cu"), Target("198.19.179.20"))
 # CONTRACT.md "Metrics": name -> (type, labels).
 CONTRACT: dict[str, tuple[str, set[str]]] = {
     "nkprobe_build_info": ("gauge", {"version"}),
-    "nkprobe_agent_info": ("gauge", {"agent"}),
+    # `agent` is the contract's; issue 28 added the owner and the kept id (tests below).
+    "nkprobe_agent_info": ("gauge", {"agent", "owner", "id"}),
     "nkprobe_packets_sent": ("counter", {"protocol"}),
     "nkprobe_probes_sent": ("counter", {"target", "prefix", "protocol"}),
     "nkprobe_probes_answered": ("counter", {"target", "prefix", "protocol"}),
@@ -97,7 +98,7 @@ def test_every_contract_metric_and_label_set_is_present_before_any_probe() -> No
         }
         assert sides == {"upstream", "destination"}
     assert ({"version": "9.9.9"}, 1.0) in samples(text, "nkprobe_build_info")
-    assert ({"agent": "lab-1"}, 1.0) in samples(text, "nkprobe_agent_info")
+    assert ({"agent": "lab-1", "owner": "", "id": ""}, 1.0) in samples(text, "nkprobe_agent_info")
     assert {s[0]["protocol"] for s in samples(text, "nkprobe_packets_sent_total")} == {"icmp", "udp", "tcp"}
 
 
@@ -192,7 +193,7 @@ def test_reconfigure_keeps_counters_of_kept_targets_and_adds_new_ones() -> None:
     assert sent[("198.19.176.10", "icmp")] == 1.0
     assert sent[("198.19.177.10", "icmp")] == 0.0
     assert ("198.19.179.20", "icmp") not in sent
-    assert ({"agent": "lab-2"}, 1.0) in samples(text, "nkprobe_agent_info")
+    assert ({"agent": "lab-2", "owner": "", "id": ""}, 1.0) in samples(text, "nkprobe_agent_info")
 
 
 def test_promtool_check_metrics_accepts_the_scrape() -> None:

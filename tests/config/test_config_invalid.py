@@ -69,6 +69,9 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "max_pps_too_high": ("agent.max_pps: must be > 0 and <= 1000",),
     "max_pps_zero": ("agent.max_pps: must be > 0 and <= 1000",),
     "name_empty": ("agent.name: must not be empty",),
+    "owner_not_address": (
+        "agent.owner: must be an e-mail address such as volunteer@example.org (alerts go there)",
+    ),
     "netns_bad": ("agent.netns: must be a network namespace name (letters, digits, . _ -)",),
     "ping_interval_negative": ("ping.interval_s: must be > 0 and <= 86400",),
     "ping_protocol_udp": ("ping.protocols[1]: must be one of icmp, tcp",),

@@ -222,6 +222,7 @@ def test_sighup_reloads_and_keeps_the_old_config_when_the_new_is_invalid(
     assert agent.proc is not None
     original = config.read_text()
     try:
+        before = next(dict(k[1]) for k in agent.scrape() if k[0] == "nkprobe_agent_info")
         config.write_text(original.replace('name = "lab-', 'name = "renamed-', 1))
         agent.proc.send_signal(signal.SIGHUP)
         wait_for(
@@ -229,6 +230,7 @@ def test_sighup_reloads_and_keeps_the_old_config_when_the_new_is_invalid(
         )
         renamed = [k for k in agent.scrape() if k[0] == "nkprobe_agent_info"]
         assert len(renamed) == 1 and dict(renamed[0][1])["agent"].startswith("renamed-")
+        assert dict(renamed[0][1])["id"] == before["id"] != ""  # a rename keeps the agent's id
 
         config.write_text(original + "\n[agent.nonsense]\n")  # invalid: the old config stays
         agent.proc.send_signal(signal.SIGHUP)

@@ -31,7 +31,7 @@ PER_TARGET = ("target", "prefix")
 # this repository: a clean clone in CI has no copy of it to read.
 CONTRACT: dict[str, tuple[str, tuple[str, ...]]] = {
     "nkprobe_build_info": ("gauge", ("version",)),
-    "nkprobe_agent_info": ("gauge", ("agent",)),
+    "nkprobe_agent_info": ("gauge", ("agent", "owner", "id")),  # owner and id: issue 28
     "nkprobe_packets_sent_total": ("counter", ("protocol",)),
     "nkprobe_probes_sent_total": ("counter", (*PER_TARGET, "protocol")),
     "nkprobe_probes_answered_total": ("counter", (*PER_TARGET, "protocol")),
