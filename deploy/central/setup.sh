@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The central server's one command, and credentials for agents.
-#   ./setup.sh [--no-start]        create secrets/ and .env once (never overwritten), then docker compose up -d
+#   ./setup.sh [--no-start]        create secrets/ and .env once (never overwritten), check the Alertmanager's
+#                                  receiver secrets (secrets/alertmanager/), then docker compose up -d
 #   ./setup.sh add-agent NAME      create or rotate the remote-write login of agent NAME and print the
 #                                  volunteer's install command with it (the password is shown only once)
 #   ./setup.sh remove-agent NAME   revoke it
@@ -69,11 +70,25 @@ init() {
   write_web_config
 }
 
+# The receiver secrets alertmanager.yml reads (its *_file: paths under /etc/alertmanager/secrets/) are
+# files the operator writes into secrets/alertmanager/, never into the repository. Without one the
+# Alertmanager would start and then fail every notification of that receiver, so stop here instead.
+check_receiver_secrets() {
+  local dir=$secrets/alertmanager name
+  mkdir -p "$dir"
+  chmod 0755 "$dir"  # the Alertmanager container runs as nobody
+  while read -r name; do
+    [ -s "$dir/$name" ] || die "alertmanager.yml needs a receiver secret: write it to $(pwd)/$dir/$name (or remove that receiver from alertmanager.yml)"
+    chmod 0644 "$dir/$name"
+  done < <(grep -v '^[[:space:]]*#' alertmanager.yml | grep -o '/etc/alertmanager/secrets/[A-Za-z0-9_.-]*' | sed 's|.*/||' | sort -u)
+}
+
 central_url() { echo "${CENTRAL_URL:-http://$(hostname -f 2>/dev/null || hostname):9090/api/v1/write}"; }
 
 case "${1:-up}" in
   up|--no-start)
     init
+    check_receiver_secrets
     if [ "${1:-up}" = --no-start ]; then exit 0; fi
     command -v docker >/dev/null 2>&1 || die "docker is not installed: see https://docs.docker.com/engine/install/"
     docker compose up -d

@@ -39,9 +39,22 @@ def need_tool(name: str) -> str:
             "mmdebstrap": "mmdebstrap",
             "vmagent": "victoria-metrics",
             "setpriv": "util-linux",
+            "amtool": "prometheus-alertmanager",
+            "prometheus-alertmanager": "prometheus-alertmanager",
         }.get(name, name)
         unavailable(f"{name} not installed (apt-get install {package}; CI: quickstart.sh's package list)")
     return path
+
+
+# The receiver secrets deploy/central/alertmanager.yml reads; setup.sh stops without them.
+RECEIVER_SECRETS = ("smtp_password", "webhook_token")
+
+
+def write_receiver_secrets(secrets: Path) -> None:
+    """What the operator writes before the first `setup.sh` (deploy/README.md "Alerts")."""
+    (secrets / "alertmanager").mkdir(parents=True, exist_ok=True)
+    for name in RECEIVER_SECRETS:
+        (secrets / "alertmanager" / name).write_text(f"test-{name}\n")
 
 
 def unit_directives(path: Path) -> dict[str, list[str]]:

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from deployhelp import CENTRAL, DASHBOARDS, REPO, need_tool
+from deployhelp import CENTRAL, DASHBOARDS, REPO, need_tool, write_receiver_secrets
 
 RULE_FILES = sorted((CENTRAL / "rules").glob("*.rules.yml"))
 RULE_TESTS = sorted((CENTRAL / "tests").glob("*.test.yml"))
@@ -33,7 +33,7 @@ def test_every_alert_has_unit_tests_that_pass() -> None:
         for line in f.read_text().splitlines():
             if line.strip().startswith("- alert:"):
                 alerts.add(line.split(":", 1)[1].strip())
-    assert len(alerts) == 8  # with the live BGP view's RPKI-invalid and visibility collapse (issue 26)
+    assert len(alerts) == 10  # issue 26's two live-BGP alerts, issue 28's unhealthy agent and silent fleet
     tests_text = "".join(t.read_text() for t in RULE_TESTS)
     for alert in alerts:
         # Each alert is tested firing (exp_alerts with labels) and silent (exp_alerts: []).
@@ -71,9 +71,13 @@ def test_prometheus_config_check() -> None:
     assert "2 rule files found" in proc.stdout
 
 
-def _setup_copy(tmp_path: Path) -> Path:
+def _setup_copy(tmp_path: Path, receiver_secrets: bool = True) -> Path:
+    """A copy of deploy/central without secrets; with `receiver_secrets`, the Alertmanager's receiver
+    secrets written as the operator would."""
     copy = tmp_path / "central"
     shutil.copytree(CENTRAL, copy, ignore=shutil.ignore_patterns("secrets", ".env"))
+    if receiver_secrets:
+        write_receiver_secrets(copy / "secrets")
     return copy
 
 
@@ -120,10 +124,10 @@ def test_compose_file_parses_and_mounts_existing_paths() -> None:
 
     compose = yaml.safe_load((CENTRAL / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"prometheus", "grafana"}
+    assert set(services) == {"prometheus", "alertmanager", "grafana"}
     assert "--web.enable-remote-write-receiver" in services["prometheus"]["command"]
     assert any(a.startswith("--web.config.file=") for a in services["prometheus"]["command"])
-    generated = {"./secrets"}  # written by setup.sh
+    generated = {"./secrets", "./secrets/alertmanager"}  # written by setup.sh and the operator
     for service in services.values():
         for volume in service.get("volumes", []):
             source = volume.split(":", 1)[0]

@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from deployhelp import CENTRAL, DASHBOARDS, need_tool
+from deployhelp import CENTRAL, DASHBOARDS, need_tool, write_receiver_secrets
 
 from bench.fleet import vm
 
@@ -26,7 +26,8 @@ def test_compose_file_parses_and_mounts_existing_paths() -> None:
 
     compose = yaml.safe_load((STACK / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"victoriametrics", "vmauth", "vmalert", "grafana"}
+    assert set(services) == {"victoriametrics", "vmauth", "vmalert", "alertmanager", "grafana"}
+    assert "-notifier.url=http://alertmanager:9093" in services["vmalert"]["command"]
     assert "ports" not in services["victoriametrics"]  # reachable through vmauth only
     assert services["vmauth"]["ports"] == ["8427:8427"]
     assert "-rule=/etc/rules/*.rules.yml" in services["vmalert"]["command"]
@@ -35,7 +36,7 @@ def test_compose_file_parses_and_mounts_existing_paths() -> None:
             source = volume.split(":", 1)[0]
             if not source.startswith("."):
                 assert source in compose["volumes"], source
-            elif source != "./secrets":  # written by setup.sh
+            elif source not in ("./secrets", "./secrets/alertmanager"):  # setup.sh's and the operator's
                 assert (STACK / source).exists(), f"{source} mounted but missing"
     assert (STACK / "../rules").resolve() == (CENTRAL / "rules").resolve()
     assert (STACK / "../../../dashboards").resolve() == DASHBOARDS.resolve()
@@ -73,6 +74,9 @@ def test_vmauth_lets_agents_write_and_grafana_read(tmp_path: Path) -> None:
     need_tool("victoria-metrics")
     copy = tmp_path / "stack"
     shutil.copytree(STACK, copy, ignore=shutil.ignore_patterns("secrets", ".env"))
+    # setup.sh reads ../alertmanager.yml; the receiver secrets as the operator writes them.
+    shutil.copy(CENTRAL / "alertmanager.yml", tmp_path / "alertmanager.yml")
+    write_receiver_secrets(copy / "secrets")
     central = vm.start_victoria_metrics(tmp_path / "vm")
     procs: list[vm.Service] = [central]
     try:
