@@ -84,10 +84,12 @@ def agent_config(
 
 
 class Agent:
-    """`python -m agent run` in its own process group, HTTP on a free loopback port."""
+    """`python -m agent run` in its own process group, HTTP on a free loopback port; its probe sockets
+    in the lab's vantage namespace, or in `netns` (another vantage host a test added to the lab)."""
 
-    def __init__(self, lab: LabInfo, config: Path, log: Path) -> None:
+    def __init__(self, lab: LabInfo, config: Path, log: Path, netns: str | None = None) -> None:
         self.lab, self.config, self.log_path = lab, config, log
+        self.netns = netns or lab.vantage_ns
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -97,7 +99,7 @@ class Agent:
 
     def start(self, timeout: float = 20.0) -> Agent:
         cmd = [sys.executable, "-m", "agent", "run", "--config", str(self.config),
-               "--netns", self.lab.vantage_ns, "--web.listen-address", f"127.0.0.1:{self.port}"]  # fmt: skip
+               "--netns", self.netns, "--web.listen-address", f"127.0.0.1:{self.port}"]  # fmt: skip
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(self.healthy, timeout, f"agent on {self.url} not healthy; log: {self.log()}")
