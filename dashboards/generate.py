@@ -761,12 +761,10 @@ def fleet() -> dict[str, Any]:
     lay.add(
         stat(
             "Agents quiet",
-            "Agents that reported in the last day but not in the last 5 minutes.",
+            "Agents that reported in the last day but not in the last 5 minutes (a renamed agent, known "
+            "by its id, is not quiet).",
             [
-                _target(
-                    "count (max by (agent) (max_over_time(nkprobe_agent_info[1d])) unless max by (agent) "
-                    "(nkprobe_agent_info)) or vector(0)"
-                )
+                _target(f"count ({QUIET}) or vector(0)")
             ],
             thresholds=[{"color": "green", "value": None}, {"color": "orange", "value": 1}],
         ),
@@ -783,19 +781,43 @@ def fleet() -> dict[str, Any]:
         5,
     )
     lay.add(
+        stat(
+            "Vantage points unhealthy",
+            "Agents that say their own side fails (no route, link down, traces dying at the home router "
+            "with no target answering): the fleet's alerts and majorities leave them out.",
+            [_target("count (max by (agent) (nkprobe_vantage_healthy) == 0) or vector(0)")],
+            thresholds=[{"color": "green", "value": None}, {"color": "orange", "value": 1}],
+        ),
+        6,
+        5,
+    )
+    lay.add(
+        table(
+            "Unhealthy vantage points",
+            "Each agent whose vantage is unhealthy, with the reason it gives (nkprobe_vantage_reason): "
+            "no_route, link_down or local_hops_silent. Its owner is told after 30 minutes "
+            "(alert NkprobeAgentUnhealthy).",
+            [_target(UNHEALTHY, instant=True, table=True)],
+            [{"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True}}}],
+        ),
+        18,
+        5,
+    )
+    lay.add(
         table(
             "Agents",
-            "Every agent seen in the last 7 days: version, seconds since its last report, "
-            "age of its AS table.",
+            "Every agent seen in the last 7 days, one row per agent id under its latest name (a renamed "
+            "or reinstalled agent keeps its id): version, seconds since its last report, age of its AS "
+            "table.",
             [
-                _target("max by (agent, version) (nkprobe_build_info)", instant=True, table=True, ref="A"),
                 _target(
-                    "time() - max by (agent) "
-                    "(last_over_time(agent:nkprobe_agent_info:last_seen_timestamp[7d]))",
+                    "max by (agent, id, version) (nkprobe_build_info * on (agent) group_left (id) "
+                    "max by (agent, id) (nkprobe_agent_info))",
                     instant=True,
                     table=True,
-                    ref="B",
+                    ref="A",
                 ),
+                _target(LAST_REPORT, instant=True, table=True, ref="B"),
                 _target(
                     "time() - min by (agent) (nkprobe_asn_table_snapshot_timestamp_seconds)",
                     instant=True,
@@ -888,6 +910,25 @@ def fleet() -> dict[str, Any]:
     )
 
 
+# Agents seen in the last day that send no nkprobe_agent_info now, neither under their name nor (a
+# renamed agent) under their id; agents older than ids (no `id` label) by name alone. The alert
+# NkprobeAgentNotReporting has the same form.
+QUIET = (
+    "max by (agent, id) (max_over_time(nkprobe_agent_info[1d])) unless on (agent) "
+    'max by (agent) (nkprobe_agent_info) unless on (id) max by (id) (nkprobe_agent_info{id!=""})'
+)
+# Seconds since each agent id last reported, under its latest name (topk by id keeps the name with the
+# latest report); agents without an id by name.
+LAST_SEEN = "agent:nkprobe_agent_info:last_seen_timestamp"
+LAST_REPORT = (
+    f'time() - topk by (id) (1, max by (agent, id) (last_over_time({LAST_SEEN}{{id!=""}}[7d]))) or '
+    f'time() - max by (agent) (last_over_time({LAST_SEEN}{{id=""}}[7d]))'
+)
+# Agents whose vantage is unhealthy, with their reason (agent/vantage.py).
+UNHEALTHY = (
+    "max by (agent, reason) (nkprobe_vantage_reason == 1) and on (agent) "
+    "(max by (agent) (nkprobe_vantage_healthy) == 0)"
+)
 # An agent is "silent" after this long without a sample (the NkprobeAgentNotReporting alert waits 15 min).
 SILENT_MINUTES = 10
 # Per agent and /24, the upstreams its targets there are tagged with (1), unknown tags left out: one
@@ -908,9 +949,11 @@ FLEET_QUERIES = {
     ),
     # A (prefix, upstream) that one agent alone sees.
     "lone": (f"({AGENT_VOTES}) and on (prefix, upstream) (count by (prefix, upstream) ({AGENT_VOTES}) == 1)"),
+    # A renamed agent is not silent: its id reports under the new name.
     "silent": (
-        "max by (agent) (present_over_time(nkprobe_agent_info[1d])) unless max by (agent) "
-        f"(present_over_time(nkprobe_agent_info[{SILENT_MINUTES}m]))"
+        "max by (agent, id) (present_over_time(nkprobe_agent_info[1d])) unless on (agent) max by (agent) "
+        f"(present_over_time(nkprobe_agent_info[{SILENT_MINUTES}m])) unless on (id) max by (id) "
+        f'(present_over_time(nkprobe_agent_info{{id!=""}}[{SILENT_MINUTES}m]))'
     ),
     # Targets whose traced upstream BGP does not show next to the destination AS (agent/bgp).
     "absent_from_bgp": (

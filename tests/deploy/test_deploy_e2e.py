@@ -376,22 +376,26 @@ def test_real_agent_in_lab_reaches_central(
 # that can. Keys are test_deploy_promql's names (file:line or dashboard:panel) plus the expression's start.
 PROMQL_STAND_INS = {
     # Alert: compares with 1 h ago (offset 1h), which a fresh receiver does not have; its series:
-    "nkprobe.alerts.rules.yml:10": "prefix_upstream:nkprobe_path_upstream:consensus == 1",
+    "nkprobe.alerts.rules.yml:13": "prefix_upstream:nkprobe_path_upstream:consensus == 1",
     # The following alerts must NOT fire in a healthy lab; each is evaluated as its measured quantity.
-    "nkprobe.alerts.rules.yml:30": "target:nkprobe_target_up:avg and on (target, prefix)"
+    "nkprobe.alerts.rules.yml:35": "target:nkprobe_target_up:avg and on (target, prefix)"
     " target:nkprobe_target_up:agents",
-    "nkprobe.alerts.rules.yml:47": "max by (agent) (max_over_time(nkprobe_agent_info[1d]))",
-    "nkprobe.alerts.rules.yml:63": "count by (upstream)"
+    "nkprobe.alerts.rules.yml:53": "max by (agent) (max_over_time(nkprobe_agent_info[1d]))",
+    "nkprobe.alerts.rules.yml:71": "count by (upstream)"
     " (prefix_upstream:nkprobe_path_upstream:consensus == 1)",
-    "nkprobe.alerts.rules.yml:81": "time() - min by (agent) (nkprobe_asn_table_snapshot_timestamp_seconds)",
+    "nkprobe.alerts.rules.yml:89": "time() - min by (agent) (nkprobe_asn_table_snapshot_timestamp_seconds)",
     # The cross-check comes from the live view, whose stand-ins show the lab's routing before the flip:
     # the alert needs 30 minutes of disagreement; the series itself must arrive.
-    "nkprobe.alerts.rules.yml:98": "nkprobe_path_upstream_in_bgp",
+    "nkprobe.alerts.rules.yml:112": "nkprobe_path_upstream_in_bgp",
     # The live BGP view (pointed at the tests' stand-ins, which show the lab's routing) is valid and
     # fully visible: those alerts stay silent; the series they compare must arrive.
-    "nkprobe.alerts.rules.yml:119": 'max by (prefix) (nkprobe_bgp_rpki_state{state="invalid"})',
-    "nkprobe.alerts.rules.yml:136": "max by (prefix) (nkprobe_bgp_visibility_ratio unless on (agent)"
+    "nkprobe.alerts.rules.yml:133": 'max by (prefix) (nkprobe_bgp_rpki_state{state="invalid"})',
+    "nkprobe.alerts.rules.yml:150": "max by (prefix) (nkprobe_bgp_visibility_ratio unless on (agent)"
     " (nkprobe_bgp_stale == 1))",
+    # The lab agent's vantage is healthy (NkprobeAgentUnhealthy must not fire); its health must arrive.
+    "nkprobe.alerts.rules.yml:168": "max by (agent) (nkprobe_vantage_healthy) == 1",
+    # The one agent reports: the fleet is not silent; the count of agents seen must arrive.
+    "nkprobe.alerts.rules.yml:192": "count (max by (agent) (max_over_time(nkprobe_agent_info[1d])))",
 }
 # The lab has two upstreams only (china_unicom, transtelecom): no path is ever tagged "other", so the
 # overview's RTT heatmap for "other" is legitimately empty there. It must still evaluate without error.

@@ -35,6 +35,9 @@ AGENT_ADDITIONS = {
     "nkprobe_bgp_stream_up",
     "nkprobe_bgp_stale",
     "nkprobe_bgp_messages_total",
+    # 1/0: the agent's verdict on its own vantage point, and its reason (agent/vantage.py, issue 28).
+    "nkprobe_vantage_healthy",
+    "nkprobe_vantage_reason",
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 # Grafana's variables, replaced by what Grafana would put there.
@@ -156,7 +159,7 @@ def test_expressions_found() -> None:
     exprs = _all_exprs()
     assert len(DASHBOARD_FILES) == 3
     assert sum(1 for where, _ in exprs if where.endswith(".json") or ".json:" in where) >= 30
-    assert sum(1 for where, _ in exprs if ".yml:" in where) == 21
+    assert sum(1 for where, _ in exprs if ".yml:" in where) == 23
 
 
 def test_every_expression_parses(tmp_path: Path) -> None:
@@ -222,6 +225,7 @@ from prometheus_client import generate_latest
 from agent.exporter import build_registry
 from agent.model import Target
 from agent.results import Results
+from agent.vantage import VantageHealth
 state = Results(agent_name="t", version="0", targets=[Target("198.19.176.10")],
                 ping_protocols=("icmp", "tcp"), trace_protocol="tcp",
                 tags=("china_unicom", "transtelecom", "other", "unknown"))
@@ -232,7 +236,8 @@ groups = {"china_unicom": [4837], "transtelecom": [20485]}
 feed = LiveFeed(LiveView(131279, ["198.19.176.0/24"], groups), prefixes=("198.19.176.0/24",),
                 ris_live_url="ws://127.0.0.1:9/", ripestat_url="http://127.0.0.1:9/", refresh_s=3600,
                 stall_s=60)
-print(generate_latest(build_registry(state, live=feed.status)).decode())
+vantage = VantageHealth(answer_window_s=10, trace_window_s=150)
+print(generate_latest(build_registry(state, live=feed.status, vantage=vantage)).decode())
 """
 
 
