@@ -1,5 +1,6 @@
-"""Debian's Alertmanager on loopback with the shipped routing tree, and a webhook receiver that records
-every notification: shared by tests/deploy/test_deploy_alertmanager.py and the fleet alerts lab test.
+"""Debian's Alertmanager on loopback with the shipped routing tree, a webhook receiver that records
+every notification, and the shipped rules made fast (`rules_copy`): shared by
+tests/deploy/test_deploy_alertmanager.py and the fleet alert tests (the lab's and VictoriaMetrics').
 
 The copy of deploy/central/alertmanager.yml a test runs keeps the route tree and the inhibit rules as
 shipped (asserted) and changes two things only: each receiver's e-mail and webhook configs become one
@@ -26,6 +27,7 @@ from tests.lab.agent_harness import free_port
 from tests.waiting import wait_for
 
 SHIPPED = CENTRAL / "alertmanager.yml"
+FOR = "4s"  # every alert's `for:` in rules_copy
 # group_wait long enough for alerts that start together to share the first notification;
 # repeat_interval longer than any test, so a notification that arrives twice is a real duplicate.
 TIMERS = {"group_wait": "3s", "group_interval": "2s", "repeat_interval": "1h"}
@@ -147,3 +149,25 @@ class Alertmanager:
 def alert_labels(notification: dict[str, Any]) -> Iterator[dict[str, str]]:
     for a in notification["alerts"]:
         yield a["labels"]
+
+
+def rules_copy(directory: Path) -> list[Path]:
+    """The shipped rule files with `interval: 1s` and every `for:` FOR; asserts nothing else differs."""
+    out = []
+    for shipped in sorted((CENTRAL / "rules").glob("*.rules.yml")):
+        original = yaml.safe_load(shipped.read_text())
+        data = yaml.safe_load(shipped.read_text())
+        for group in data["groups"]:
+            group["interval"] = "1s"
+            for rule in group["rules"]:
+                if "for" in rule:
+                    rule["for"] = FOR
+        copy = directory / shipped.name
+        copy.write_text(yaml.safe_dump(data, sort_keys=False))
+        again = yaml.safe_load(copy.read_text())
+        for g_new, g_old in zip(again["groups"], original["groups"], strict=True):
+            assert [{k: v for k, v in r.items() if k != "for"} for r in g_new["rules"]] == [
+                {k: v for k, v in r.items() if k != "for"} for r in g_old["rules"]
+            ]
+        out.append(copy)
+    return out

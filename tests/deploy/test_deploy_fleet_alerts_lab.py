@@ -32,8 +32,8 @@ from typing import Any
 
 import pytest
 import yaml
-from amhelp import Alertmanager, Webhook, alert_labels, config_copy
-from deployhelp import CENTRAL, need_tool
+from amhelp import Alertmanager, Webhook, alert_labels, config_copy, rules_copy
+from deployhelp import need_tool
 
 from agent.lab.info import LabInfo
 from tests.lab.agent_harness import Agent, agent_config, free_port
@@ -44,33 +44,10 @@ pytestmark = pytest.mark.lab
 TARGET, PREFIX = "198.19.176.10", "198.19.176.0/24"
 OWNER = "ann@example.org"
 UNHEALTHY, UNREACHABLE = "NkprobeAgentUnhealthy", "NkprobeTargetUnreachableFromMostAgents"
-FOR = "4s"  # every alert's `for:` in the copy loaded here
 STEP_TIMEOUT_S = 45.0
 # The second vantage host: a /30 of the lab's home network (198.18.0.0/24, which the ISP routes to the
 # home router) next to the first vantage host's 198.18.0.0/30.
 VP2_ADDR, VP2_GATEWAY = "198.18.0.9", "198.18.0.10"
-
-
-def rules_copy(directory: Path) -> list[Path]:
-    """The shipped rule files with `interval: 1s` and every `for:` FOR; asserts nothing else differs."""
-    out = []
-    for shipped in sorted((CENTRAL / "rules").glob("*.rules.yml")):
-        original = yaml.safe_load(shipped.read_text())
-        data = yaml.safe_load(shipped.read_text())
-        for group in data["groups"]:
-            group["interval"] = "1s"
-            for rule in group["rules"]:
-                if "for" in rule:
-                    rule["for"] = FOR
-        copy = directory / shipped.name
-        copy.write_text(yaml.safe_dump(data, sort_keys=False))
-        again = yaml.safe_load(copy.read_text())
-        for g_new, g_old in zip(again["groups"], original["groups"], strict=True):
-            assert [{k: v for k, v in r.items() if k != "for"} for r in g_new["rules"]] == [
-                {k: v for k, v in r.items() if k != "for"} for r in g_old["rules"]
-            ]
-        out.append(copy)
-    return out
 
 
 class FleetPrometheus:
