@@ -513,6 +513,9 @@ def test_install_for_real_in_a_bookworm_root_then_run_the_unit(tmp_path: Path, l
         flips = [(r["old"], r["new"]) for r in rows if r["target"] == FLIP_TARGET]
         assert flips[-1:] == [("china_unicom", "transtelecom")], rows
         assert bw.stat("/var/lib/nkprobe/history.db") == "nkprobe:nkprobe 640"  # UMask=0027
+        # The agent id, made on the unit's first start (agent/identity.py), is the state directory's.
+        agent_id = bw.path("/var/lib/nkprobe/agent-id").read_text()
+        assert bw.stat("/var/lib/nkprobe/agent-id") == "nkprobe:nkprobe 640" and agent_id.strip()
 
         # 4. Second run, no arguments: everything kept, nothing that is the volunteer's touched.
         kept = ("/etc/nkprobe", "/var/lib/nkprobe", "/etc/systemd/system")
@@ -524,6 +527,7 @@ def test_install_for_real_in_a_bookworm_root_then_run_the_unit(tmp_path: Path, l
         assert bw.systemctl_calls() == [c for c in SYSTEMCTL_FIRST_RUN if "victoria-metrics" not in c]
         _check_layout(bw, edited=True)
         assert _history(bw) == rows
+        assert bw.path("/var/lib/nkprobe/agent-id").read_text() == agent_id  # an upgrade keeps the id
         print(
             f"bootstrap {bootstrapped - started:.0f} s, first install {installed - bootstrapped:.0f} s, "
             f"agent {ran - installed:.0f} s, second install {time.monotonic() - ran:.0f} s"
