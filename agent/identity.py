@@ -5,6 +5,10 @@ or an upgrade keeps the state directory (install.sh, `uninstall` without `--purg
 there, not in the config: the fleet can tell one agent across renames (nkprobe_agent_info{id}), the way
 RIPE Atlas probes keep their id across reflashes by their key, not by their name.
 
+`KeptId` is what the running agent uses: a state directory that cannot take the file yet (read-only, not
+a directory) is already a fault of its own (nkprobe_fault{kind="history"}), so the agent goes on
+probing with an empty id and tries again now and then, rather than refusing to start.
+
 The file is written once, atomically (a temporary file linked into place with link(2), which fails if
 another start won the race), and never rewritten: an id that changed would split the agent's history
 in two on the fleet dashboard.
@@ -12,11 +16,16 @@ in two on the fleet dashboard.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import time
 import uuid
+from collections.abc import Callable
 
 from agent.errors import InputError
+
+log = logging.getLogger("nkprobe.identity")
 
 ID_FILE = "agent-id"
 # A UUID4 as made below; also what we accept from the file (a hand-made id may be any such token).
@@ -76,3 +85,33 @@ def _read(path: str) -> str | None:
             "is made at the next start (the fleet then sees a new agent)"
         )
     return text
+
+
+class KeptId:
+    """The id for the exporter: `agent_id` on the first call; while that fails, "" (logged once) and
+    another try at most every `retry_s`, so an id appears as soon as the state directory is usable."""
+
+    def __init__(
+        self, state_dir: str, *, retry_s: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.state_dir = state_dir
+        self.retry_s = retry_s
+        self._clock = clock
+        self._id = ""
+        self._tried_at: float | None = None
+        self._warned = False
+
+    def __call__(self) -> str:
+        if self._id:
+            return self._id
+        now = self._clock()
+        if self._tried_at is not None and now - self._tried_at < self.retry_s:
+            return ""
+        self._tried_at = now
+        try:
+            self._id = agent_id(self.state_dir)
+        except InputError as exc:
+            if not self._warned:
+                log.warning('%s (exported with id="" until then)', exc)
+                self._warned = True
+        return self._id

@@ -119,12 +119,13 @@ def run_agent(
     from agent.exporter.collector import Identity
     from agent.exporter.server import MetricsServer
     from agent.exporter.webconfig import load_web_config
-    from agent.identity import agent_id
+    from agent.identity import KeptId
 
     agent = Agent(config)  # checks the targets against the allowlist and loads the AS tables
     # Made on the first start, kept in the state directory across reinstalls, upgrades and renames.
     # agent.state_dir takes a restart, so the id read here stays the agent's for the process.
-    the_id = agent_id(config.agent.state_dir)
+    the_id = KeptId(config.agent.state_dir)
+    the_id()
     stop = stop_event or threading.Event()
     early_reload = threading.Event()
     if handle_signals:
@@ -141,7 +142,7 @@ def run_agent(
         bgp=lambda: agent.tagger.bgp,
         history=lambda: agent.writer.status() if agent.writer is not None else None,
         live=agent.live_status,
-        identity=lambda: Identity(owner=agent.config.agent.owner, id=the_id),
+        identity=lambda: Identity(owner=agent.config.agent.owner, id=the_id()),
         vantage=agent.vantage,
     )
     server = MetricsServer(

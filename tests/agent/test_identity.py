@@ -13,7 +13,7 @@ from prometheus_client import generate_latest
 from agent.errors import InputError
 from agent.exporter import build_registry
 from agent.exporter.collector import Identity
-from agent.identity import ID_FILE, agent_id
+from agent.identity import ID_FILE, KeptId, agent_id
 from tests.agent.test_collector import make_state
 
 
@@ -43,3 +43,18 @@ def test_agent_info_carries_owner_and_id() -> None:
     registry = build_registry(make_state(), identity=lambda: Identity(owner="ann@example.org", id="x-1"))
     text = generate_latest(registry).decode()
     assert 'nkprobe_agent_info{agent="lab-1",id="x-1",owner="ann@example.org"} 1.0' in text
+
+
+def test_a_state_dir_not_usable_yet_gives_an_empty_id_and_a_later_try(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.write_text("a file where the directory should be")
+    now = [0.0]
+    kept = KeptId(str(state), retry_s=60.0, clock=lambda: now[0])
+    assert kept() == ""
+    state.unlink()
+    now[0] = 59.0
+    assert kept() == ""  # not tried again yet
+    assert not state.exists()
+    now[0] = 60.0
+    made = kept()
+    assert made and made == agent_id(str(state)) == kept()

@@ -252,8 +252,10 @@ def test_shipped_alerts_go_pending_from_lab_faults_and_resolve(lab_restored: Lab
 
         # One agent killed: it stops reporting; started again: it reports.
         second = agents[AGENTS[1]]
+        # Its kept id (agent/identity.py) is a label of the alert too.
+        kept_id = next(dict(k[1])["id"] for k in second.scrape() if k[0] == "nkprobe_agent_info")
         second.stop(signal.SIGKILL)
-        silent = alert(NOT_REPORTING, agent=AGENTS[1], severity="warning")
+        silent = alert(NOT_REPORTING, agent=AGENTS[1], id=kept_id, severity="warning")
         wait_for(active_are(ONE_UPSTREAM_CU, silent), STEP_TIMEOUT_S, lambda: f"not pending: {p.alerts()}")
         second.start()
         wait_for(active_are(ONE_UPSTREAM_CU), STEP_TIMEOUT_S, lambda: f"not resolved: {p.alerts()}")

@@ -25,7 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deployhelp import CENTRAL, DEPLOY, MDWE_EXEC, REPO, FakeRoot, need_tool, unit_directives
+from deployhelp import (
+    CENTRAL,
+    DEPLOY,
+    MDWE_EXEC,
+    REPO,
+    FakeRoot,
+    need_tool,
+    unit_directives,
+    write_receiver_secrets,
+)
 
 from agent.net.netns import call_in_netns
 from tests.waiting import wait_for
@@ -148,6 +157,7 @@ def start_central(tmp_path: Path, procs: Processes, netns: str | None = None) ->
     prometheus = need_tool("prometheus")
     copy = tmp_path / "central"
     shutil.copytree(CENTRAL, copy, ignore=shutil.ignore_patterns("secrets", ".env"))
+    write_receiver_secrets(copy / "secrets")  # setup.sh insists on them (deploy/README.md "Alerts")
     env = {**os.environ, "CENTRAL_URL": "http://127.0.0.1/api/v1/write"}
     subprocess.run(["bash", "setup.sh", "--no-start"], cwd=copy, env=env, check=True, capture_output=True)
     add = subprocess.run(
@@ -165,9 +175,13 @@ def start_central(tmp_path: Path, procs: Processes, netns: str | None = None) ->
     config = (
         config.replace("/etc/prometheus/secrets/", f"{copy}/secrets/")
         .replace("localhost:9090", f"127.0.0.1:{port}")
+        # No Alertmanager here (test_deploy_fleet_alerts_lab runs one): a closed loopback port, so an
+        # alert that fired would never make Prometheus resolve the compose service's name.
+        .replace("alertmanager:9093", "127.0.0.1:9")
         # Rules every 2 s instead of every minute, so the tests see recorded series within seconds.
         .replace("evaluation_interval: 1m", "evaluation_interval: 2s")
     )
+    assert "alertmanager:9093" not in config and "127.0.0.1:9" in config
     for rules in (copy / "rules").glob("*.yml"):
         rules.write_text(re.sub(r"(?m)^(\s*interval: )1m$", r"\g<1>2s", rules.read_text()))
     (copy / "prometheus.yml").write_text(config)
@@ -407,6 +421,8 @@ PROMQL_MAY_BE_EMPTY = (
     "present_over_time(nkprobe_agent_info[10m])",
     "(prefix_upstream:nkprobe_path_upstream:agent_share > 0.5) and on (prefix)",
     "(nkprobe_path_upstream_in_bgp == 0) * on",
+    # The lab agent's vantage is healthy: the fleet's list of unhealthy vantage points is empty.
+    "and on (agent) (max by (agent) (nkprobe_vantage_healthy) == 0)",
 )
 FLIPPED_PREFIX = "198.19.179.0/24"  # follows `nkprobe lab flip`
 

@@ -137,7 +137,7 @@ from agent.model import Target
 from agent.results import Results
 state = Results(agent_name="mdwe", version="0", targets=[Target("198.19.176.10")], ping_protocols=("icmp",),
               trace_protocol="tcp", tags=("china_unicom", "transtelecom", "other", "unknown"))
-assert b'nkprobe_agent_info{agent="mdwe"} 1.0' in generate_latest(build_registry(state))
+assert b'nkprobe_agent_info{agent="mdwe",id="",owner=""} 1.0' in generate_latest(build_registry(state))
 sqlite3.connect(":memory:").execute("select 1")
 print("ok")
 """
