@@ -181,3 +181,11 @@ def test_doctests() -> None:
     for module in (agent.config.model, agent.config.checks):
         failures, tried = doctest.testmod(module)
         assert tried > 0 and failures == 0, module.__name__
+
+
+def test_agent_owner_is_read_and_defaults_to_nobody(tmp_path: Path) -> None:
+    path = tmp_path / "owner.toml"
+    path.write_text('[agent]\nowner = "ann.lee+nk@example.org"\n')
+    assert load_config(str(path)).agent.owner == "ann.lee+nk@example.org"
+    path.write_text("[agent]\n")
+    assert load_config(str(path)).agent.owner == ""

@@ -87,12 +87,18 @@ def test_vantage_link_or_default_route_lost_then_restored(
             ip(lab, "route", "del", "default")
         wait_for(lambda: target_up(agent) == 0.0, 20, f"target still up without {fault}: {agent.log()}")
         assert egress(agent) == "", "the egress interface must go when the default route goes"
+        # The agent judges its own vantage unfit (agent/vantage.py); a link going down takes its
+        # routes with it, so both faults read as no route.
+        assert agent.value("nkprobe_vantage_healthy") == 0.0
+        assert agent.value("nkprobe_vantage_reason", reason="no_route") == 1.0
         assert agent.proc is not None and agent.proc.poll() is None  # still serving, as just scraped
 
         ip(lab, "link", "set", "dev", dev, "up")
         ip(lab, "route", "replace", "default", "via", gateway, "dev", dev)
         wait_for(lambda: target_up(agent) == 1.0, 30, f"target not back after the {fault}: {agent.log()}")
         wait_for(lambda: egress(agent) == dev, 10, f"egress interface not back: {agent.log()}")
+        wait_for(lambda: agent.value("nkprobe_vantage_healthy") == 1.0, 10, "vantage not healthy again")
+        assert agent.value("nkprobe_vantage_reason", reason="ok") == 1.0
         # The agent noticed its own network change (and re-traced), not only the lost answers.
         assert local_network_triggers(agent) > triggers_before
     finally:
