@@ -35,6 +35,8 @@ FLEET = (
     "NkprobeTargetUnreachableFromMostAgents",
     "NkprobeAllPrefixesOnOneUpstream",
     "NkprobeTracedUpstreamAbsentFromBgp",
+    "NkprobeBgpRpkiInvalid",
+    "NkprobeBgpVisibilityCollapse",
     "NkprobeManyAgentsNotReporting",
 )
 # Every routing rule: (labels of an alert, the receiver it must reach). deploy/README.md "Alerts".
