@@ -28,11 +28,13 @@ from tests.waiting import wait_for
 
 SHIPPED = CENTRAL / "alertmanager.yml"
 FOR = "4s"  # every alert's `for:` in rules_copy
-# group_wait long enough for alerts that start together to share the first notification;
+# group_wait long enough for alerts that start together to share the first notification, and longer
+# than the rules' `for:` (FOR): Alertmanager flushes at once a group whose alert started (went pending)
+# more than group_wait ago, before the rest of its batch is in;
 # group_interval long enough for a notification to be delivered on a busy machine (Alertmanager gives a
 # notification that long before it calls it failed and sends it again); repeat_interval longer than any
 # test, so a notification that arrives twice is a real duplicate.
-GROUP_WAIT_S, GROUP_INTERVAL_S = 3, 5
+GROUP_WAIT_S, GROUP_INTERVAL_S = 5, 5
 TIMERS = {"group_wait": f"{GROUP_WAIT_S}s", "group_interval": f"{GROUP_INTERVAL_S}s", "repeat_interval": "1h"}
 
 
@@ -75,8 +77,9 @@ class Webhook:
         self.server.server_close()
 
 
-def config_copy(directory: Path, webhook: Webhook) -> Path:
-    """The shipped config with receivers sent to `webhook` and short timers; asserts nothing else moved."""
+def config_copy(directory: Path, webhook: Webhook, **timers: str) -> Path:
+    """The shipped config with receivers sent to `webhook` and short timers (TIMERS, or `timers`);
+    asserts nothing else moved."""
     shipped = yaml.safe_load(SHIPPED.read_text())
     data = yaml.safe_load(SHIPPED.read_text())
     data.pop("global", None)  # SMTP settings: no receiver mails here
@@ -84,7 +87,7 @@ def config_copy(directory: Path, webhook: Webhook) -> Path:
         {"name": r["name"], "webhook_configs": [{"url": f"{webhook.url}/{r['name']}", "send_resolved": True}]}
         for r in shipped["receivers"]
     ]
-    data["route"].update(TIMERS)
+    data["route"].update({**TIMERS, **timers})
     path = directory / "alertmanager.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     again = yaml.safe_load(path.read_text())

@@ -132,7 +132,9 @@ def _alert(labels: dict[str, str], resolved: bool = False) -> dict[str, Any]:
     now = datetime.now(UTC)
     return {
         "labels": labels,
-        "startsAt": (now - timedelta(minutes=20)).isoformat(),
+        # Now, as Prometheus stamps an alert that just fired: an alert that started more than group_wait
+        # ago is flushed at once, before the rest of its batch is in (Alertmanager's dispatcher).
+        "startsAt": now.isoformat(),
         "endsAt": (now if resolved else now + timedelta(hours=1)).isoformat(),
     }
 
