@@ -18,14 +18,14 @@ MAX_EXPOSURE = 2.5  # systemd-analyze security: 0 = fully locked down, 10 = unpr
 
 def _verifiable_copies(tmp_path: Path) -> list[Path]:
     """The units with each program they run pointed at a stub: verify checks that programs exist, and
-    /opt/nkprobe, vmagent or prometheus exist only on an installed machine. All else is verbatim."""
+    /usr/bin/nkprobe, vmagent or prometheus exist only on an installed machine. All else is verbatim."""
     stub = tmp_path / "stub"
     stub.write_text("#!/bin/sh\nexit 0\n")
     stub.chmod(0o755)
     copies = []
     for unit in sorted(UNITS.iterdir()):
         text = re.sub(
-            r"^(ExecStart=|ExecStartPost=\+?)(/opt/nkprobe/bin/nkprobe|/usr/bin/vmagent|/usr/bin/prometheus)\b",
+            r"^(ExecStart=|ExecStartPost=\+?)(/usr/bin/nkprobe|/usr/bin/vmagent|/usr/bin/prometheus)\b",
             rf"\g<1>{stub}",
             unit.read_text(),
             flags=re.M,
@@ -97,7 +97,7 @@ def test_agent_unit_keeps_raw_sockets_working() -> None:
     # A user namespace would make CAP_NET_RAW useless in the host's network namespace.
     assert "PrivateUsers" not in d
     assert "PrivateNetwork" not in d
-    assert d["ExecStart"] == ["/opt/nkprobe/bin/nkprobe run --config /etc/nkprobe/config.toml"]
+    assert d["ExecStart"] == ["/usr/bin/nkprobe run --config /etc/nkprobe/config.toml"]
     assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
 
 
