@@ -33,8 +33,9 @@ done
 [ -z "$version" ] || [[ $version =~ ^[0-9]+(\.[0-9]+)*$ ]] \
   || die "--version '$version': use digits and dots (e.g. 0.1.0.1), a version both Debian and Python accept"
 out=$(mkdir -p "$out" && cd "$out" && pwd) || die "--out $out: cannot create that directory"
-command -v dpkg-buildpackage >/dev/null && command -v dh >/dev/null \
-  || die "Debian's build tools are missing: sudo apt-get install --no-install-recommends dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools python3-wheel"
+if ! command -v dpkg-buildpackage >/dev/null || ! command -v dh >/dev/null; then
+  die "Debian's build tools are missing: sudo apt-get install --no-install-recommends dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools python3-wheel"
+fi
 
 # The release: debian/changelog's top entry, which must be agent.__version__ (one version, two files).
 released=$(dpkg-parsechangelog -l "$HERE/changelog" -S Version)
@@ -50,7 +51,7 @@ tar -C "$REPO" --exclude=__pycache__ --exclude='*.pyc' -cf - \
     pyproject.toml README.md agent deploy/config.example.toml deploy/README.md \
   | tar -C "$src" -xf -
 mkdir "$src/debian"
-tar -C "$HERE" --exclude=build.sh -cf - . | tar -C "$src/debian" -xf -
+tar -C "$HERE" --exclude=build.sh --exclude=smoke-test.sh -cf - . | tar -C "$src/debian" -xf -
 # dh_installsystemd takes the package's units from debian/: nkprobe.service by the package's name, the
 # others as nkprobe.UNIT.
 cp "$REPO/deploy/systemd/nkprobe.service" "$src/debian/nkprobe.service"
