@@ -17,9 +17,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _origin() -> Path | None:
     """The checkout this one was cloned from, if that is a directory on this machine."""
-    proc = subprocess.run(
-        ["git", "-C", str(REPO), "config", "--get", "remote.origin.url"], capture_output=True, text=True
-    )
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(REPO), "config", "--get", "remote.origin.url"], capture_output=True, text=True
+        )
+    except FileNotFoundError:  # no git: a copy of the tests in a minimal Debian root (test_deploy_debian)
+        return None
     url = proc.stdout.strip()
     path = Path(url.removeprefix("file://")) if url and "://" not in url.removeprefix("file://") else None
     return path.resolve() if path is not None and path.is_dir() else None

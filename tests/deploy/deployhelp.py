@@ -41,6 +41,9 @@ def need_tool(name: str) -> str:
             "setpriv": "util-linux",
             "amtool": "prometheus-alertmanager",
             "prometheus-alertmanager": "prometheus-alertmanager",
+            "dpkg-buildpackage": "dpkg-dev",
+            "dh": "debhelper",
+            "dh_python3": "dh-python pybuild-plugin-pyproject",
         }.get(name, name)
         unavailable(f"{name} not installed (apt-get install {package}; CI: quickstart.sh's package list)")
     return path
