@@ -30,6 +30,7 @@ from tests.steering import shared_file
 TEST_PACKAGES = ("python3-pytest", "python3-hypothesis", "python3-pytest-timeout", "python3-scapy", "openssl",
                  "iproute2")  # fmt: skip
 
+NETNS = "network namespaces made with ip netns (needs /run/netns and /sys in the root)"
 # Tests left out in the roots, each with the reason: they need what a Debian root does not have, and
 # they run on the host in CI anyway.
 NOT_IN_ROOT = {
@@ -38,9 +39,8 @@ NOT_IN_ROOT = {
     "tests/classify/test_ripe.py": "ripe.atlas.sagan, RIPE's parser, is not packaged in Debian",
     "tests/classify/test_classify_command.py": "ripe.atlas.sagan, RIPE's parser, is not packaged in Debian",
     "tests/net/test_commands_output.py::test_ping_lines_and_ripe_ping_json": "ripe.atlas.sagan (not in Debian)",
-    "tests/net/test_engine_loopback.py": "network namespaces made with ip netns (needs /run/netns, /sys)",
-    "tests/agent/test_localnet.py::test_watcher_sees_a_default_route_change_in_its_namespace":
-        "network namespaces made with ip netns (needs /run/netns, /sys)",
+    "tests/net/test_engine_loopback.py": NETNS,
+    "tests/agent/test_localnet.py::test_watcher_sees_a_default_route_change_in_its_namespace": NETNS,
     "tests/agent/test_collector.py::test_promtool_check_metrics_accepts_the_scrape": "promtool (prometheus)",
     "tests/classify/test_configured_table.py::test_trace_run_classify_and_asn_call_the_same_loader":
         "reads the checkout's agent/ sources, not the installed package",
@@ -64,8 +64,8 @@ def test_lintian_reports_no_error(deb: Path) -> None:
 
 
 def test_build_refuses_a_bad_version(tmp_path: Path) -> None:
-    proc = subprocess.run([str(REPO / "deploy/debian/build.sh"), "--version", "1.0-rc1", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    build = [str(REPO / "deploy/debian/build.sh"), "--version", "1.0-rc1", "--out", str(tmp_path)]
+    proc = subprocess.run(build, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--version '1.0-rc1': use digits and dots" in proc.stderr
     assert not list(tmp_path.iterdir())
 
