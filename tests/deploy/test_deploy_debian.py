@@ -30,15 +30,16 @@ from tests.steering import shared_file
 TEST_PACKAGES = ("python3-pytest", "python3-hypothesis", "python3-pytest-timeout", "python3-scapy", "openssl",
                  "iproute2")  # fmt: skip
 
+NO_SAGAN = "ripe.atlas.sagan, RIPE's parser, is not packaged in Debian"
 NETNS = "network namespaces made with ip netns (needs /run/netns and /sys in the root)"
 # Tests left out in the roots, each with the reason: they need what a Debian root does not have, and
 # they run on the host in CI anyway.
 NOT_IN_ROOT = {
     "tests/deploy": "the deploy files checked with the host's tools (promtool, shellcheck, mmdebstrap, ...)",
     "tests/fleet": "imports bench/ and runs VictoriaMetrics",
-    "tests/classify/test_ripe.py": "ripe.atlas.sagan, RIPE's parser, is not packaged in Debian",
-    "tests/classify/test_classify_command.py": "ripe.atlas.sagan, RIPE's parser, is not packaged in Debian",
-    "tests/net/test_commands_output.py::test_ping_lines_and_ripe_ping_json": "ripe.atlas.sagan (not in Debian)",
+    "tests/classify/test_ripe.py": NO_SAGAN,
+    "tests/classify/test_classify_command.py": NO_SAGAN,
+    "tests/net/test_commands_output.py::test_ping_lines_and_ripe_ping_json": NO_SAGAN,
     "tests/net/test_engine_loopback.py": NETNS,
     "tests/agent/test_localnet.py::test_watcher_sees_a_default_route_change_in_its_namespace": NETNS,
     "tests/agent/test_collector.py::test_promtool_check_metrics_accepts_the_scrape": "promtool (prometheus)",
