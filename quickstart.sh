@@ -15,12 +15,14 @@ fi
 packages=(iproute2 python3 python3-venv python3-pip procps util-linux libcap2-bin iputils-ping nftables)
 if [ "$what" = test ]; then
   # Reference tools the tests cross-check against, Debian's real Prometheus and promtool, vmagent,
-  # Alertmanager and amtool, openssl (TLS test certificates), mmdebstrap (the minimal bookworm root
-  # install.sh runs in), apache2-utils (htpasswd, deploy/central/setup.sh's first way to hash a
-  # password), chromium (the status page in a real browser, headless) and python3-websockets
-  # (bookworm's 10.4: the older websockets API the live BGP view also speaks).
+  # Alertmanager and amtool, openssl (TLS test certificates), mmdebstrap (the minimal bookworm and
+  # trixie roots the package and install.sh are installed in), apache2-utils (htpasswd,
+  # deploy/central/setup.sh's first way to hash a password), chromium (the status page in a real
+  # browser, headless), python3-websockets (bookworm's 10.4: the older websockets API the live BGP view
+  # also speaks), the Debian package's build tools (deploy/debian/build.sh) and lintian.
   packages+=(traceroute mtr-tiny scamper prometheus prometheus-alertmanager shellcheck systemd
-    victoria-metrics openssl mmdebstrap apache2-utils chromium python3-websockets)
+    victoria-metrics openssl mmdebstrap apache2-utils chromium python3-websockets dpkg-dev debhelper
+    dh-python pybuild-plugin-pyproject python3-all python3-setuptools python3-wheel lintian)
 fi
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -7,18 +7,21 @@
 #
 # (the central operator's `deploy/central/setup.sh add-agent NAME` prints that line ready to paste).
 # What it sets up:
-#   user and group nkprobe (system account, no login); /opt/nkprobe (a venv with this repository
-#   pip-installed); /etc/nkprobe/config.toml (from deploy/config.example.toml, only if absent: a user's
-#   file is never overwritten); nkprobe.service (the agent, CAP_NET_RAW only); nkprobe-asn-update.timer
-#   (daily IP-to-AS refresh); nkprobe-forwarder.service (scrapes the agent on loopback and remote-writes to
-#   the central server, buffering on disk while it is unreachable: vmagent from Debian's victoria-metrics
-#   package, or Prometheus in agent mode where that package does not exist).
-# Running it again is safe: it upgrades the agent and re-renders the forwarder, and keeps the config, the
-# password (unless a new one is given) and the history.
+#   the Debian package nkprobe (built from this clone with deploy/debian/build.sh, or the one given with
+#   --deb), installed with apt, which brings its libraries from the system's archive and sets up the user
+#   nkprobe, /etc/nkprobe/config.toml (a conffile: your edits are kept), the state directory,
+#   nkprobe.service (the agent, CAP_NET_RAW only) and nkprobe-asn-update.timer (daily IP-to-AS refresh);
+#   then agent.name in the config (while it is the shipped "nkprobe") and nkprobe-forwarder.service
+#   (scrapes the agent on loopback and remote-writes to the central server, buffering on disk while it is
+#   unreachable: vmagent from Debian's victoria-metrics package, or Prometheus in agent mode where that
+#   package does not exist). A pip install in /opt/nkprobe left by an older install.sh is replaced.
+# Running it again upgrades: the newer package is installed over the old one, the forwarder re-rendered;
+# the config, the password (unless a new one is given) and the history are kept.
 #
 #   sudo ./deploy/raspberry-pi/install.sh uninstall [--purge]
-#       removes the services and /opt/nkprobe; keeps /etc/nkprobe, the path history in /var/lib/nkprobe,
-#       the forwarder's unsent buffer and the nkprobe user unless --purge. Packages stay installed.
+#       removes the forwarder and the package (apt remove); keeps /etc/nkprobe, the path history in
+#       /var/lib/nkprobe and the forwarder's unsent buffer. --purge (apt purge) removes those and the
+#       nkprobe user too. The libraries and the forwarder's package stay installed.
 #
 # Options:
 #   --name NAME             agent name, the `agent` label of every series (default: agent.name of an
@@ -30,10 +33,13 @@
 #                           (no forwarder: the agent's /metrics on 127.0.0.1:9931 only)
 #   --agent-address H:P     where the forwarder scrapes the agent (default 127.0.0.1:9931, agent.listen)
 #   --no-start              install and enable the services but do not (re)start them
+#   --deb FILE              install this nkprobe_VERSION_all.deb instead of building one from the clone
+#                           (building needs dpkg-dev, debhelper and dh-python; they are installed if
+#                           missing)
 #
 # Test hooks (environment): ROOT=DIR installs into the Debian system rooted at DIR, running its commands
 # with chroot (CHROOT=CMD replaces chroot); SYSTEMCTL=CMD runs CMD instead of systemctl (a recorder, in
-# tests); NKPROBE_PIP_ARGS adds pip arguments.
+# tests). The package is built, when it is, on this machine, not in ROOT.
 set -euo pipefail
 umask 022
 
@@ -41,13 +47,12 @@ ROOT=${ROOT:-}
 ROOT=${ROOT%/}
 CHROOT=${CHROOT:-chroot}
 read -r -a SYSTEMCTL_CMD <<< "${SYSTEMCTL:-systemctl}"
-read -r -a PIP_EXTRA <<< "${NKPROBE_PIP_ARGS:-}"
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 DEPLOY=$REPO/deploy
 
-PREFIX=/opt/nkprobe
+LEGACY_PREFIX=/opt/nkprobe  # the venv of install.sh before the Debian package
 ETC=/etc/nkprobe
 STATE=/var/lib/nkprobe
 UNITS=/etc/systemd/system
@@ -81,6 +86,7 @@ password_given=0
 forwarder=auto
 agent_address=127.0.0.1:9931
 start=1
+deb=""
 
 if [ $# -gt 0 ] && [ "$1" = uninstall ]; then action=uninstall; shift; fi
 if [ $# -gt 0 ] && [ "$1" = install ]; then shift; fi
@@ -98,6 +104,7 @@ while [ $# -gt 0 ]; do
     --forwarder) forwarder=${2:?--forwarder needs a value}; shift 2 ;;
     --agent-address) agent_address=${2:?--agent-address needs a value}; shift 2 ;;
     --no-start) start=0; shift ;;
+    --deb) deb=${2:?--deb needs a value}; shift 2 ;;
     --purge) purge=1; shift ;;
     -h|--help) usage ;;
     *) die "unknown argument '$1' (see $0 --help)" ;;
@@ -173,14 +180,30 @@ env_value() {  # file key: a KEY=value line of an existing env file
   sed -n "s/^$2=//p" "$ROOT$1" | tail -n 1
 }
 
+# install.sh before the Debian package: a venv in /opt/nkprobe and its own copies of the units in
+# /etc/systemd/system (which would hide the package's). Removed; the config and history stay.
+legacy_units() {
+  [ -d "$ROOT$LEGACY_PREFIX" ] || return 0
+  say "removing the pip install in $LEGACY_PREFIX and its units (the Debian package replaces them)"
+  sysctl_ disable nkprobe.service nkprobe-asn-update.timer || true
+  rm -f "$ROOT$UNITS/nkprobe.service" "$ROOT$UNITS/nkprobe-asn-update.service" "$ROOT$UNITS/nkprobe-asn-update.timer"
+  rm -rf "${ROOT:?}$LEGACY_PREFIX"
+}
+
 # --- uninstall --------------------------------------------------------------------------------------
 if [ "$action" = uninstall ]; then
-  sysctl_ disable --now nkprobe.service nkprobe-forwarder.service nkprobe-asn-update.timer \
-    nkprobe-asn-update.service || true
-  rm -f "$ROOT$UNITS/nkprobe.service" "$ROOT$UNITS/nkprobe-forwarder.service" \
-    "$ROOT$UNITS/nkprobe-asn-update.service" "$ROOT$UNITS/nkprobe-asn-update.timer"
+  sysctl_ disable --now nkprobe-forwarder.service || true
+  rm -f "$ROOT$UNITS/nkprobe-forwarder.service"
+  legacy_units
+  if pkg_installed nkprobe; then
+    export DEBIAN_FRONTEND=noninteractive
+    if [ "$purge" = 1 ]; then
+      inroot apt-get purge -y -q nkprobe
+    else
+      inroot apt-get remove -y -q nkprobe  # the prerm stops the agent
+    fi
+  fi
   sysctl_ daemon-reload || true
-  rm -rf "${ROOT:?}$PREFIX"
   if [ "$purge" = 1 ]; then
     rm -rf "${ROOT:?}$ETC" "${ROOT:?}$STATE" "${ROOT:?}$FORWARDER_STATE" "${ROOT:?}/var/lib/nkprobe-forwarder"
     if inroot getent passwd "$USER_NAME" >/dev/null 2>&1; then
@@ -195,8 +218,12 @@ if [ "$action" = uninstall ]; then
 fi
 
 # --- install: checks --------------------------------------------------------------------------------
-[ -f "$DEPLOY/config.example.toml" ] || die "$DEPLOY/config.example.toml is missing: run from a full clone"
-[ -f "$REPO/pyproject.toml" ] || die "$REPO/pyproject.toml is missing: run from a full clone"
+[ -f "$DEPLOY/forwarder/forwarder.yml.in" ] || die "$DEPLOY/forwarder is missing: run from a full clone"
+if [ -n "$deb" ]; then
+  [ -f "$deb" ] || die "--deb $deb: no such file"
+  deb=$(cd "$(dirname "$deb")" && pwd)/$(basename "$deb")
+  [ "$(dpkg-deb -f "$deb" Package 2>/dev/null)" = nkprobe ] || die "--deb $deb is not an nkprobe package"
+fi
 # shellcheck disable=SC1091  # the target system's file, read at run time
 os_id=$( . "$ROOT/etc/os-release" 2>/dev/null && echo "${ID:-} ${ID_LIKE:-}" ) || os_id=""
 case " $os_id " in
@@ -228,11 +255,9 @@ fi
 
 # --- packages ---------------------------------------------------------------------------------------
 export DEBIAN_FRONTEND=noninteractive
-packages=(python3 python3-venv ca-certificates)
 updated=0
 apt_update() { [ "$updated" = 1 ] || { inroot apt-get update -q; updated=1; }; }
 missing=()
-for p in "${packages[@]}"; do pkg_installed "$p" || missing+=("$p"); done
 
 forwarder_pkg=""
 if [ "$forwarder" = auto ]; then
@@ -253,61 +278,66 @@ if [ -n "$forwarder_pkg" ] && ! pkg_installed "$forwarder_pkg"; then
   missing+=("$forwarder_pkg")
   fresh_forwarder_pkg=1
 fi
+
+# The package: built here from this clone unless given.
+if [ -z "$deb" ]; then
+  if ! command -v dpkg-buildpackage >/dev/null || ! command -v dh >/dev/null || ! command -v dh_python3 >/dev/null; then
+    [ -z "$ROOT" ] || die "building the package needs dpkg-dev, debhelper and dh-python here; install them or pass --deb FILE"
+    say "installing the tools that build the package"
+    apt_update
+    apt-get install -y -q --no-install-recommends dpkg-dev debhelper dh-python pybuild-plugin-pyproject \
+      python3-all python3-setuptools python3-wheel
+  fi
+  built=$(mktemp -d)
+  deb=$("$REPO/deploy/debian/build.sh" --out "$built" | tail -n 1) || die "building the package failed (see above)"
+fi
+version=$(dpkg-deb -f "$deb" Version)
+legacy_units
+
+# apt installs the package with its dependencies from the archive (and its Recommends, as a plain
+# `apt install` does: python3-pyroute2; never scapy, a Suggests), then the forwarder's package without
+# its Recommends (Prometheus would bring node-exporter). Your config is a conffile: --force-confold
+# keeps it when a new version ships a different example.
+apt_update
+mkdir -p "$ROOT/tmp"
+incoming=$(mktemp -d "$ROOT/tmp/nkprobe-deb.XXXXXX")
+chmod 755 "$incoming"
+cp "$deb" "$incoming/"
+in_root_deb=${incoming#"$ROOT"}/$(basename "$deb")
 if [ ${#missing[@]} -gt 0 ]; then
-  apt_update
   inroot apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-
-# --- user, venv, files ------------------------------------------------------------------------------
-if ! inroot getent passwd "$USER_NAME" >/dev/null 2>&1; then
-  inroot useradd --system --user-group --home-dir "$STATE" --no-create-home \
-    --shell /usr/sbin/nologin --comment "nkprobe agent" "$USER_NAME"
+if ! inroot apt-get install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "$in_root_deb"; then
+  rm -rf "$incoming"
+  die "apt could not install nkprobe $version (see above); if the config is invalid, fix $ETC/config.toml and run this again"
 fi
+rm -rf "$incoming" ${built:+"$built"}
+say "installed the package nkprobe $version"
 
-mkdir -p "$ROOT$PREFIX" "$ROOT$ETC" "$ROOT$STATE" "$ROOT$UNITS" "$ROOT$PREFIX/share/doc"
-chmod 0755 "$ROOT$PREFIX" "$ROOT$ETC"
-chmod 0750 "$ROOT$STATE"
-inroot chown "$USER_NAME:$USER_NAME" "$STATE"
-
-# The source the venv is built from stays beside it, so the install does not depend on this clone.
-rm -rf "$ROOT$PREFIX/src"
-mkdir -p "$ROOT$PREFIX/src"
-tar -C "$REPO" --exclude=__pycache__ --exclude='*.pyc' -cf - pyproject.toml README.md agent \
-  | tar -C "$ROOT$PREFIX/src" -xf -
-[ -f "$DEPLOY/README.md" ] && cp "$DEPLOY/README.md" "$ROOT$PREFIX/share/doc/README.md"
-
-if [ ! -x "$ROOT$PREFIX/bin/python" ]; then
-  inroot python3 -m venv "$PREFIX"
-fi
-# [live]: the websockets package, for the live BGP view's RIS Live stream ([bgp] live, on by default).
-inroot "$PREFIX/bin/pip" install -q --disable-pip-version-check ${PIP_EXTRA[@]+"${PIP_EXTRA[@]}"} "$PREFIX/src[live]"
-# Same version number, new code: reinstall the package itself (its dependencies are already there).
-inroot "$PREFIX/bin/pip" install -q --disable-pip-version-check --no-deps --force-reinstall \
-  ${PIP_EXTRA[@]+"${PIP_EXTRA[@]}"} "$PREFIX/src"
-
-# The config: created once, never overwritten.
-if [ ! -e "$ROOT$ETC/config.toml" ]; then
+# --- the config ------------------------------------------------------------------------------------
+# The package installed $ETC/config.toml (the shipped example, agent.name = "nkprobe"); name the agent.
+[ -f "$ROOT$ETC/config.toml" ] || die "the package did not install $ETC/config.toml; reinstall it: apt-get install --reinstall nkprobe"
+existing=$(config_name)
+if [ "$existing" = nkprobe ]; then
+  tmp=$(mktemp "$ROOT$ETC/.config.XXXXXX")
   awk -v name="$name" '
     /^[[:space:]]*\[/ { in_agent = ($0 ~ /^[[:space:]]*\[agent\]/) }
     in_agent && !done && /^name[[:space:]]*=/ { sub(/"[^"]*"/, "\"" name "\""); done = 1 }
-    { print }' "$DEPLOY/config.example.toml" | put "$ETC/config.toml" 0640
-  say "wrote $ETC/config.toml (agent.name = \"$name\"); edit it, then: systemctl reload nkprobe"
+    { print }' "$ROOT$ETC/config.toml" > "$tmp"
+  cat "$tmp" > "$ROOT$ETC/config.toml"  # in place: owner and mode stay
+  rm -f "$tmp"
+  say "set agent.name = \"$name\" in $ETC/config.toml; edit it, then: systemctl reload nkprobe"
 else
-  existing=$(config_name)
   if [ -n "$existing" ] && [ "$existing" != "$name" ]; then
     say "warning: $ETC/config.toml has agent.name = \"$existing\" but the forwarder labels series" \
       "agent=\"$name\"; make them equal (edit the config or pass --name $existing)"
   fi
   say "kept your $ETC/config.toml"
 fi
-inroot chown "root:$USER_NAME" "$ETC/config.toml"
-
-# Units.
-for unit in nkprobe.service nkprobe-asn-update.service nkprobe-asn-update.timer; do
-  put "$UNITS/$unit" 0644 < "$DEPLOY/systemd/$unit"
-done
 
 # Forwarder.
+mkdir -p "$ROOT$ETC" "$ROOT$UNITS"
 if [ "$forwarder" != none ]; then
   if [ "$password_given" = 1 ]; then
     printf '%s' "$password" | put "$ETC/remote-write-password" 0600
@@ -333,10 +363,8 @@ elif [ -e "$ROOT$UNITS/nkprobe-forwarder.service" ]; then
 fi
 
 # The config must be valid before the agent starts (exit 2 and every problem listed otherwise).
-if inroot "$PREFIX/bin/nkprobe" --help 2>/dev/null | grep -q check-config; then
-  inroot "$PREFIX/bin/nkprobe" check-config "$ETC/config.toml" >/dev/null \
-    || die "$ETC/config.toml is invalid (see above); fix it and run this again"
-fi
+inroot /usr/bin/nkprobe check-config "$ETC/config.toml" >/dev/null \
+  || die "$ETC/config.toml is invalid (see above); fix it and run this again"
 
 # --- services ---------------------------------------------------------------------------------------
 sysctl_ daemon-reload

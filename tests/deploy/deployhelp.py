@@ -102,9 +102,9 @@ os.execv(sys.argv[1], sys.argv[1:])
 
 class FakeRoot:
     """A directory standing for the Pi's root file system. Commands install.sh runs inside it (chroot)
-    and systemctl calls are written to logs instead of being executed."""
+    and systemctl calls are written to logs instead of being executed; `deb` is passed as --deb."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, deb: Path | None = None) -> None:
         self.root = tmp / "root"
         (self.root / "etc").mkdir(parents=True)
         (self.root / "etc" / "os-release").write_text('ID=debian\nVERSION_ID="12"\n')
@@ -115,6 +115,16 @@ class FakeRoot:
             script = tmp / f"fake-{tool}"
             script.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\n')
             script.chmod(0o755)
+        # apt-get installing a .deb unpacks it into the root as dpkg would, but for the maintainer
+        # scripts; files in /etc (conffiles) that exist are kept.
+        with open(tmp / "fake-chroot", "a") as chroot:
+            chroot.write(
+                'root=$1; shift\nif [ "$1" = apt-get ]; then for a; do case $a in *.deb)\n'
+                '  t=$(mktemp -d); dpkg-deb -x "$root$a" "$t"; mkdir -p "$root/etc"\n'
+                '  cp -a -n "$t/etc/." "$root/etc/"; rm -rf "$t/etc"; cp -a "$t/." "$root/"; rm -rf "$t" ;;\n'
+                "esac; done; fi\n"
+            )
+        self.deb = deb
         self.env = {
             **os.environ,
             "ROOT": str(self.root),
@@ -125,8 +135,9 @@ class FakeRoot:
     def run(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         for log in (self.chroot_log, self.systemctl_log):
             log.unlink(missing_ok=True)
+        given = ["--deb", str(self.deb)] if self.deb and args[:1] != ("uninstall",) else []
         return subprocess.run(
-            ["bash", str(INSTALL), *args],
+            ["bash", str(INSTALL), *args, *given],
             env=self.env,
             input=stdin,
             capture_output=True,

@@ -5,7 +5,6 @@ in the lab in between (about a minute)."""
 
 from __future__ import annotations
 
-import configparser
 import hashlib
 import ipaddress
 import json
@@ -13,7 +12,6 @@ import os
 import shlex
 import shutil
 import signal
-import ssl
 import subprocess
 import time
 import tomllib
@@ -23,7 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from deployhelp import CENTRAL, DEPLOY, MDWE_EXEC, FakeRoot, need_tool, unavailable, unit_directives
+from conftest import NEXT_VERSION
+from debroot import DebianRoot
+from deployhelp import CENTRAL, DEPLOY, MDWE_EXEC, FakeRoot, need_tool, unit_directives
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent import __version__
@@ -43,8 +43,8 @@ def test_shellcheck_clean() -> None:
 
 
 @pytest.fixture
-def fake(tmp_path: Path) -> FakeRoot:
-    return FakeRoot(tmp_path)
+def fake(tmp_path: Path, deb: Path) -> FakeRoot:
+    return FakeRoot(tmp_path, deb)
 
 
 def _install(fake: FakeRoot, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -54,40 +54,36 @@ def _install(fake: FakeRoot, *extra: str) -> subprocess.CompletedProcess[str]:
 def test_first_install_lays_out_everything(fake: FakeRoot) -> None:
     proc = _install(fake)
     assert proc.returncode == 0, proc.stderr
-    config = fake.path("/etc/nkprobe/config.toml").read_text()
+    config = fake.path("/etc/nkprobe/config.toml").read_text()  # the package's, named
     assert 'name = "pi-berlin-1"' in config
     assert config.replace('"pi-berlin-1"', '"nkprobe"', 1) == (DEPLOY / "config.example.toml").read_text()
-    assert fake.mode("/etc/nkprobe/config.toml") == 0o640
+    assert 'set agent.name = "pi-berlin-1" in /etc/nkprobe/config.toml' in proc.stderr
+    assert fake.mode("/etc/nkprobe/config.toml") == 0o644
     assert fake.path("/etc/nkprobe/remote-write-password").read_text() == "s3cr&t\\x"
     assert fake.mode("/etc/nkprobe/remote-write-password") == 0o600
-    assert fake.mode("/var/lib/nkprobe") == 0o750
     env = fake.path("/etc/nkprobe/forwarder.env").read_text()
     assert f"NKPROBE_REMOTE_WRITE_URL={URL}\n" in env
     assert "NKPROBE_REMOTE_WRITE_USERNAME=pi-berlin-1\n" in env
     fwd = fake.path("/etc/nkprobe/forwarder.yml").read_text()
     assert '- targets: ["127.0.0.1:9931"]' in fwd and 'agent: "pi-berlin-1"' in fwd and "@" not in fwd
-    for unit in ("nkprobe.service", "nkprobe-forwarder.service", "nkprobe-asn-update.timer"):
-        assert fake.mode(f"/etc/systemd/system/{unit}") == 0o644
+    assert fake.mode("/etc/systemd/system/nkprobe-forwarder.service") == 0o644
+    assert not fake.path("/etc/systemd/system/nkprobe.service").exists()  # the package's, in /lib
     # vmagent is the forwarder where Debian has it (the fake apt knows every package).
     assert (
         fake.path("/etc/systemd/system/nkprobe-forwarder.service").read_text()
         == (DEPLOY / "systemd" / "nkprobe-forwarder.service").read_text()
     )
-    assert (fake.path("/opt/nkprobe/src/agent/cli.py")).is_file()
-    assert not list(fake.path("/opt/nkprobe/src").rglob("__pycache__"))
+    assert not fake.path("/opt/nkprobe").exists()
+    assert not list(fake.path("/tmp").iterdir())  # the .deb handed to apt is gone
 
     calls = fake.chroot_calls()
-    install = next(c for c in calls if c.startswith("apt-get install"))
-    for pkg in ("python3", "python3-venv", "victoria-metrics"):
-        assert pkg in install.split()
-    assert "python3 -m venv /opt/nkprobe" in calls
-    assert any(c.startswith("/opt/nkprobe/bin/pip install") and c.endswith("/opt/nkprobe/src") for c in calls)
-    # The first install brings the [live] extra (websockets, for the live BGP view's RIS Live stream).
-    assert any(
-        c.startswith("/opt/nkprobe/bin/pip install") and c.endswith("/opt/nkprobe/src[live]") for c in calls
-    )
-    assert "chown nkprobe:nkprobe /var/lib/nkprobe" in calls
-    assert "chown root:nkprobe /etc/nkprobe/config.toml" in calls
+    forwarder = next(c for c in calls if c.startswith("apt-get install")).split()
+    assert forwarder[-1] == "victoria-metrics" and "--no-install-recommends" in forwarder
+    install = [c for c in calls if c.startswith("apt-get install")][1].split()
+    assert "-o" in install and "Dpkg::Options::=--force-confold" in install  # the user's config stays
+    deb_name = f"/nkprobe_{__version__}_all.deb"
+    assert any(a.startswith("/tmp/nkprobe-deb.") and a.endswith(deb_name) for a in install)
+    assert "/usr/bin/nkprobe check-config /etc/nkprobe/config.toml" in calls
     sysd = fake.systemctl_calls()
     assert sysd[0] == "daemon-reload"
     assert "disable --now victoria-metrics.service" in sysd  # the package's own server, unwanted
@@ -138,15 +134,16 @@ def test_vmagent_accepts_the_forwarder_config(fake: FakeRoot) -> None:
 
 
 def test_uninstall_keeps_history_unless_purged(fake: FakeRoot) -> None:
+    """(The fake root's dpkg knows no package: apt remove/purge are the real-root test's part.)"""
     assert _install(fake).returncode == 0
+    fake.path("/var/lib/nkprobe").mkdir(parents=True, exist_ok=True)
     fake.path("/var/lib/nkprobe/history.db").write_text("history")
     proc = fake.run("uninstall")
     assert proc.returncode == 0, proc.stderr
-    assert not fake.path("/opt/nkprobe").exists()
-    assert not fake.path("/etc/systemd/system/nkprobe.service").exists()
+    assert not fake.path("/etc/systemd/system/nkprobe-forwarder.service").exists()
     assert fake.path("/var/lib/nkprobe/history.db").read_text() == "history"
     assert fake.path("/etc/nkprobe/config.toml").is_file()
-    assert fake.systemctl_calls()[0].startswith("disable --now nkprobe.service")
+    assert fake.systemctl_calls()[0] == "disable --now nkprobe-forwarder.service"
     proc = fake.run("uninstall", "--purge")
     assert proc.returncode == 0, proc.stderr
     assert not fake.path("/var/lib/nkprobe").exists()
@@ -169,7 +166,7 @@ def test_bad_arguments_exit_2_with_a_reason(fake: FakeRoot, args: list[str], mes
     proc = fake.run(*args)
     assert proc.returncode == 2
     assert message in proc.stderr
-    assert not fake.path("/opt/nkprobe").exists()
+    assert not fake.path("/etc/nkprobe").exists()
 
 
 def test_standalone_without_forwarder(fake: FakeRoot) -> None:
@@ -182,12 +179,13 @@ def test_standalone_without_forwarder(fake: FakeRoot) -> None:
 
 # --- the real thing: install.sh in a minimal Debian bookworm root ------------------------------------
 #
-# mmdebstrap (Debian's package) builds a minbase bookworm root for this machine's architecture from the
-# Debian mirror apt is configured with (about 20 s here); install.sh then runs in it for real, as on a
-# fresh Pi: apt-get installs python3, python3-venv, ca-certificates and victoria-metrics, pip installs the
-# agent into /opt/nkprobe from PyPI. Only systemctl is recorded instead of run: PID 1 here is not systemd.
-# The installed unit's ExecStart then runs as its User= with its one capability, inside the lab's vantage
-# namespace, on a config of lab targets; a second run must change nothing it keeps. Everything lives in
+# A minbase bookworm root for this machine's architecture (mmdebstrap, cached as a tarball: debroot.py);
+# install.sh then runs in it for real, as on a fresh Pi: apt installs the package built from this
+# checkout, its python3 libraries from Debian's archive, and victoria-metrics. Only systemctl is recorded
+# instead of run: PID 1 here is not systemd. The installed unit's ExecStart then runs as its User= with
+# its one capability, inside the lab's vantage namespace, on a config of lab targets; a second run
+# upgrades to the next version built from the same code and must keep the config, the forwarder's
+# password and the path history. Everything lives in
 # tmp_path and is removed at the end; mounts are made only in private mount namespaces (`unshare -m`,
 # `ip netns exec`), so none outlives its command.
 
@@ -206,61 +204,6 @@ SYSTEMCTL_FIRST_RUN = [
 ]
 
 
-def _apt_mirror() -> str | None:
-    """The Debian mirror apt is configured with for bookworm (the only one the machine may reach)."""
-    for f in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
-        if not f.is_file():
-            continue
-        text = f.read_text()
-        # deb822 stanzas (Types/URIs/Suites), then one-line "deb URI SUITE ..." entries.
-        for stanza in text.split("\n\n"):
-            fields = {
-                k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in stanza.splitlines()) if v
-            }
-            if "bookworm" in fields.get("Suites", "").split() and fields.get("URIs", "").endswith("/debian"):
-                return fields["URIs"].split()[0]
-        for line in text.splitlines():
-            words = line.split()
-            uris = [w for w in words if w.startswith("http") and w.rstrip("/").endswith("/debian")]
-            if words[:1] == ["deb"] and "bookworm" in words and uris:
-                return uris[0]
-    return None
-
-
-def _pip_config(key: str) -> str:
-    """A [global] value of this machine's pip configuration files ("" if none sets it)."""
-    parser = configparser.ConfigParser()
-    parser.read(["/etc/xdg/pip/pip.conf", "/etc/pip.conf"])  # later files win, as in pip
-    return parser.get("global", key, fallback="")
-
-
-def _pip_env() -> dict[str, str]:
-    """pip inside the root reaches the package index the way this machine's pip is configured: the same
-    http(s) index URLs (PyPI when they name none; its file:// indexes and find-links are this machine's
-    disks, absent in the root) and the CA bundle this machine's pip trusts (its `cert`: a TLS-inspecting
-    proxy's CA, for one), copied into the root as /host-ca.crt by Bookworm.bootstrap."""
-    env = {"PIP_DEFAULT_TIMEOUT": "180", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    for key in ("index-url", "extra-index-url"):
-        urls = [u for u in _pip_config(key).split() if u.startswith(("http:", "https:"))]
-        if urls:
-            env[f"PIP_{key.upper().replace('-', '_')}"] = " ".join(urls)
-    for var in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
-        env[var] = "/host-ca.crt"  # pip's vendored requests prefers REQUESTS_CA_BUNDLE to --cert
-    return env
-
-
-def _host_ca_bundle() -> Path:
-    for candidate in (
-        os.environ.get("PIP_CERT", ""),
-        _pip_config("cert"),
-        ssl.get_default_verify_paths().cafile or "",
-        "/etc/ssl/certs/ca-certificates.crt",
-    ):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    pytest.fail("no CA bundle on this machine for pip inside the root")
-
-
 def _mounts_under(root: Path) -> list[str]:
     """Mount points at or below `root` in this mount namespace (mountinfo(5), field 5)."""
     prefix = str(root)
@@ -272,31 +215,20 @@ class Bookworm:
     """A minbase Debian bookworm root in `tmp`, install.sh run in it, commands run inside it."""
 
     def __init__(self, tmp: Path) -> None:
-        self.root = tmp / "bookworm"
+        self.debian = DebianRoot("bookworm", tmp)
+        self.root = self.debian.root
         self.systemctl_log = tmp / "systemctl.log"
         self.fake_systemctl = tmp / "fake-systemctl"
         self.fake_systemctl.write_text(f'#!/bin/sh\necho "$*" >> "{self.systemctl_log}"\n')
         self.fake_systemctl.chmod(0o755)
 
-    def bootstrap(self, mirror: str) -> None:
-        tool = need_tool("mmdebstrap")
-        proc = subprocess.run(
-            [tool, "--variant=minbase", "--mode=root", "--quiet", "bookworm", str(self.root), mirror],
-            capture_output=True,
-            text=True,
-            timeout=240,
-        )
-        assert proc.returncode == 0, f"mmdebstrap: {proc.stderr[-3000:]}"
-        assert (self.root / "etc/debian_version").read_text().startswith("12.")
-        # apt inside resolves the mirror with this machine's resolver; pip trusts this machine's CAs.
-        shutil.copy("/etc/resolv.conf", self.root / "etc/resolv.conf")
-        shutil.copy(_host_ca_bundle(), self.root / "host-ca.crt")
+    def bootstrap(self) -> None:
+        self.debian.create()
 
     def install(self, *args: str) -> subprocess.CompletedProcess[str]:
         """install.sh ARGS with ROOT= this root, /proc mounted in a private mount namespace."""
         self.systemctl_log.unlink(missing_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-        env.update(_pip_env(), ROOT=str(self.root), SYSTEMCTL=str(self.fake_systemctl))
+        env = dict(os.environ, ROOT=str(self.root), SYSTEMCTL=str(self.fake_systemctl))
         env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
         return subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c",
@@ -346,6 +278,7 @@ class Bookworm:
         # Never rmtree across a mount (a /dev or /proc bound in would be emptied with it).
         left = _mounts_under(self.root)
         assert not left, f"mounts left under {self.root}: {left}"
+        self.debian.keep_downloads()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -355,7 +288,7 @@ def _unit_command(bw: Bookworm) -> list[str]:
     NoNewPrivileges=, WorkingDirectory=, UMask=, and MemoryDenyWriteExecute= as the kernel's PR_SET_MDWE
     (deployhelp.MDWE_EXEC). What systemd adds beyond these (ProtectSystem= and the other namespaces,
     the system-call filter) needs systemd as PID 1 and is checked offline by test_deploy_systemd."""
-    d = unit_directives(bw.path("/etc/systemd/system/nkprobe.service"))
+    d = unit_directives(bw.path("/lib/systemd/system/nkprobe.service"))
     assert d["NoNewPrivileges"] == ["yes"] and d["MemoryDenyWriteExecute"] == ["yes"]
     caps = ",".join("+" + c.removeprefix("CAP_").lower() for c in d["AmbientCapabilities"][0].split())
     bounding = ",".join("+" + c.removeprefix("CAP_").lower() for c in d["CapabilityBoundingSet"][0].split())
@@ -454,7 +387,7 @@ class UnitProcess:
 
 def _history(bw: Bookworm) -> list[dict[str, object]]:
     """`nkprobe history --json` of the installed agent, as its user."""
-    cmd = ("/opt/nkprobe/bin/nkprobe", "history", "--config", "/etc/nkprobe/config.toml", "--json")
+    cmd = ("nkprobe", "history", "--config", "/etc/nkprobe/config.toml", "--json")
     proc = bw.run(*cmd, user="nkprobe")
     assert proc.returncode == 0, proc.stderr
     rows: list[dict[str, object]] = json.loads(proc.stdout)
@@ -462,36 +395,38 @@ def _history(bw: Bookworm) -> list[dict[str, object]]:
 
 
 @pytest.mark.lab
-def test_install_for_real_in_a_bookworm_root_then_run_the_unit(tmp_path: Path, lab: LabInfo) -> None:
+def test_install_for_real_in_a_bookworm_root_then_run_the_unit(
+    tmp_path: Path, lab: LabInfo, deb: Path, next_deb: Path
+) -> None:
     """install.sh, twice, in a fresh minimal Debian bookworm root; the installed unit's command in the lab
     in between: file modes and owners, the service user, a scrape, a recorded path change, and a second
-    run that keeps the config, the password and the history."""
+    run that upgrades the package to the next version and keeps the config, the password and the
+    history."""
     from tests.lab.agent_harness import lab_flip
 
-    mirror = _apt_mirror()
-    if mirror is None:
-        unavailable("apt's sources name no Debian bookworm mirror to bootstrap from")
     need_tool("unshare")
     bw = Bookworm(tmp_path)
     agent: UnitProcess | None = None
     try:
         started = time.monotonic()
-        bw.bootstrap(mirror)
+        bw.bootstrap()
         bootstrapped = time.monotonic()
 
         # 1. First run, as the volunteer's one command.
-        proc = bw.install("--name", "pi-chroot", "--central-url", URL, "--password", "pw")
+        proc = bw.install("--name", "pi-chroot", "--central-url", URL, "--password", "pw", "--deb", str(deb))
         assert proc.returncode == 0, f"first run: {proc.stderr[-3000:]}"
         installed = time.monotonic()
         assert "forwarder: vmagent" in proc.stderr  # bookworm has victoria-metrics
-        assert 'wrote /etc/nkprobe/config.toml (agent.name = "pi-chroot")' in proc.stderr
+        assert 'set agent.name = "pi-chroot" in /etc/nkprobe/config.toml' in proc.stderr
+        assert f"installed the package nkprobe {__version__}" in proc.stderr
+        assert "systemd is not running here" in proc.stderr  # the postinst's word: units not started
         assert bw.systemctl_calls() == SYSTEMCTL_FIRST_RUN
         _check_layout(bw)
 
         # 2. The volunteer's edit: lab targets (never the example's real ones: this is no real uplink).
         bw.path("/etc/nkprobe/config.toml").write_text(_lab_config(lab))  # in place: owner, mode stay
         shutil.copy(lab.asn_file, bw.path("/etc/nkprobe/lab.pfx2as"))
-        check = bw.run("/opt/nkprobe/bin/nkprobe", "check-config", "/etc/nkprobe/config.toml", user="nkprobe")
+        check = bw.run("nkprobe", "check-config", "/etc/nkprobe/config.toml", user="nkprobe")
         assert check.returncode == 0, check.stderr
 
         # 3. The unit's command line in the lab: a first tag, then `lab flip` recorded as a change.
@@ -517,15 +452,17 @@ def test_install_for_real_in_a_bookworm_root_then_run_the_unit(tmp_path: Path, l
         agent_id = bw.path("/var/lib/nkprobe/agent-id").read_text()
         assert bw.stat("/var/lib/nkprobe/agent-id") == "nkprobe:nkprobe 640" and agent_id.strip()
 
-        # 4. Second run, no arguments: everything kept, nothing that is the volunteer's touched.
+        # 4. Second run, only the next release given: the package upgraded, everything kept, nothing
+        # that is the volunteer's touched.
         kept = ("/etc/nkprobe", "/var/lib/nkprobe", "/etc/systemd/system")
         before = bw.tree(*kept)
-        proc = bw.install()
+        proc = bw.install("--deb", str(next_deb))
         assert proc.returncode == 0, f"second run: {proc.stderr[-3000:]}"
+        assert f"installed the package nkprobe {NEXT_VERSION}" in proc.stderr
         assert "kept your /etc/nkprobe/config.toml" in proc.stderr
         assert bw.tree(*kept) == before
         assert bw.systemctl_calls() == [c for c in SYSTEMCTL_FIRST_RUN if "victoria-metrics" not in c]
-        _check_layout(bw, edited=True)
+        _check_layout(bw, edited=True, version=NEXT_VERSION)
         assert _history(bw) == rows
         assert bw.path("/var/lib/nkprobe/agent-id").read_text() == agent_id  # an upgrade keeps the id
         print(
@@ -539,37 +476,42 @@ def test_install_for_real_in_a_bookworm_root_then_run_the_unit(tmp_path: Path, l
         bw.remove()
 
 
-def _check_layout(bw: Bookworm, edited: bool = False) -> None:
-    """Users, modes and owners, the units, the venv, the forwarder config, as install.sh promises."""
+def _check_layout(bw: Bookworm, edited: bool = False, version: str = __version__) -> None:
+    """Users, modes and owners, the units, the package, the forwarder config, as install.sh promises."""
     passwd = {ln.split(":")[0]: ln.split(":") for ln in bw.path("/etc/passwd").read_text().splitlines()}
     _, _, uid, gid, _, home, shell = passwd["nkprobe"]
     assert int(uid) < 1000 and home == "/var/lib/nkprobe" and shell == "/usr/sbin/nologin"  # a system account
     assert bw.run("getent", "group", "nkprobe").stdout.split(":")[2] == gid
     for path, want in {
         "/etc/nkprobe": "root:root 755",
-        "/etc/nkprobe/config.toml": "root:nkprobe 640",  # readable by the agent, writable by root only
+        "/etc/nkprobe/config.toml": "root:root 644",  # the package's conffile (it holds no secret)
         "/etc/nkprobe/remote-write-password": "root:root 600",
         "/etc/nkprobe/forwarder.env": "root:root 644",
         "/etc/nkprobe/forwarder.yml": "root:root 644",
         "/var/lib/nkprobe": "nkprobe:nkprobe 750",
-        "/opt/nkprobe": "root:root 755",
-        "/opt/nkprobe/bin/nkprobe": "root:root 755",
+        "/usr/bin/nkprobe": "root:root 755",
     }.items():
         assert bw.stat(path) == want, path
     assert bw.path("/etc/nkprobe/remote-write-password").read_text() == "pw"
+    assert not bw.path("/opt/nkprobe").exists()
     # The service user cannot change the code it runs.
     writable = bw.run(
-        "find", "/opt/nkprobe", "(", "-user", "nkprobe", "-o", "-perm", "/022", ")", "!", "-type", "l"
+        "find", "/usr/lib/python3/dist-packages/agent", "(", "-user", "nkprobe", "-o", "-perm", "/022", ")"
     )
     assert writable.returncode == 0 and writable.stdout == "", writable.stdout[:2000]
-    for unit in ("nkprobe.service", "nkprobe-asn-update.service", "nkprobe-asn-update.timer",
-                 "nkprobe-forwarder.service"):  # fmt: skip
-        installed = f"/etc/systemd/system/{unit}"
-        assert bw.stat(installed) == "root:root 644"
-        # nkprobe-forwarder.service is the vmagent one, not the Prometheus fallback.
-        assert bw.path(installed).read_bytes() == (DEPLOY / "systemd" / unit).read_bytes()
-    version = bw.run("/opt/nkprobe/bin/nkprobe", "--version", user="nkprobe")
-    assert version.returncode == 0 and version.stdout.strip() == f"nkprobe {__version__}", version
+    for unit in ("nkprobe.service", "nkprobe-asn-update.service", "nkprobe-asn-update.timer"):
+        assert bw.path(f"/lib/systemd/system/{unit}").read_bytes() == (DEPLOY / "systemd" / unit).read_bytes()
+        assert not bw.path(f"/etc/systemd/system/{unit}").exists()
+    # nkprobe-forwarder.service is install.sh's, the vmagent one, not the Prometheus fallback.
+    assert bw.stat("/etc/systemd/system/nkprobe-forwarder.service") == "root:root 644"
+    forwarder = DEPLOY / "systemd" / "nkprobe-forwarder.service"
+    assert bw.path("/etc/systemd/system/nkprobe-forwarder.service").read_bytes() == forwarder.read_bytes()
+    status = bw.run("dpkg-query", "-W", "-f", "${Status} ${Version}", "nkprobe")
+    assert status.stdout == f"install ok installed {version}", status
+    for absent in ("python3-scapy", "python3-venv", "python3-pip", "prometheus"):  # no PyPI, no scapy
+        assert bw.run("dpkg-query", "-W", "-f", "${Status}", absent).stdout.endswith(" installed") is False
+    got = bw.run("nkprobe", "--version", user="nkprobe")
+    assert got.returncode == 0 and got.stdout.strip() == f"nkprobe {version}", got
     # The forwarder as its unit starts it: the installed vmagent accepts the rendered config.
     assert 'agent: "pi-chroot"' in bw.path("/etc/nkprobe/forwarder.yml").read_text()
     dry = bw.run("/usr/bin/vmagent", "-promscrape.config=/etc/nkprobe/forwarder.yml", "-dryRun")
