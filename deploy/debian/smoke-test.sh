@@ -6,7 +6,11 @@
 #
 # The agent runs in a network namespace of its own with only loopback up, on a config whose one target
 # is in the lab's test space (198.18.0.0/15), so no probe can leave the machine; the check is that it
-# starts, serves /metrics and stops cleanly. Prints the install time and apt's installed size.
+# starts, serves /metrics and stops cleanly. Prints the install time and apt's installed size. The
+# package's own command and Python are used by path (/usr/bin), whatever else is on PATH.
+# Exit status: 0 ok; 1 a failure; 3 installed and every module imports, but this kernel refuses the
+# receive timestamps the agent asks for (SO_TIMESTAMPNS): qemu-user's emulation does not implement that
+# socket option, a real Linux kernel does.
 # Needs root, apt's package lists (it runs apt-get update), unshare and setpriv (util-linux), ip (iproute2).
 set -eu
 deb=${1:?usage: $0 nkprobe_VERSION_all.deb}
@@ -22,8 +26,15 @@ grep '^nkprobe: ' /tmp/nkprobe-apt.log || true
 if dpkg-query -W -f '${Status}' python3-scapy 2>/dev/null | grep -q 'ok installed'; then
     echo "smoke-test.sh: a plain install pulled in python3-scapy" >&2; exit 1
 fi
-nkprobe --version
-nkprobe check-config /etc/nkprobe/config.toml
+/usr/bin/nkprobe --version
+/usr/bin/nkprobe check-config /etc/nkprobe/config.toml
+# Every module of the package imports with this release's libraries (the lab's pyroute2 included, from
+# the Recommends).
+/usr/bin/python3 -c 'import importlib, pkgutil, agent
+names = [m.name for m in pkgutil.walk_packages(agent.__path__, "agent.") if m.name != "agent.__main__"]
+for name in names:
+    importlib.import_module(name)
+print(f"{len(names)} modules of {agent.__file__.rsplit("/", 1)[0]} import")'
 
 conf=$(mktemp /tmp/nkprobe-smoke.XXXXXX.toml)
 chmod 644 "$conf"
@@ -49,12 +60,17 @@ unshare --net sh -c '
     ip link set lo up
     setpriv --reuid=nkprobe --regid=nkprobe --init-groups --inh-caps=-all,+net_raw \
         --ambient-caps=-all,+net_raw --bounding-set=-all,+net_raw --no-new-privs \
-        nkprobe run --config "$0" > /tmp/nkprobe-smoke.log 2>&1 &
+        /usr/bin/nkprobe run --config "$0" > /tmp/nkprobe-smoke.log 2>&1 &
     pid=$!
     i=0
-    until python3 -c "import urllib.request as u; print(u.urlopen(\"http://127.0.0.1:9931/metrics\", timeout=5).read().decode())" > /tmp/nkprobe-smoke.metrics 2>/dev/null; do
+    until /usr/bin/python3 -c "import urllib.request as u; print(u.urlopen(\"http://127.0.0.1:9931/metrics\", timeout=5).read().decode())" > /tmp/nkprobe-smoke.metrics 2>/dev/null; do
         i=$((i + 1))
         if [ "$i" -gt 300 ] || ! kill -0 "$pid" 2>/dev/null; then
+            if grep -q "enable_timestamps" /tmp/nkprobe-smoke.log && grep -q "Protocol not available" /tmp/nkprobe-smoke.log; then
+                echo "smoke-test.sh: the agent could not start: this kernel refuses SO_TIMESTAMPNS (ENOPROTOOPT);" \
+                    "qemu-user does not emulate it, a real kernel has it" >&2
+                exit 3
+            fi
             echo "smoke-test.sh: the agent did not serve /metrics:" >&2; cat /tmp/nkprobe-smoke.log >&2; exit 1
         fi
         sleep 1
@@ -62,7 +78,7 @@ unshare --net sh -c '
     echo "agent up after about $i s"
     kill -TERM "$pid"
     wait "$pid"
-' "$conf"
+' "$conf" || exit $?
 grep -E '^nkprobe_(build_info|agent_info)' /tmp/nkprobe-smoke.metrics
 rm -f "$conf"
 echo "smoke-test.sh: ok"

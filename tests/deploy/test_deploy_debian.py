@@ -4,7 +4,8 @@ releases a Raspberry Pi runs: in a minimal root of Debian bookworm (Python 3.11)
 `apt-get install ./nkprobe_VERSION_all.deb` resolves its dependencies from Debian's archive; then
 `nkprobe --version`, `nkprobe check-config`, the files, user and units the package promises, the unit
 tests that need no namespace lab (the web config's basic-auth test among them) with that release's
-python3 and library packages, an upgrade stopped by a config made invalid by hand, remove and purge.
+python3 and library packages, the agent started as its unit runs it (deploy/debian/smoke-test.sh, in a
+loopback-only network namespace), an upgrade stopped by a config made invalid by hand, remove and purge.
 About 1.5 minutes a release with a warm cache. Also: lintian finds no error in the package."""
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ def test_package_on_a_minimal_debian_root(suite: str, deb: Path, next_deb: Path,
         unpacked = root.create()
         _install_and_check(root, deb)
         ran = _run_unit_tests(root)
+        # The agent itself, as its unit runs it, in a namespace with only loopback (smoke-test.sh).
+        shutil.copy(REPO / "deploy/debian/smoke-test.sh", root.path("/tmp/smoke-test.sh"))
+        smoke = root.ok("sh", "/tmp/smoke-test.sh", f"/tmp/{deb.name}")
+        assert 'nkprobe_agent_info{agent="smoke-test"} 1.0' in smoke and "smoke-test.sh: ok" in smoke, smoke
         _upgrade_with_an_invalid_config(root, next_deb)
         _remove_then_purge(root)
         print(f"{suite}: root ready in {unpacked:.0f} s; {ran}")
