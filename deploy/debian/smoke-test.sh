@@ -30,11 +30,11 @@ fi
 /usr/bin/nkprobe check-config /etc/nkprobe/config.toml
 # Every module of the package imports with this release's libraries (the lab's pyroute2 included, from
 # the Recommends).
-/usr/bin/python3 -c 'import importlib, pkgutil, agent
+/usr/bin/python3 -c 'import importlib, os, pkgutil, agent
 names = [m.name for m in pkgutil.walk_packages(agent.__path__, "agent.") if m.name != "agent.__main__"]
 for name in names:
     importlib.import_module(name)
-print(f"{len(names)} modules of {agent.__file__.rsplit("/", 1)[0]} import")'
+print(len(names), "modules of", os.path.dirname(agent.__file__), "import")'
 
 conf=$(mktemp /tmp/nkprobe-smoke.XXXXXX.toml)
 chmod 644 "$conf"

@@ -26,10 +26,8 @@ from agent import __version__
 from tests.steering import shared_file
 
 # What the unit tests need beyond the package's own Depends, from the release's Debian packages: the
-# test runner, the packet oracle (scapy, without its Recommends), openssl (the TLS test's certificates)
-# and ip (the smoke test's loopback).
-TEST_PACKAGES = ("python3-pytest", "python3-hypothesis", "python3-pytest-timeout", "python3-scapy", "openssl",
-                 "iproute2")  # fmt: skip
+# test runner, the packet oracle (scapy, without its Recommends) and openssl (the TLS test's certificates).
+TEST_PACKAGES = ("python3-pytest", "python3-hypothesis", "python3-pytest-timeout", "python3-scapy", "openssl")
 
 NO_SAGAN = "ripe.atlas.sagan, RIPE's parser, is not packaged in Debian"
 NETNS = "network namespaces made with ip netns (needs /run/netns and /sys in the root)"
@@ -79,11 +77,13 @@ def test_package_on_a_minimal_debian_root(suite: str, deb: Path, next_deb: Path,
     try:
         unpacked = root.create()
         _install_and_check(root, deb)
-        ran = _run_unit_tests(root)
-        # The agent itself, as its unit runs it, in a namespace with only loopback (smoke-test.sh).
+        # The agent itself, as its unit runs it, in a namespace with only loopback (smoke-test.sh; it
+        # needs ip and checks that scapy is absent, so before the test packages).
+        root.ok("apt-get", "install", "-y", "-q", "--no-install-recommends", "iproute2")
         shutil.copy(REPO / "deploy/debian/smoke-test.sh", root.path("/tmp/smoke-test.sh"))
         smoke = root.ok("sh", "/tmp/smoke-test.sh", f"/tmp/{deb.name}")
         assert 'nkprobe_agent_info{agent="smoke-test"} 1.0' in smoke and "smoke-test.sh: ok" in smoke, smoke
+        ran = _run_unit_tests(root)
         _upgrade_with_an_invalid_config(root, next_deb)
         _remove_then_purge(root)
         print(f"{suite}: root ready in {unpacked:.0f} s; {ran}")
@@ -95,6 +95,12 @@ def test_package_on_a_minimal_debian_root(suite: str, deb: Path, next_deb: Path,
 def _install_and_check(root: DebianRoot, deb: Path) -> None:
     """A plain `apt-get install ./nkprobe_VERSION_all.deb` (Recommends included, as a user types it)."""
     shutil.copy(deb, root.path("/tmp") / deb.name)
+    # Where a library cannot be had (here: apt has no package lists yet), apt's own dependency error.
+    assert not any(root.path("/var/lib/apt/lists").glob("*_Packages*"))
+    missing = root.run("apt-get", "install", "-y", f"/tmp/{deb.name}")
+    assert missing.returncode != 0 and "Traceback" not in missing.stdout + missing.stderr
+    assert "nkprobe : Depends:" in missing.stdout, missing.stdout
+    assert "Depends: python3-bcrypt but it is not installable" in missing.stdout, missing.stdout
     root.ok("apt-get", "update", "-q")
     started = time.monotonic()
     proc = root.run("apt-get", "install", "-y", f"/tmp/{deb.name}")
