@@ -195,13 +195,13 @@ if [ "$action" = uninstall ]; then
   sysctl_ disable --now nkprobe-forwarder.service || true
   rm -f "$ROOT$UNITS/nkprobe-forwarder.service"
   legacy_units
-  if pkg_installed nkprobe; then
-    export DEBIAN_FRONTEND=noninteractive
-    if [ "$purge" = 1 ]; then
-      inroot apt-get purge -y -q nkprobe
-    else
-      inroot apt-get remove -y -q nkprobe  # the prerm stops the agent
-    fi
+  export DEBIAN_FRONTEND=noninteractive
+  # shellcheck disable=SC2016  # ${Status} is dpkg-query's field, not a shell variable
+  status=$(inroot dpkg-query -W -f='${Status}' nkprobe 2>/dev/null || true)
+  if [ "$purge" = 1 ] && [[ $status == *" installed" || $status == *" config-files" ]]; then
+    inroot apt-get purge -y -q nkprobe  # also after an earlier remove left its config
+  elif [[ $status == *" installed" ]]; then
+    inroot apt-get remove -y -q nkprobe  # the prerm stops the agent
   fi
   sysctl_ daemon-reload || true
   if [ "$purge" = 1 ]; then

@@ -465,6 +465,22 @@ def test_install_for_real_in_a_bookworm_root_then_run_the_unit(
         _check_layout(bw, edited=True, version=NEXT_VERSION)
         assert _history(bw) == rows
         assert bw.path("/var/lib/nkprobe/agent-id").read_text() == agent_id  # an upgrade keeps the id
+
+        # 5. uninstall is apt remove (config, password, history kept), --purge is apt purge.
+        proc = bw.install("uninstall")
+        assert proc.returncode == 0, f"uninstall: {proc.stderr[-3000:]}"
+        status = bw.run("dpkg-query", "-W", "-f", "${Status}", "nkprobe").stdout
+        assert status == "deinstall ok config-files", status
+        assert not bw.path("/usr/bin/nkprobe").exists()
+        assert not bw.path("/etc/systemd/system/nkprobe-forwarder.service").exists()
+        assert bw.path("/etc/nkprobe/remote-write-password").read_text() == "pw"
+        assert bw.tree("/etc/nkprobe/config.toml", "/var/lib/nkprobe/history.db") == {
+            k: v for k, v in before.items() if k in ("/etc/nkprobe/config.toml", "/var/lib/nkprobe/history.db")
+        }
+        proc = bw.install("uninstall", "--purge")
+        assert proc.returncode == 0, f"uninstall --purge: {proc.stderr[-3000:]}"
+        assert bw.run("dpkg-query", "-W", "nkprobe").returncode != 0  # forgotten by dpkg
+        assert not bw.path("/etc/nkprobe").exists() and not bw.path("/var/lib/nkprobe").exists()
         print(
             f"bootstrap {bootstrapped - started:.0f} s, first install {installed - bootstrapped:.0f} s, "
             f"agent {ran - installed:.0f} s, second install {time.monotonic() - ran:.0f} s"
