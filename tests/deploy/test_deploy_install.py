@@ -474,9 +474,8 @@ def test_install_for_real_in_a_bookworm_root_then_run_the_unit(
         assert not bw.path("/usr/bin/nkprobe").exists()
         assert not bw.path("/etc/systemd/system/nkprobe-forwarder.service").exists()
         assert bw.path("/etc/nkprobe/remote-write-password").read_text() == "pw"
-        assert bw.tree("/etc/nkprobe/config.toml", "/var/lib/nkprobe/history.db") == {
-            k: v for k, v in before.items() if k in ("/etc/nkprobe/config.toml", "/var/lib/nkprobe/history.db")
-        }
+        survivors = ("/etc/nkprobe/config.toml", "/var/lib/nkprobe/history.db")
+        assert bw.tree(*survivors) == {k: v for k, v in before.items() if k in survivors}
         proc = bw.install("uninstall", "--purge")
         assert proc.returncode == 0, f"uninstall --purge: {proc.stderr[-3000:]}"
         assert bw.run("dpkg-query", "-W", "nkprobe").returncode != 0  # forgotten by dpkg
