@@ -118,7 +118,8 @@ def _install_and_check(root: DebianRoot, deb: Path) -> None:
     # python3-scapy is a Suggests: never installed, nor its heavy Recommends.
     for absent in ("python3-scapy", "ipython3", "python3-matplotlib", "python3-scipy"):
         assert not root.installed(absent), absent
-    for dep in ("python3-prometheus-client", "python3-icmplib", "python3-bcrypt", "python3-yaml"):
+    libraries = ("prometheus-client", "icmplib", "bcrypt", "yaml", "websockets")
+    for dep in (f"python3-{lib}" for lib in libraries):
         assert root.installed(dep), dep
 
     assert root.ok("nkprobe", "--version").strip() == f"nkprobe {__version__}"
