@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import logging
 import socket
 import struct
 from dataclasses import dataclass
 
 from agent.errors import PrivilegeError
+
+log = logging.getLogger("nkprobe.net")
 
 # <asm-generic/socket.h>: SO_TIMESTAMPNS_OLD (the SO_TIMESTAMPNS of 64-bit userlands) delivers a
 # struct timespec of two longs; SO_TIMESTAMPNS_NEW (64) a __kernel_timespec of two 64-bit values, which
@@ -88,13 +91,23 @@ def _raw(proto: int) -> socket.socket:
         raise
 
 
-def enable_timestamps(sock: socket.socket) -> None:
-    """Ask for kernel receive timestamps in nanoseconds (SO_TIMESTAMPNS)."""
+def enable_timestamps(sock: socket.socket) -> bool:
+    """Ask for kernel receive timestamps in nanoseconds (SO_TIMESTAMPNS); False, with a warning, where
+    the system refuses both layouts. Then `parse_timestamp` finds none and a reply's time is when it was
+    read (agent.net.clock), later by the event loop's delay: RTTs err long, by a fraction of a ms on an
+    idle host. qemu-user (the emulated Raspberry Pi roots) refuses SO_TIMESTAMPNS this way."""
     option = SO_TIMESTAMPNS_OLD if struct.calcsize("l") == 8 else SO_TIMESTAMPNS_NEW
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, option, 1)
-    except OSError:  # a pre-5.1 kernel on 32 bits has only the old option
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS_OLD, 1)
+    for attempt in (option, SO_TIMESTAMPNS_OLD):  # a pre-5.1 kernel on 32 bits has only the old option
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, attempt, 1)
+            return True
+        except OSError as exc:
+            refused = exc
+    log.warning(
+        "no kernel receive timestamps (SO_TIMESTAMPNS: %s): RTTs are taken when a reply is read",
+        refused.strerror or refused,
+    )
+    return False
 
 
 def icmp_filter_mask(allowed_types: tuple[int, ...]) -> int:
