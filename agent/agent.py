@@ -32,21 +32,26 @@ from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from agent.config import Config, TargetConfig
+from agent import __version__
+from agent.classify import Tagger
+from agent.config import Config, TargetConfig, load_config
 from agent.errors import NkprobeError, RateLog
+from agent.history import HistoryWriter, PathChange, hops_from_path
 from agent.model import Classification, Path, PingResult, Protocol, Trigger
 from agent.net.allowlist import Allowlist
+from agent.net.budget import Budget
+from agent.net.engine import ProbeEngine, open_engine
+from agent.net.localnet import LocalNetWatcher
+from agent.probers import ProbeSpec, latency, trace
+from agent.probers.base import trace_spec
 from agent.results import Results
+from agent.scheduler import Scheduler
 from agent.tracking import ConfirmedChange, TrackedTargets, tag_values
 from agent.vantage import VantageHealth, windows_for
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the live BGP view is imported only when it is on (README "Live BGP")
     from agent.bgp.feed import LiveFeed, LiveStatus
     from agent.bgp.live import Change
-    from agent.classify import Tagger
-    from agent.history import HistoryWriter
-    from agent.net.engine import ProbeEngine
-    from agent.scheduler import Scheduler
 
 log = logging.getLogger("nkprobe.run")
 
@@ -67,8 +72,6 @@ def results_settings(config: Config) -> dict[str, Any]:
 
 
 def build_results(config: Config) -> Results:
-    from agent import __version__
-
     return Results(version=__version__, **results_settings(config))
 
 
@@ -81,8 +84,6 @@ def check_targets(config: Config) -> None:
 
 def load_tagger(config: Config) -> Tagger:
     """The agent's tagger for `config`: its AS tables and [bgp] snapshot (raises NkprobeError)."""
-    from agent.classify import Tagger
-
     return Tagger.from_config(config, with_bgp=True)
 
 
@@ -131,8 +132,6 @@ class Agent:
 
     async def ping(self, target: TargetConfig, protocol: str) -> PingResult:
         """One latency probe of `target` by the prober map, with the [ping] settings in use."""
-        from agent.probers import ProbeSpec, latency
-
         assert self.engine is not None, "Agent.run opens the engine"
         cfg = self._config
         spec = ProbeSpec(
@@ -145,9 +144,6 @@ class Agent:
 
     async def trace(self, target: TargetConfig, first_flow: int, flows: int) -> tuple[Path, ...]:
         """`flows` Paris traceroutes of `target` by the prober map, with the [trace] settings in use."""
-        from agent.probers import trace
-        from agent.probers.base import trace_spec
-
         assert self.engine is not None, "Agent.run opens the engine"
         return await trace(self.engine, trace_spec(self._config, target, flows=flows, first_flow=first_flow))
 
@@ -212,8 +208,6 @@ class Agent:
     def record_change(self, change: ConfirmedChange) -> None:
         """A confirmed upstream change, queued to the history writer (it never blocks on the disk and
         keeps its own health: agent.history.HistoryWriter.status, read by the exporter)."""
-        from agent.history import PathChange, hops_from_path
-
         assert self.writer is not None, "Agent.run opens the history"
         c = change.classification
         self.writer.submit(
@@ -276,8 +270,6 @@ class Agent:
 
     async def reload_file(self, path: str | None) -> bool:
         """`reload` with the config read from `path` (None: the shipped default), as SIGHUP does."""
-        from agent.config import load_config
-
         try:
             new = load_config(path)
         except NkprobeError as exc:
@@ -302,9 +294,6 @@ class Agent:
         on_ready: Callable[[], None] | None = None,
     ) -> int:
         """Probe, tag, record and reload until `stop` is set; the exit status (1: a loop of ours died)."""
-        from agent.net.localnet import LocalNetWatcher
-        from agent.scheduler import Scheduler
-
         loop = asyncio.get_running_loop()
         config, results = self._config, self.results
         engine = self.engine = self._open_engine(netns)
@@ -377,9 +366,6 @@ class Agent:
     def _open_engine(self, netns: str | None) -> ProbeEngine:
         """The probe engine, started, with the engine's own allowlist: the last line of the hard rule (a
         reload replaces it)."""
-        from agent.net.budget import Budget
-        from agent.net.engine import open_engine
-
         config, results = self._config, self.results
         engine = open_engine(
             Budget(config.agent.max_pps),
@@ -393,8 +379,6 @@ class Agent:
 
     def _open_history(self) -> HistoryWriter:
         """The history writer of agent.state_dir, its thread started."""
-        from agent.history import HistoryWriter
-
         config = self._config
         writer = HistoryWriter(
             config.agent.state_dir,

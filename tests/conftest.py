@@ -7,10 +7,11 @@ fixture only yields once its own lab is up, so a test can never fall back to the
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import os
 import socket
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -39,6 +40,37 @@ def no_system_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
         raise socket.herror(2, "no resolver in the unit tests (tests/conftest.py)")
 
     monkeypatch.setattr("agent.classify.rdns.gethostbyaddr", no_server)
+
+
+# Where a probe engine made in this (the test) process may send from the namespace it runs in: loopback
+# and the lab's test space, whose hosts only exist inside namespaces a test made (README "The lab").
+SAFE_FROM_HERE = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("198.18.0.0/15"))
+
+
+@pytest.fixture(autouse=True)
+def no_probes_toward_the_world(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail closed: a ProbeEngine with real sockets in this namespace (no `netns`) must be confined by its
+    allowlist to loopback and the lab's space. A test whose fake did not take (say, a name imported before
+    the test patched it) then fails here instead of probing real addresses, such as the shipped config's."""
+    from agent.net import engine
+    from agent.net.sockets import SocketSet
+
+    real_init = engine.ProbeEngine.__init__
+
+    def guarded(self: engine.ProbeEngine, sockets: SocketSet, *args: Any, **kwargs: Any) -> None:
+        allow = kwargs.get("allow")
+        if isinstance(sockets, SocketSet) and kwargs.get("netns") is None:
+            nets = () if allow is None else allow.networks
+            if allow is None or not all(any(n.subnet_of(s) for s in SAFE_FROM_HERE) for n in nets):  # type: ignore[arg-type]
+                sockets.close()
+                raise AssertionError(
+                    "a test made a probe engine with real sockets in its own namespace that may send to "
+                    f"{'anywhere' if allow is None else [str(n) for n in nets]}: give it a lab namespace or "
+                    "an allowlist inside 127.0.0.0/8 and 198.18.0.0/15, or a fake engine"
+                )
+        real_init(self, sockets, *args, **kwargs)
+
+    monkeypatch.setattr(engine.ProbeEngine, "__init__", guarded)
 
 
 def lab_skip_reason() -> str | None:

@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
+from agent import agent as agent_module
 from agent.agent import Agent, build_results
 from agent.config import load_config
-from agent.net import engine as engine_module
 
 
 def test_the_agent_engine_carries_the_allowlist_and_counts_send_errors(
@@ -22,7 +22,7 @@ def test_the_agent_engine_carries_the_allowlist_and_counts_send_errors(
         seen.update(kwargs)
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr(engine_module, "open_engine", fake_open_engine)
+    monkeypatch.setattr(agent_module, "open_engine", fake_open_engine)
     config = load_config(None)
     state = build_results(config)
     # The engine is the first thing `run` builds: nothing after it is reached.

@@ -100,7 +100,7 @@ def test_trace_over_loopback_reaches_in_one_hop(loopback_ns: str, protocol: Prot
 
 def test_foreign_packets_are_counted_not_dispatched(loopback_ns: str) -> None:
     async def main() -> None:
-        engine = ProbeEngine(call_in_netns(loopback_ns, _socket_set), Budget(10))
+        engine = ProbeEngine(call_in_netns(loopback_ns, _socket_set), Budget(10), netns=loopback_ns)
         async with engine:
             assert engine.dispatch(b"\x45" + bytes(40), 0.0) is False
             assert engine.unmatched == 1
