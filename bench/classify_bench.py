@@ -105,9 +105,9 @@ def child_classify(path: str) -> None:
     """Run in a fresh process (no warm caches): JSON text in, classifications out, timed by stage.
 
     The stages are those of `nkprobe classify FILE` (agent/commands/classify.py): its reader, only the
-    addresses of each result (agent.formats.ripe.addresses_from_ripe), a Tagger of the default table,
+    addresses of each result (agent.formats.atlas_in.addresses_from_ripe), a Tagger of the default table,
     Tagger.tag_addresses, with the cyclic GC paused as the command pauses it. Afterwards, not in the
-    total: the same results as full Path objects (agent.formats.ripe.from_ripe, what `trace` and the
+    total: the same results as full Path objects (agent.formats.atlas_in.from_ripe, what `trace` and the
     history keep) and Tagger.tag(Path).
     """
     t0, c0 = time.perf_counter(), time.process_time()
@@ -115,7 +115,7 @@ def child_classify(path: str) -> None:
     from agent.classify import Settings, Tagger
     from agent.commands.classify import read_results
     from agent.config import Config
-    from agent.formats.ripe import addresses_from_ripe, from_ripe, gc_paused
+    from agent.formats.atlas_in import addresses_from_ripe, from_ripe, gc_paused
     from agent.model import Classification
 
     stages: list[tuple[str, float, float]] = []
@@ -298,10 +298,10 @@ def main() -> int:
 
 NOTES = (
     "The end-to-end pipeline is the one `nkprobe classify` runs: its reader, then only the responding "
-    "addresses of each result (agent.formats.ripe.addresses_from_ripe: the same checks and errors as "
+    "addresses of each result (agent.formats.atlas_in.addresses_from_ripe: the same checks and errors as "
     "from_ripe, "
     "no Reply object per answer), then Tagger.tag_addresses, with the cyclic garbage collector paused "
-    "(agent.formats.ripe.gc_paused: json.loads builds ~50 containers per result and the collector "
+    "(agent.formats.atlas_in.gc_paused: json.loads builds ~50 containers per result and the collector "
     "rescanned "
     "them, about half the reading time). A test checks that both ways give the same tags and evidence. "
     "Before (2026-11-26 20:37, traces of 10.6 hops and 3 lines per hop): reading into Path objects "

@@ -335,7 +335,7 @@ def classify_addresses(
 ) -> Classification:
     """`classify` from what it reads of a path: per hop its number and distinct responding addresses, the
     RIPE "err" letters and the smallest RTT (seconds) by hop index, and the trace's target
-    (agent.formats.ripe.addresses_from_ripe gives them without building the replies: the fast way to
+    (agent.formats.atlas_in.addresses_from_ripe gives them without building the replies: the fast way to
     tag stored results)."""
     return _classify(
         hops, lambda index: set(errors.get(index, ())), lookup, settings, names, target=target, rtts=rtts,

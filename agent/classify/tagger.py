@@ -83,7 +83,7 @@ class Tagger:
         rtts: Mapping[int, float],
         given_asns: Mapping[str, int] = {},  # read only
     ) -> Classification:
-        """The tag of a stored result read as addresses (agent.formats.ripe.addresses_from_ripe: the fast
+        """The tag of a stored result read as addresses (agent.formats.atlas_in.addresses_from_ripe: the fast
         way, `nkprobe classify`). `given_asns`: the result's own "asn" fields, for addresses no table
         knows. (A stored result carries no flow-rewrite count: nothing to fold in.)"""
         lookup = self.table.lookup

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from agent.errors import InputError
-    from agent.formats.ripe import gc_paused
+    from agent.formats.atlas_in import gc_paused
 
     name = "<stdin>" if args.file == "-" else args.file
     try:
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"cannot read {name}: {exc.strerror or exc}; give a readable file or '-'") from None
     except UnicodeDecodeError:
         raise InputError(f"{name}: not UTF-8 text; expected RIPE Atlas traceroute JSON") from None
-    with gc_paused():  # thousands of results at once: see agent.formats.ripe.gc_paused
+    with gc_paused():  # thousands of results at once: see agent.formats.atlas_in.gc_paused
         return _classify_all(args, text, name)
 
 
@@ -80,7 +80,8 @@ def _classify_all(args: argparse.Namespace, text: str, name: str) -> int:
     from agent.classify import Tagger
     from agent.config import load_config
     from agent.errors import InputError
-    from agent.formats.ripe import addresses_from_ripe, classification_to_ripe
+    from agent.formats.atlas_in import addresses_from_ripe
+    from agent.formats.atlas_out import classification_to_ripe
 
     items, shape = read_results(text, name)
     tagger = Tagger.from_config(load_config(args.config), args.asn_file)

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     from agent.commands._probing import config_and_target, run_with_engine
     from agent.errors import PrivilegeError, UsageError
-    from agent.formats import ripe
+    from agent.formats import atlas_out
     from agent.model import Protocol
     from agent.net.engine import ProbeEngine
     from agent.probers import latency
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         results = _unprivileged(args, config, spec, interval=interval, readable=readable, source=source)
     rtts = [r.rtt_s * 1000 for r in results if r.rtt_s is not None]
     if args.json:
-        print(json.dumps(ripe.to_ripe_ping(results, spec, source[0])))
+        print(json.dumps(atlas_out.to_ripe_ping(results, spec, source[0])))
         return 0
     loss = 100.0 * (len(results) - len(rtts)) / len(results)
     print(f"--- {target} ping statistics ---")

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        from agent.formats.ripe import to_ripe
+        from agent.formats.atlas_out import to_ripe
 
         objs = [to_ripe(p, c, names, asns) for p, c in zip(paths, tags, strict=True)]
         print(json.dumps(objs if args.flows > 1 else objs[0]))
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 def _load_tagger(config: Config, extra_files: list[str]) -> Tagger:
     """The Tagger and the RIPE output code, loaded off the probing path (agent.classify.Tagger)."""
     from agent.classify import Tagger
-    from agent.formats import ripe  # noqa: F401  (imported here, used after the trace)
+    from agent.formats import atlas_out  # noqa: F401  (imported here, used after the trace)
 
     return Tagger.from_config(config, extra_files)
 

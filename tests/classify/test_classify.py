@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from agent.asn import AsnTable, load_table
 from agent.classify import Settings, classify
 from agent.config import Config
-from agent.formats.ripe import from_ripe
+from agent.formats.atlas_in import from_ripe
 from agent.model import Classification, Hop, Path, Protocol, Reply, ReplyKind
 
 FIXTURES = FsPath(__file__).parent.parent / "fixtures" / "ripe"
@@ -282,7 +282,8 @@ def _delayed_after_border(path: Path, border_hop: int, extra_s: float) -> Path:
 
 def test_a_satellite_sized_rtt_step_at_the_border_lowers_a_terrestrial_tag() -> None:
     from agent.classify import classify_addresses
-    from agent.formats.ripe import addresses_from_ripe, to_ripe
+    from agent.formats.atlas_in import addresses_from_ripe
+    from agent.formats.atlas_out import to_ripe
 
     path = load("ttk_mpls_handoff")
     assert tag(path).confidence == "high"

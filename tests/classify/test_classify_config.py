@@ -11,7 +11,7 @@ from agent.asn import load_table
 from agent.classify import Settings, classify
 from agent.classify.exchanges import DEFAULT_EXCHANGE_PREFIXES
 from agent.config import Config, load_config, loads_config
-from agent.formats.ripe import from_ripe
+from agent.formats.atlas_in import from_ripe
 from agent.model import Hop, Path, Protocol, Reply, ReplyKind
 
 FIXTURES = FsPath(__file__).parent.parent / "fixtures" / "ripe"

@@ -19,7 +19,7 @@ import pytest
 from agent.asn import AsnTable, load_table
 from agent.classify import Settings, classify
 from agent.config import Config
-from agent.formats.ripe import from_ripe
+from agent.formats.atlas_in import from_ripe
 from agent.model import HIGH, LOW, NONE, Classification
 
 CORPUS = FsPath(__file__).parent.parent / "fixtures" / "corpus"

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from agent.asn import load_table
 from agent.classify import Settings, classify, classify_addresses
 from agent.config import Config
-from agent.formats import ripe
-from agent.formats.ripe import addresses_from_ripe, from_ripe, gc_paused
+from agent.formats import atlas_in
+from agent.formats.atlas_in import addresses_from_ripe, from_ripe, gc_paused
 from agent.model import Hop, Path
 
 FIXTURES = FsPath(__file__).parent.parent / "fixtures" / "ripe"
@@ -27,9 +27,9 @@ DST = "175.45.176.71"
 @pytest.fixture(autouse=True)
 def _cold_address_cache() -> Iterator[None]:
     """Each test starts with no address known valid (the fast paths need one seen before)."""
-    ripe._VALID.clear()
+    atlas_in._VALID.clear()
     yield
-    ripe._VALID.clear()
+    atlas_in._VALID.clear()
 
 
 def _slow_from_ripe(obj: dict[str, Any]) -> Path:
@@ -39,7 +39,7 @@ def _slow_from_ripe(obj: dict[str, Any]) -> Path:
     for index, raw_hop in enumerate(obj["result"]):
         replies = []
         for j, raw in enumerate(raw_hop.get("result", [])):
-            reply = ripe._reply_from_ripe(raw, path.protocol, path.target, path.hops[index].ttl, j)
+            reply = atlas_in._reply_from_ripe(raw, path.protocol, path.target, path.hops[index].ttl, j)
             if reply is not None:
                 replies.append(reply)
         hops.append(Hop(path.hops[index].ttl, tuple(replies), path.hops[index].probes_sent))
@@ -153,9 +153,9 @@ def _outcome(read: Any, obj: Any) -> tuple[str, Any]:
 @settings(max_examples=300, deadline=None)
 @given(_results(), st.booleans())
 def test_fast_paths_read_and_fail_as_the_line_by_line_reader(obj: dict[str, Any], warm: bool) -> None:
-    ripe._VALID.clear()
+    atlas_in._VALID.clear()
     if warm:
-        ripe._VALID.update(("10.0.0.1", DST, "219.158.3.141", "2001:db8::1"))
+        atlas_in._VALID.update(("10.0.0.1", DST, "219.158.3.141", "2001:db8::1"))
     kind, full = _outcome(from_ripe, obj)
     fast_kind, fast = _outcome(addresses_from_ripe, obj)
     assert (fast_kind, kind) == (kind, kind)

@@ -1,4 +1,4 @@
-"""agent.formats.ripe: our paths in RIPE Atlas' traceroute format, read back by us and by ripe.atlas.sagan."""
+"""agent.formats.atlas_out and atlas_in: our paths in RIPE Atlas' traceroute format, read back by us and by ripe.atlas.sagan."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from ripe.atlas.sagan import TracerouteResult
 
 from agent.errors import InputError
-from agent.formats.ripe import classification_from_ripe, from_ripe, to_ripe
+from agent.formats.atlas_in import classification_from_ripe, from_ripe
+from agent.formats.atlas_out import to_ripe
 from agent.model import Border, Classification, Hop, MplsLabel, Path, Protocol, Reply, ReplyKind
 
 FIXTURES = FsPath(__file__).parent.parent / "fixtures" / "ripe"

@@ -13,7 +13,7 @@ from agent.asn import TableBuilder
 from agent.classify import Settings, TagCaches, Tagger, classify
 from agent.config import Config, loads_config
 from agent.errors import InputError
-from agent.formats.ripe import addresses_from_ripe, from_ripe
+from agent.formats.atlas_in import addresses_from_ripe, from_ripe
 
 FIXTURES = FsPath(__file__).parent.parent / "fixtures" / "ripe"
 TRANSIT = str(FIXTURES / "transit.pfx2as")

@@ -8,7 +8,13 @@ import importlib
 
 import pytest
 
-MODULES = ["agent.formats.ripe", "agent.classify.rules", "agent.asn.table", "agent.asn.loaders"]
+MODULES = [
+    "agent.formats.atlas_in",
+    "agent.formats.atlas_out",
+    "agent.classify.rules",
+    "agent.asn.table",
+    "agent.asn.loaders",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent.commands.ping import line
 from agent.commands.trace import render
-from agent.formats.ripe import to_ripe_ping
+from agent.formats.atlas_out import to_ripe_ping
 from agent.model import Border, Classification, Hop, Path, PingResult, Protocol, Reply, ReplyKind
 from agent.probers.base import ProbeSpec
 
