@@ -1,4 +1,5 @@
-"""agent.formats.atlas_out and atlas_in: our paths in RIPE Atlas' traceroute format, read back by us and by ripe.atlas.sagan."""
+"""agent.formats.atlas_out and atlas_in: our paths in RIPE Atlas' traceroute format, read back by us and
+by ripe.atlas.sagan."""
 
 from __future__ import annotations
 
