@@ -14,7 +14,7 @@ import pytest
 
 from agent.config import loads_config
 from agent.errors import ConfigError, LabError, PrivilegeError
-from agent.lab import build, scenario, topology
+from agent.lab import build, kernel, scenario, topology
 from agent.lab.info import LabInfo, resolve_prefix, state_dir
 from agent.lab.wire import DelayLine, Direction, Lateness
 
@@ -171,7 +171,7 @@ def test_forward_and_return_routes_use_the_same_chain() -> None:
 
 def test_link_names_fit_interface_names() -> None:
     for lk in topology.LINKS:
-        assert len(build._wire_if(lk.name, "a")) <= 15
+        assert len(kernel.wire_ifname(lk.name, "a")) <= 15
         assert len(lk.a_ifname) <= 15 and len(lk.b_ifname) <= 15
     assert len({lk.mac(s) for lk in topology.LINKS for s in "ab"}) == 2 * len(topology.LINKS)
 
@@ -281,7 +281,7 @@ def test_non_root_gets_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch) -> N
         assert not Path("/run/netns/nkp-u-vp").exists()
 
 
-@pytest.mark.parametrize("module", ["topology", "scenario", "info", "build", "wire"])
+@pytest.mark.parametrize("module", ["topology", "scenario", "info", "build", "kernel", "wire"])
 def test_doctests(module: str) -> None:
     import doctest
     import importlib

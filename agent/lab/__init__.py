@@ -43,7 +43,8 @@ qdisc in the kernel it is used; otherwise (this project's CI kernel) both ends o
 whose peers sit in the `<prefix>wire` namespace, where one helper process (wire.py) copies frames between
 them after the delay. Helper processes (wire, listener) and files live in /run/nkprobe-lab/<name>/.
 
-Modules: topology (the fixed shape, pure), scenario (TOML delays, validated), build (pyroute2: up, down,
-flip, status), wire (the delay link), listener (TCP 80 on the hosts), nsutil (setns, sysctls, offloads),
-info (LabInfo, read by tests and tools).
+Modules: topology (the fixed shape, pure), scenario (TOML delays, validated), build (up, down, flip,
+status: when, state files, helper processes), kernel (one namespace's sysctls, links, addresses, routes,
+rules, netem and NAT, with pyroute2 and nft), wire (the delay link), listener (TCP 80 on the hosts), nsutil
+(setns, sysctls, offloads), info (LabInfo, read by tests and tools).
 """

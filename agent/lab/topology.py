@@ -1,6 +1,6 @@
 """The lab's fixed shape: namespaces, links, addresses, routes and what a traceroute should see.
 
-Pure data and arithmetic, no I/O: `build.py` applies it with pyroute2, `info.py` and the tests read what it
+Pure data and arithmetic, no I/O: `kernel.py` applies it with pyroute2, `info.py` and the tests read what it
 predicts. Every address is inside 198.18.0.0/15 (RFC 2544 benchmarking space), so nothing here can ever be
 confused with, or leak to, a real network.
 
@@ -22,7 +22,7 @@ as it usually does on the real Internet.
 Options (`Options`, all off by default): masquerading NAT at the home router, a carrier-grade NAT at the
 ISP (the home router's WAN side in 100.64.0.0/10, translated to CGNAT_PUBLIC), and ICMP rate limits on
 routers and hosts at the kernel's defaults. They change the home-isp addresses and the routes to the home
-network here; build.py adds the nftables rules and sysctls.
+network here; kernel.py adds the nftables rules and sysctls.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from agent.commands import lab as lab_cmd
-from agent.lab import build, nsutil, scenario
+from agent.lab import build, kernel, nsutil, scenario
 from agent.lab.info import LabInfo
 from agent.lab.topology import CHINA, TTK
 
@@ -287,7 +287,7 @@ def test_demo_flips_and_tears_down_on_sigterm(lab: LabInfo) -> None:
 def test_jitter_and_loss_reach_the_wire(lab: LabInfo, monkeypatch: pytest.MonkeyPatch) -> None:
     """The userspace wire's jitter and loss, on every kernel: this small lab asks for the wire backend
     even where a netem qdisc exists (README "Tests that do not run in CI": the netem backend itself)."""
-    monkeypatch.setenv(build.BACKEND_ENV, "wire")
+    monkeypatch.setenv(kernel.BACKEND_ENV, "wire")
     prefix = f"{lab.prefix}j-"
     sc = scenario.loads("[links.vp-home]\ndelay_ms = 2\njitter_ms = 1\nloss_pct = 30\n", "<test>")
     build.down(prefix)
