@@ -14,7 +14,14 @@ Save the inputs with, for example (on any machine, by hand or from a timer):
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.bgp.feed import LiveFeed, LiveStatus
+    from agent.bgp.live import Change, LiveView, PrefixState
+    from agent.config import Config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import time
 
     from agent.bgp import load_view, tags_of
     from agent.config import load_config
@@ -78,54 +84,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _live(args: argparse.Namespace, config: Any) -> int:
+def _live(args: argparse.Namespace, config: Config) -> int:
     import asyncio
     import json
     import logging
     import sys
-    import time
 
     from agent.bgp import wscompat
-    from agent.bgp.feed import LiveFeed, LiveStatus
-    from agent.bgp.live import Change, LiveView, PrefixState
-    from agent.errors import UsageError
+    from agent.bgp.feed import LiveFeed
+    from agent.bgp.live import LiveView
 
-    if not args.live:
-        raise UsageError("--duration goes with --live")
-    if args.files:
-        raise UsageError("--live reads RIPEstat and RIS Live, not files; drop the FILE arguments")
-    if args.duration is not None and args.duration <= 0:
-        raise UsageError("--duration must be a number of seconds > 0")
+    _check_live_args(args)
     wscompat.version()  # exit 2 with how to install it, before connecting anywhere
     # What the feed does (connected, refreshed, reconnecting) goes to stderr; the view to stdout.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    changes: list[Change] = []
-
-    def stamp(at: float) -> str:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
-
-    def show(p: PrefixState) -> str:
-        shares = ", ".join(f"{tag} {share:.0%}" for tag, share in p.shares.items() if share > 0) or "no route"
-        vis = "?" if p.visibility is None else f"{p.visibility:.0%}"
-        return f"{p.prefix}\t{shares}\tvisibility {vis}\tRPKI {p.rpki or '?'}\t{p.peers} peers"
-
-    shown = False
-
-    def state() -> None:
-        nonlocal shown
-        if shown or args.json or feed.view.state_time is None:
-            return
-        print(f"AS{config.destination.asn} in BGP, {stamp(feed.view.state_time)} (RIPEstat):")
-        for p in feed.view.prefixes:
-            print(show(p))
-        sys.stdout.flush()  # before the changes, which are flushed as they come
-        shown = True
-
-    def changed(change: Change) -> None:
-        changes.append(change)
-        if not args.json:
-            print(f"{stamp(change.at)} {change.describe()}", flush=True)
-
+    printer = _LivePrinter(config.destination.asn, as_json=args.json)
     feed = LiveFeed(
         LiveView(config.destination.asn, config.destination.prefixes, config.upstreams),
         prefixes=tuple(config.destination.prefixes),
@@ -133,23 +106,10 @@ def _live(args: argparse.Namespace, config: Any) -> int:
         ripestat_url=config.bgp.ripestat_url,
         refresh_s=config.bgp.refresh_s,
         stall_s=config.bgp.stall_s,
-        on_change=changed,
-        on_state=state,
+        on_change=printer.changed,
+        on_state=lambda: printer.state(feed.view),
     )
-
-    async def main() -> LiveStatus:
-        task = asyncio.create_task(feed.run())
-        loop = asyncio.get_running_loop()
-        end = None if args.duration is None else loop.time() + args.duration
-        try:
-            while end is None or loop.time() < end:
-                await asyncio.sleep(0.1)
-            return feed.status()  # before the stream is closed
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    status = asyncio.run(main())
+    status = asyncio.run(_follow(feed, args.duration))
     if status.state_time is None and not status.messages["applied"]:
         # Exit 1 (README "Commands"): nothing came from either source within the run.
         print(
@@ -159,23 +119,90 @@ def _live(args: argparse.Namespace, config: Any) -> int:
         )
         return 1
     if args.json:
-        doc = {
-            "destination_asn": config.destination.asn,
-            "stream_up": status.stream_up,
-            "stale": status.stale,
-            "messages": status.messages,
-            "prefixes": [
-                {
-                    "prefix": p.prefix, "peers": p.peers, "shares": dict(p.shares),
-                    "upstreams": sorted(p.upstreams), "neighbours": sorted(p.neighbours),
-                    "visibility": p.visibility, "rpki": p.rpki, "last_change": p.last_change,
-                }
-                for p in status.prefixes
-            ],
-            "changes": [
-                {"prefix": c.prefix, "kind": c.kind, "old": sorted(c.old), "new": sorted(c.new), "at": c.at}
-                for c in changes
-            ],
-        }  # fmt: skip
-        print(json.dumps(doc, indent=2))
+        print(json.dumps(_live_document(config.destination.asn, status, printer.changes), indent=2))
     return 0
+
+
+def _check_live_args(args: argparse.Namespace) -> None:
+    """The flags that do not go with --live, refused before anything connects."""
+    from agent.errors import UsageError
+
+    if not args.live:
+        raise UsageError("--duration goes with --live")
+    if args.files:
+        raise UsageError("--live reads RIPEstat and RIS Live, not files; drop the FILE arguments")
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError("--duration must be a number of seconds > 0")
+
+
+def _stamp(at: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
+class _LivePrinter:
+    """What --live prints as the feed goes: the view once, at its first RIPEstat state, then each change
+    as it comes (text), or nothing until the end (--json, which reads `changes`)."""
+
+    def __init__(self, destination_asn: int, as_json: bool) -> None:
+        self.destination_asn = destination_asn
+        self.as_json = as_json
+        self.changes: list[Change] = []
+        self._shown = False
+
+    def state(self, view: LiveView) -> None:
+        if self._shown or self.as_json or view.state_time is None:
+            return
+        print(f"AS{self.destination_asn} in BGP, {_stamp(view.state_time)} (RIPEstat):")
+        for p in view.prefixes:
+            print(_prefix_line(p))
+        sys.stdout.flush()  # before the changes, which are flushed as they come
+        self._shown = True
+
+    def changed(self, change: Change) -> None:
+        self.changes.append(change)
+        if not self.as_json:
+            print(f"{_stamp(change.at)} {change.describe()}", flush=True)
+
+
+def _prefix_line(p: PrefixState) -> str:
+    shares = ", ".join(f"{tag} {share:.0%}" for tag, share in p.shares.items() if share > 0) or "no route"
+    vis = "?" if p.visibility is None else f"{p.visibility:.0%}"
+    return f"{p.prefix}\t{shares}\tvisibility {vis}\tRPKI {p.rpki or '?'}\t{p.peers} peers"
+
+
+async def _follow(feed: LiveFeed, duration: float | None) -> LiveStatus:
+    """Run the feed for `duration` seconds (None: until cancelled, Ctrl-C) and return its last status."""
+    import asyncio
+
+    task = asyncio.create_task(feed.run())
+    loop = asyncio.get_running_loop()
+    end = None if duration is None else loop.time() + duration
+    try:
+        while end is None or loop.time() < end:
+            await asyncio.sleep(0.1)
+        return feed.status()  # before the stream is closed
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def _live_document(destination_asn: int, status: LiveStatus, changes: list[Change]) -> dict[str, Any]:
+    """--live --json: the last view and every change seen, as one document."""
+    return {
+        "destination_asn": destination_asn,
+        "stream_up": status.stream_up,
+        "stale": status.stale,
+        "messages": status.messages,
+        "prefixes": [
+            {
+                "prefix": p.prefix, "peers": p.peers, "shares": dict(p.shares),
+                "upstreams": sorted(p.upstreams), "neighbours": sorted(p.neighbours),
+                "visibility": p.visibility, "rpki": p.rpki, "last_change": p.last_change,
+            }
+            for p in status.prefixes
+        ],
+        "changes": [
+            {"prefix": c.prefix, "kind": c.kind, "old": sorted(c.old), "new": sorted(c.new), "at": c.at}
+            for c in changes
+        ],
+    }  # fmt: skip
