@@ -18,6 +18,7 @@ import datetime
 import email.utils
 import hashlib
 import http.client
+import ipaddress
 import json
 import os
 import tempfile
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from agent.asn import ANNOUNCED_FILE, FULL_FILE, SIDECAR_SUFFIX
+from agent.asn import ANNOUNCED_FILE, FULL_FILE, SIDECAR_SUFFIX, read_sidecar
 from agent.asn.loaders import load_file
 from agent.asn.table import TableBuilder
 from agent.errors import InputError
@@ -131,8 +132,6 @@ def _commit(temp: Path, final: Path, meta: dict[str, Any]) -> None:
 
 
 def _previous_entries(path: Path) -> int | None:
-    from agent.asn import read_sidecar
-
     value = read_sidecar(path).get("entries")
     return value if isinstance(value, int) and path.is_file() else None
 
@@ -239,8 +238,6 @@ def update_announced(
     now: Callable[[], float] = time.time,
 ) -> str:
     """Announced prefixes of every AS in `asns`, as one prefix2as file; all ASes or nothing."""
-    import ipaddress
-
     lines: list[str] = []
     counts: dict[int, int] = {}
     snapshot: float | None = None

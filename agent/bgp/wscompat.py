@@ -17,25 +17,31 @@ from typing import Any
 
 from agent.errors import UsageError
 
+# Read once, when the live view first asks: a missing package becomes MissingWebsockets's one line.
+_websockets: Any
+try:
+    import websockets as _websockets
+    from websockets.exceptions import WebSocketException as _WebSocketException
+
+    try:
+        from websockets.asyncio.client import connect as _connect  # websockets >= 13
+    except ImportError:  # 10.x to 12.x
+        from websockets.legacy.client import connect as _connect  # type: ignore[assignment,no-redef,unused-ignore]
+except ImportError:
+    _websockets = None
+
 
 class MissingWebsockets(UsageError):
     pass
 
 
 def _module() -> tuple[Callable[..., Any], type[BaseException], str]:
-    try:
-        import websockets
-        from websockets.exceptions import WebSocketException
-    except ImportError:
+    if _websockets is None:
         raise MissingWebsockets(
             "the live BGP view needs the websockets package: pip install 'nkprobe[live]' or "
             "apt install python3-websockets; or set [bgp] live = false"
-        ) from None
-    try:
-        from websockets.asyncio.client import connect  # websockets >= 13
-    except ImportError:  # 10.x to 12.x
-        from websockets.legacy.client import connect  # type: ignore[assignment,unused-ignore]
-    return connect, WebSocketException, str(getattr(websockets, "__version__", "?"))
+        )
+    return _connect, _WebSocketException, str(getattr(_websockets, "__version__", "?"))
 
 
 def version() -> str:

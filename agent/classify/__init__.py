@@ -13,6 +13,7 @@ packet, and the tagger (with the AS table code) must load during the trace, not 
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,7 +35,5 @@ _HOMES = {
 def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is not None:
-        import importlib
-
         return getattr(importlib.import_module(f"agent.classify.{home}"), name)
     raise AttributeError(f"module 'agent.classify' has no attribute {name!r}")

@@ -26,7 +26,7 @@ from typing import Any
 
 from agent.errors import LabError, PrivilegeError
 from agent.lab import kernel, nsutil, topology
-from agent.lab.info import LabInfo, LinkInfo, PrefixInfo, load, state_dir
+from agent.lab.info import RUN_DIR, LabInfo, LinkInfo, PrefixInfo, load, state_dir
 from agent.lab.scenario import Scenario
 from agent.lab.topology import CHINA, HOSTS, ROLES, TTK, VANTAGE, WIRE
 
@@ -342,8 +342,6 @@ def down(prefix: str) -> list[str]:
 def all_prefixes(base: str = "nkp-") -> list[str]:
     """Prefixes of every lab on this machine whose prefix starts with `base`: from state dirs and from
     namespace names that end in a lab role (a lab whose state dir is gone still shows in /run/netns)."""
-    from agent.lab.info import RUN_DIR
-
     found = set()
     for ns in nsutil.list_namespaces():
         for role in ROLES:

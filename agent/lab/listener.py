@@ -16,12 +16,12 @@ import socket
 import sys
 from pathlib import Path
 
+from agent.lab import nsutil
+
 ANSWER = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nnkprobe lab\n"
 
 
 def open_listeners(namespaces: list[str], port: int) -> list[socket.socket]:
-    from agent.lab import nsutil
-
     socks = []
     for name in namespaces:
         with nsutil.inside(name):

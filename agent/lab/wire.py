@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.lab import nsutil
+
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_QDISC_BYPASS = 20
@@ -291,8 +293,6 @@ def _raise_priority() -> None:
 
 
 def main(argv: list[str]) -> int:
-    from agent.lab import nsutil
-
     spec = json.loads(Path(argv[0]).read_text())
     nsutil.enter(spec["namespace"])
     _set_timerslack_ns(1000)

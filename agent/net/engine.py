@@ -31,7 +31,14 @@ from agent.net import clock
 from agent.net.allowlist import Allowlist
 from agent.net.budget import Budget
 from agent.net.netns import call_in_netns
-from agent.net.sockets import CMSG_SPACE, RECV_BUFSIZE, SocketSet, parse_timestamp, source_address
+from agent.net.sockets import (
+    CMSG_SPACE,
+    RECV_BUFSIZE,
+    SocketSet,
+    open_socket_set,
+    parse_timestamp,
+    source_address,
+)
 from agent.trace.registry import ReplyHandler, ReplyTable
 
 SendHook = Callable[[str], None]
@@ -56,8 +63,6 @@ def open_engine(
 
     `allow` (the destination prefixes) is required: the engine refuses to send anywhere else, and no
     caller can forget to say where that is."""
-    from agent.net.sockets import open_socket_set
-
     sockets = call_in_netns(netns, open_socket_set)
     return ProbeEngine(
         sockets, budget, on_send=on_send, on_send_error=on_send_error, netns=netns, allow=allow

@@ -28,6 +28,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent.net.netns import call_in_netns
 from agent.net.rtnetlink import (
     NLMSG_ERROR,
     RTM_NEWLINK,
@@ -192,8 +193,6 @@ class LocalNetWatcher:
 
     async def run(self) -> None:
         """Until cancelled. A netlink failure is counted (on_error) and logged as an error."""
-        from agent.net.netns import call_in_netns
-
         sockets: list[socket.socket] = []
         try:
             sockets.append(call_in_netns(self.netns, _netlink_socket))

@@ -19,6 +19,7 @@ from typing import Any
 from agent.bgp.view import BgpCheck
 from agent.exporter.status.model import DEFAULT_LIMITS, WINDOW_S, HistoryExtract, Limits, status_model
 from agent.exporter.status.page import render_page
+from agent.history import HistoryReader, NoHistory
 from agent.history.writer import HistoryStatus
 from agent.results import Snapshot
 
@@ -28,8 +29,6 @@ def read_history(
 ) -> HistoryExtract:
     """The newest changes, and per target the changes of the last 24 h (newest first, cut to the limit
     plus one, so a cut is seen) and the last one before: 2 + 2 x targets LIMITed queries on indexes."""
-    from agent.history import HistoryReader, NoHistory
-
     start = now - WINDOW_S
     try:
         with HistoryReader(state_dir) as reader:
