@@ -24,7 +24,7 @@ What a probe and a round do (send, record, tag, write the history) is the agent'
 they mean is agent.tracking; this module only times them.
 
 Time comes from the event loop (`loop.time()`), so tests run the scheduler on a loop whose clock is
-virtual (tests/agent/vloop.py) and step through hours in milliseconds, never sleeping.
+virtual (tests/support/vloop.py) and step through hours in milliseconds, never sleeping.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 
 Runs `nkprobe run` against a lab of its own (NKPROBE_LAB_PREFIX, default "nkp-bb-"; built if absent)
 with the lab's config (every host, ping 1 s, trace 60 s) twice: `[bgp] live = false`, then live, pointed
-at the tests' local RIS Live and RIPEstat stand-ins (tests/bgp/ristest.py) on loopback, which send
+at the tests' local RIS Live and RIPEstat stand-ins (tests/support/ristest.py) on loopback, which send
 `--rate` RIS Live UPDATEs a second for the lab's /24s (RIS Live sends a few a minute for the real /22;
 the rate is a stress). CPU is utime + stime of the agent process over `--seconds` after a 10 s warm-up;
 memory is VmRSS at the end and VmHWM (/proc/PID/status). Not part of CI. Never sends anything but to the
@@ -24,8 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._agent_lab import bench_lab, machine, write_section
-from tests.bgp.ristest import PEERS, RipestatData, RipestatServer, RisLiveServer, update
-from tests.lab.agent_harness import Agent, agent_config, lab_flip, wait_for
+from tests.support.agent_harness import Agent, agent_config, lab_flip, wait_for
+from tests.support.ristest import PEERS, RipestatData, RipestatServer, RisLiveServer, update
 
 LAB_SLASH24S = ("198.19.176.0/24", "198.19.177.0/24", "198.19.178.0/24", "198.19.179.0/24")
 TICKS = os.sysconf("SC_CLK_TCK")

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.lab.info import LabInfo
 from bench._agent_lab import bench_lab, machine, write_section
-from tests.lab.agent_harness import Agent, dump_toml
+from tests.support.agent_harness import Agent, dump_toml
 
 SCRAPE_EVERY_S = 15.0
 DESTINATION = "198.19.176.0/22"

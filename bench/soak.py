@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._agent_lab import bench_lab, machine, write_section
-from tests.lab.agent_harness import Agent, agent_config, history, lab_flip
+from tests.support.agent_harness import Agent, agent_config, history, lab_flip
 
 FLIP_TARGETS = ("198.19.179.10", "198.19.179.20")
 PREFIX = "198.19.179.0/24"

@@ -6,7 +6,6 @@ fixture only yields once its own lab is up, so a test can never fall back to the
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import os
 import socket
@@ -15,20 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.support.labprefix import claim_prefix, lab_skip_reason
+
 if TYPE_CHECKING:
     from agent.lab.info import LabInfo
-
-# The session's lab prefix. Test sessions running at the same time on one machine (several developers,
-# or a developer and CI) each take the first free prefix of this list; a prefix is taken while a session
-# holds the flock on its lock file, so a lab left behind by a killed session is recognised as stale.
-LAB_TEST_PREFIXES = (
-    os.environ.get("NKPROBE_TEST_LAB_PREFIX", "nkp-t-"),
-    "nkp-ta-",
-    "nkp-tb-",
-    "nkp-tc-",
-    "nkp-td-",
-)
-LOCK_DIR = "/run/nkprobe-lab"
 
 
 @pytest.fixture(autouse=True)
@@ -73,29 +62,6 @@ def no_probes_toward_the_world(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine.ProbeEngine, "__init__", guarded)
 
 
-def lab_skip_reason() -> str | None:
-    """Why lab tests cannot run here, or None."""
-    if os.geteuid() != 0:
-        return "lab tests need root (network namespaces); run pytest as root, as CI does"
-    if not os.path.exists("/proc/self/ns/net"):
-        return "this kernel has no network namespaces"
-    return None
-
-
-def _claim_prefix() -> tuple[str, int]:
-    """The first prefix no other live test session holds, and the lock fd that keeps it ours."""
-    os.makedirs(LOCK_DIR, exist_ok=True)
-    for prefix in LAB_TEST_PREFIXES:
-        fd = os.open(f"{LOCK_DIR}/{prefix.rstrip('-')}.test-lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        return prefix, fd
-    pytest.fail(f"all lab test prefixes {LAB_TEST_PREFIXES} are in use by other test sessions; wait for one")
-
-
 @pytest.fixture(scope="session")
 def lab() -> Iterator[LabInfo]:
     """A lab of its own for this session, built with the default scenario and removed at the end.
@@ -107,7 +73,7 @@ def lab() -> Iterator[LabInfo]:
         pytest.skip(reason)
     from agent.lab import build, scenario
 
-    prefix, lock = _claim_prefix()
+    prefix, lock = claim_prefix()
     try:
         build.down(prefix)
         info = build.up(prefix, scenario.load())

@@ -14,10 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.exporter import build_registry
 from agent.model import PingResult, Protocol, Target
 from agent.results import RTT_BUCKETS, Results
-from agent.tracking import TagHysteresis, tag_values
-
-TAGS = tag_values(["china_unicom", "transtelecom"])
-TARGETS = (Target("198.19.176.10", "cu"), Target("198.19.179.20"))
+from agent.tracking import TagHysteresis
+from tests.support.sample_results import TAGS, TARGETS, make_state
 
 # CONTRACT.md "Metrics": name -> (type, labels).
 CONTRACT: dict[str, tuple[str, set[str]]] = {
@@ -39,18 +37,6 @@ CONTRACT: dict[str, tuple[str, set[str]]] = {
     "nkprobe_traceroutes": ("counter", {"target", "prefix", "outcome"}),
     "nkprobe_traceroute_duration_seconds": ("histogram", {"protocol"}),
 }
-
-
-def make_state() -> Results:
-    return Results(
-        agent_name="lab-1",
-        version="9.9.9",
-        targets=TARGETS,
-        ping_protocols=("icmp", "tcp"),
-        trace_protocol="tcp",
-        tags=TAGS,
-        wall=lambda: 1000.0,
-    )
 
 
 def scrape(state: Results) -> str:

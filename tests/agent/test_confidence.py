@@ -15,10 +15,8 @@ from agent.net.budget import Budget
 from agent.results import Results
 from agent.scheduler import Scheduler
 from agent.tracking import TagHysteresis, tag_values
-
-from .fakes import FakeNet, NetAgent, classify
-from .test_scheduler import config
-from .vloop import run_virtual
+from tests.support.fakes import FakeNet, NetAgent, classify, config
+from tests.support.vloop import run_virtual
 
 TAGS = tag_values(["china_unicom", "transtelecom"])
 TARGET = Target("198.19.176.10")

@@ -14,7 +14,7 @@ from agent.errors import InputError
 from agent.exporter import build_registry
 from agent.exporter.collector import Identity
 from agent.identity import ID_FILE, KeptId, agent_id
-from tests.agent.test_collector import make_state
+from tests.support.sample_results import make_state
 
 
 def test_made_once_then_kept(tmp_path: Path) -> None:

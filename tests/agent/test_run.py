@@ -56,7 +56,7 @@ def test_a_reload_moves_the_engines_allowlist_before_the_targets(tmp_path: objec
 
     from agent.errors import NotAllowedError
     from agent.net.allowlist import Allowlist
-    from tests.net.fakewire import fake_engine
+    from tests.support.fakewire import fake_engine
 
     config_file = Path(str(tmp_path)) / "nkprobe.toml"
     config_file.write_text(

@@ -6,38 +6,18 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
 from typing import Any
 
-from agent.config import AgentSection, Config, DestinationSection, PingSection, TraceSection
+from agent.config import Config
 from agent.model import Path, Protocol, Target
 from agent.net.budget import Budget
 from agent.results import Results
 from agent.scheduler import Scheduler
 from agent.tracking import ConfirmedChange, round_figures, tag_values
-
-from .fakes import FakeNet, NetAgent, classify, max_in_window
-from .vloop import run_virtual
+from tests.support.fakes import FLIP, TARGETS, FakeNet, NetAgent, classify, config, max_in_window
+from tests.support.vloop import run_virtual
 
 CU, TTK = "china_unicom", "transtelecom"
-FLIP = Target("198.19.179.10")
-TARGETS = (
-    Target("198.19.176.10"),
-    Target("198.19.177.10"),
-    Target("198.19.178.10"),
-    FLIP,
-    Target("198.19.179.20"),
-)
-
-
-def config(max_pps: float = 20.0, targets: tuple[Target, ...] = TARGETS, **trace: Any) -> Config:
-    return Config(
-        agent=AgentSection(name="t", max_pps=max_pps),
-        destination=DestinationSection(prefixes=("198.19.176.0/22",)),
-        targets=targets,
-        ping=PingSection(interval_s=1.0, protocols=("icmp", "tcp"), timeout_s=2.0),
-        trace=replace(TraceSection(interval_s=60.0, flows=4), **trace),
-    )
 
 
 class Rig:

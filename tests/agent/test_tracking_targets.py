@@ -10,8 +10,7 @@ import pytest
 from agent.config import Config
 from agent.model import Border, Classification, Hop, Path, PingResult, Protocol, Reply, ReplyKind, Target
 from agent.tracking import TrackedTargets, Trigger
-
-from .test_scheduler import config
+from tests.support.fakes import config
 
 CU, TTK = "china_unicom", "transtelecom"
 TARGET = Target("198.19.176.10")

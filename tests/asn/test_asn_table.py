@@ -15,10 +15,10 @@ from agent.asn import builtin_table, load_table, table_info
 from agent.asn.loaders import load_file
 from agent.asn.table import TableBuilder, int_to_ip, ip_to_int
 from agent.errors import InputError
-from tests.steering import shared_file
+from tests.support.steering import shared_file
 
 # The steering repository's real IP-to-AS subset (shared/data/asn/SOURCE.md), which the product must not
-# ship (tests/steering.py: where shared/ is).
+# ship (tests/support/steering.py: where shared/ is).
 REAL = shared_file("data/asn/upstreams-and-transit.pfx2as")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.lab.info import LabInfo
-from tests.lab.agent_harness import Agent, agent_config, wait_for
+from tests.support.agent_harness import Agent, agent_config, wait_for
 
 pytestmark = pytest.mark.lab
 

@@ -1,5 +1,5 @@
 """The real `nkprobe run` in the namespace lab with its live BGP view pointed at local RIS Live and
-RIPEstat servers (tests/bgp/ristest.py): the lab's flip of 198.19.179.0/24 to the TTK-like chain plus
+RIPEstat servers (tests/support/ristest.py): the lab's flip of 198.19.179.0/24 to the TTK-like chain plus
 a replayed RIS Live change of that /24 to AS20485. The BGP change re-traces the /24 at once, and after
 both, the overview dashboard's own queries (dashboards/generate.py BGP_QUERIES), run by Debian's real
 Prometheus, give the same upstream for the /24 from BGP and from the traces."""
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from agent.lab.info import LabInfo
-from tests.bgp.ristest import PEERS, RipestatServer, RisLiveServer, lab_ripestat, update
-from tests.lab.agent_harness import Agent, Prometheus, agent_config, lab_flip, wait_for
+from tests.support.agent_harness import Agent, Prometheus, agent_config, lab_flip, wait_for
+from tests.support.ristest import PEERS, RipestatServer, RisLiveServer, lab_ripestat, update
 
 pytestmark = pytest.mark.lab
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from tests.bgp.ristest import RipestatServer, RisLiveServer, sequence_2017
-from tests.waiting import wait_for
+from tests.support.ristest import RipestatServer, RisLiveServer, sequence_2017
+from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""The live BGP view's I/O (agent.bgp.feed) against local servers (tests/bgp/ristest.py): a RIS Live
+"""The live BGP view's I/O (agent.bgp.feed) against local servers (tests/support/ristest.py): a RIS Live
 WebSocket server replaying the hand-written 2017-10-01 sequence with injected faults (drop, stall,
 refusal, garbage), and a RIPEstat server answering in the documented envelope, or not. Everything
 listens on 127.0.0.1; nothing connects to RIPE."""
@@ -18,7 +18,7 @@ import pytest
 from agent.bgp.feed import LiveFeed
 from agent.bgp.live import Change, LiveView
 from agent.config import DEFAULT_UPSTREAMS
-from tests.bgp.ristest import DEST_ASN, SLASH24S, RipestatServer, RisLiveServer, sequence_2017
+from tests.support.ristest import DEST_ASN, SLASH24S, RipestatServer, RisLiveServer, sequence_2017
 
 P176, P177, P178, P179 = SLASH24S
 REPO = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import asyncio
 
 from agent.agent import Agent
 from agent.config import loads_config
-from tests.bgp.ristest import RipestatServer, RisLiveServer
+from tests.support.ristest import RipestatServer, RisLiveServer
 
 
 class Scheduler:

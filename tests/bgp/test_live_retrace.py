@@ -1,5 +1,5 @@
 """A routing change seen in BGP re-traces its /24 at once: the Agent's live view (pointed at local RIS
-Live and RIPEstat servers, tests/bgp/ristest.py) wakes the real Scheduler's trace loops of that /24's
+Live and RIPEstat servers, tests/support/ristest.py) wakes the real Scheduler's trace loops of that /24's
 targets (trigger reason `bgp`), and the change is in /metrics. Over 20 replayed changes, the time from
 the replayed message to the trace starting and to the metric showing it stays under 1 s (issue 26)."""
 
@@ -17,7 +17,7 @@ from agent.config import loads_config
 from agent.exporter import build_registry
 from agent.model import Target
 from agent.scheduler import Scheduler
-from tests.bgp.ristest import CU, DEST_ASN, PEERS, SLASH24S, TTK, RipestatServer, RisLiveServer, update
+from tests.support.ristest import CU, DEST_ASN, PEERS, SLASH24S, TTK, RipestatServer, RisLiveServer, update
 
 P176, P179 = SLASH24S[0], SLASH24S[3]
 CHANGES = 20

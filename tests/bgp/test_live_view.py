@@ -11,7 +11,7 @@ import pytest
 from agent.bgp.live import LiveView, RipestatState
 from agent.bgp.ripestat import Route
 from agent.config import DEFAULT_UPSTREAMS
-from tests.bgp.ristest import CU, DEST_ASN, PEERS, SLASH24S, TTK, baseline, sequence_2017, update
+from tests.support.ristest import CU, DEST_ASN, PEERS, SLASH24S, TTK, baseline, sequence_2017, update
 
 P176, P177, P178, P179 = SLASH24S
 T0 = 1506848880.0  # 2017-10-01 09:08 UTC

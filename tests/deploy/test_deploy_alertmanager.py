@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from amhelp import (
+
+from tests.support.amhelp import (
     GROUP_INTERVAL_S,
     GROUP_WAIT_S,
     SHIPPED,
@@ -24,9 +25,8 @@ from amhelp import (
     alert_labels,
     config_copy,
 )
-from deployhelp import CENTRAL, RECEIVER_SECRETS, need_tool, write_receiver_secrets
-
-from tests.waiting import wait_for
+from tests.support.deployhelp import CENTRAL, RECEIVER_SECRETS, need_tool, write_receiver_secrets
+from tests.support.waiting import wait_for
 
 OWNER = "ann@example.org"
 PER_AGENT = ("NkprobeAgentNotReporting", "NkprobeAsnTableTooOld", "NkprobeAgentUnhealthy")

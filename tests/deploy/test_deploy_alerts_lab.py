@@ -36,11 +36,11 @@ from typing import Any
 
 import pytest
 import yaml
-from deployhelp import CENTRAL, need_tool
 
 from agent.lab.info import LabInfo
-from tests.lab.agent_harness import Agent, agent_config, free_port, lab_flip
-from tests.waiting import wait_for
+from tests.support.agent_harness import Agent, agent_config, free_port, lab_flip
+from tests.support.deployhelp import CENTRAL, need_tool
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 

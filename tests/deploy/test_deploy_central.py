@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from deployhelp import CENTRAL, DASHBOARDS, REPO, need_tool, write_receiver_secrets
+from tests.support.deployhelp import CENTRAL, DASHBOARDS, REPO, need_tool, write_receiver_secrets
 
 RULE_FILES = sorted((CENTRAL / "rules").glob("*.rules.yml"))
 RULE_TESTS = sorted((CENTRAL / "tests").glob("*.test.yml"))

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import bcrypt
 import pytest
-from deployhelp import CENTRAL, need_tool
+
+from tests.support.deployhelp import CENTRAL, need_tool
 
 PASSWORD = r"a b$c\d 'e\""
 

@@ -14,9 +14,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from deployhelp import CENTRAL, DASHBOARDS, need_tool, write_receiver_secrets
-
 from bench.fleet import vm
+from tests.support.deployhelp import CENTRAL, DASHBOARDS, need_tool, write_receiver_secrets
 
 STACK = CENTRAL / "victoriametrics"
 

@@ -22,15 +22,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from amhelp import Alertmanager, Webhook, alert_labels, config_copy, rules_copy
-from deployhelp import need_tool
 from prometheus_client import CollectorRegistry, generate_latest
 
 from agent.exporter.collector import Identity, SnapshotCollector
 from agent.exporter.vantage import VantageCollector
 from agent.vantage import VantageHealth
 from bench.fleet import sim, vm
-from tests.waiting import wait_for
+from tests.support.amhelp import Alertmanager, Webhook, alert_labels, config_copy, rules_copy
+from tests.support.deployhelp import need_tool
+from tests.support.waiting import wait_for
 
 AGENTS = 12
 CUT = (0, 1, 2, 3)  # agents whose route goes

@@ -8,7 +8,8 @@ import json
 from typing import Any
 
 import pytest
-from deployhelp import DASHBOARDS
+
+from tests.support.deployhelp import DASHBOARDS
 
 
 def _generator() -> Any:

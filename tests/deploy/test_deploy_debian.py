@@ -1,6 +1,7 @@
 """The Debian package (deploy/debian/, built by deploy/debian/build.sh) as a user gets it, on both
 releases a Raspberry Pi runs: in a minimal root of Debian bookworm (Python 3.11) and of trixie (Python
-3.13), made by mmdebstrap for this machine's architecture and cached under /var/cache (debroot.py),
+3.13), made by mmdebstrap for this machine's architecture and cached under /var/cache
+(tests/support/debroot.py),
 `apt-get install ./nkprobe_VERSION_all.deb` resolves its dependencies from Debian's archive; then
 `nkprobe --version`, `nkprobe check-config`, the files, user and units the package promises, the unit
 tests that need no namespace lab (the web config's basic-auth test among them) with that release's
@@ -18,12 +19,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import NEXT_VERSION
-from debroot import RELEASES, DebianRoot
-from deployhelp import REPO, need_tool
 
 from agent import __version__
-from tests.steering import shared_file
+from tests.support.debpackage import NEXT_VERSION
+from tests.support.debroot import RELEASES, DebianRoot
+from tests.support.deployhelp import REPO, need_tool
+from tests.support.steering import shared_file
 
 # What the unit tests need beyond the package's own Depends, from the release's Debian packages: the
 # test runner, the packet oracle (scapy, without its Recommends) and openssl (the TLS test's certificates).
@@ -177,7 +178,7 @@ def _run_unit_tests(root: DebianRoot) -> str:
     where = root.ok("sh", "-c", "cd /opt/nkprobe-tests && python3 -c 'import agent; print(agent.__file__)'")
     assert where.strip() == "/usr/lib/python3/dist-packages/agent/__init__.py"
     real_table = shared_file("data/asn/upstreams-and-transit.pfx2as")
-    if real_table is not None:  # beside the copy, where tests/steering.py looks
+    if real_table is not None:  # beside the copy, where tests/support/steering.py looks
         (root.path("/opt/shared/data/asn")).mkdir(parents=True)
         shutil.copy(real_table, root.path("/opt/shared/data/asn"))
     proc = root.run(

@@ -14,7 +14,7 @@ loopback that sees every notification.
 
 Every rule expression, label and annotation is the shipped one; the copies here evaluate every second
 (`interval: 1s`) and wait `for: 4s` instead of minutes, and Alertmanager groups within seconds
-(tests/deploy/amhelp.py); the minutes are the promtool unit tests' (deploy/central/tests). Nothing is
+(tests/support/amhelp.py); the minutes are the promtool unit tests' (deploy/central/tests). Nothing is
 sent anywhere but loopback and the lab's namespaces.
 """
 
@@ -32,12 +32,12 @@ from typing import Any
 
 import pytest
 import yaml
-from amhelp import Alertmanager, Webhook, alert_labels, config_copy, rules_copy
-from deployhelp import need_tool
 
 from agent.lab.info import LabInfo
-from tests.lab.agent_harness import Agent, agent_config, free_port
-from tests.waiting import wait_for
+from tests.support.agent_harness import Agent, agent_config, free_port
+from tests.support.amhelp import Alertmanager, Webhook, alert_labels, config_copy, rules_copy
+from tests.support.deployhelp import need_tool
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 

@@ -4,7 +4,7 @@ the central Prometheus as deploy/central/setup.sh configures it, across an outag
 
 Nothing here builds vmagent's flags: install.sh renders the files into a directory standing for the Pi's
 root, and the command line is the installed unit's ExecStart= worked out as systemd would
-(tests/deploy/unitfile.py): `${...}` from its EnvironmentFile=, `%d` its credentials directory, `%S` the
+(tests/support/unitfile.py): `${...}` from its EnvironmentFile=, `%d` its credentials directory, `%S` the
 state root. The only test-time changes: the paths of the installed system point into that directory, and
 the scrape interval is 1 s instead of 30 s.
 
@@ -29,14 +29,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deployhelp import REPO, FakeRoot, need_tool
 from prometheus_client.parser import text_string_to_metric_families
-from test_deploy_e2e import Central, Processes, _get, _wait_http, start_central
-from unitfile import in_root, read_environment_file, read_unit, service
 
 from agent.lab.info import LabInfo
-from tests.lab.agent_harness import agent_config
-from tests.waiting import wait_for
+from tests.support.agent_harness import agent_config
+from tests.support.central import Central, Processes, get, start_central, wait_http
+from tests.support.deployhelp import REPO, FakeRoot, need_tool
+from tests.support.unitfile import in_root, read_environment_file, read_unit, service
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -73,7 +73,7 @@ def procs() -> Iterator[Processes]:
 
 def metrics(url: str, netns: str) -> dict[str, float]:
     """Unlabelled samples of a /metrics page, by name."""
-    text = _get(url, netns).decode()
+    text = get(url, netns).decode()
     return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
 
 
@@ -123,7 +123,7 @@ def start_forwarder(tmp_path: Path, fake: FakeRoot, procs: Processes, netns: str
     need_tool("vmagent")
     log = tmp_path / "forwarder.log"
     proc: subprocess.Popen[bytes] = procs.start(argv, log, netns=netns, umask=svc.umask)
-    _wait_http("http://127.0.0.1:9932/metrics", proc, log, netns)
+    wait_http("http://127.0.0.1:9932/metrics", proc, log, netns)
     return proc
 
 
@@ -165,7 +165,7 @@ def test_installed_vmagent_loses_no_scrape_across_a_central_outage(
         cwd=REPO,
         netns=netns,
     )
-    _wait_http("http://127.0.0.1:9931/metrics", agent, agent_log, netns)
+    wait_http("http://127.0.0.1:9931/metrics", agent, agent_log, netns)
     fake = install(tmp_path, central)
     start_forwarder(tmp_path, fake, procs, netns)
     vmagent = "http://127.0.0.1:9932/metrics"
@@ -188,7 +188,7 @@ def test_installed_vmagent_loses_no_scrape_across_a_central_outage(
     log = tmp_path / "central-restarted.log"
     back = time.time()
     proc = procs.start(list(central.args), log, netns=netns)
-    _wait_http(f"http://127.0.0.1:{central.port}/-/ready", proc, log, netns)
+    wait_http(f"http://127.0.0.1:{central.port}/-/ready", proc, log, netns)
 
     # Every scrape vmagent had finished at `read` has its sample stored (one more may have started
     # before `read` and finished after it): no sample lost, whatever the machine's load did to the ticks.

@@ -21,12 +21,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from conftest import NEXT_VERSION
-from debroot import DebianRoot
-from deployhelp import CENTRAL, DEPLOY, MDWE_EXEC, FakeRoot, need_tool, unit_directives
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent import __version__
+from tests.support.debpackage import NEXT_VERSION
+from tests.support.debroot import DebianRoot
+from tests.support.deployhelp import (
+    CENTRAL,
+    DEPLOY,
+    MDWE_EXEC,
+    FakeRoot,
+    need_tool,
+    unit_directives,
+)
 
 if TYPE_CHECKING:
     from agent.lab.info import LabInfo
@@ -305,7 +312,7 @@ def _lab_config(lab: LabInfo) -> str:
     """What the volunteer's edit of /etc/nkprobe/config.toml is here: the lab's own agent config, two of
     its targets, paths inside the root. Every target and the allowlist are inside the lab's 198.18.0.0/15,
     checked here, so the installed agent can probe nothing else (and it runs in the vantage namespace)."""
-    from tests.lab.agent_harness import dump_toml
+    from tests.support.agent_harness import dump_toml
 
     data = tomllib.loads(lab.config_file.read_text())
     data["agent"].update(name="pi-chroot", state_dir="/var/lib/nkprobe", listen=f"127.0.0.1:{AGENT_PORT}")
@@ -402,7 +409,7 @@ def test_install_for_real_in_a_bookworm_root_then_run_the_unit(
     in between: file modes and owners, the service user, a scrape, a recorded path change, and a second
     run that upgrades the package to the next version and keeps the config, the password and the
     history."""
-    from tests.lab.agent_harness import lab_flip
+    from tests.support.agent_harness import lab_flip
 
     need_tool("unshare")
     bw = Bookworm(tmp_path)

@@ -8,16 +8,17 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from deployhelp import CENTRAL, DASHBOARDS, REPO, need_tool, unavailable
-
-from tests.steering import shared_file
-
-RULE_FILES = sorted((CENTRAL / "rules").glob("*.rules.yml"))
-DASHBOARD_FILES = sorted(DASHBOARDS.glob("*.json"))
+from tests.support.deployhelp import REPO, need_tool, unavailable
+from tests.support.promql import (
+    DASHBOARD_FILES,
+    RULE_FILES,
+    all_exprs,
+    grafana_to_promql,
+    variable_metrics,
+)
+from tests.support.steering import shared_file
 
 # Metrics the deploy side needs beyond CONTRACT.md, agreed with the agent's exporter (see deploy/README.md):
 AGENT_ADDITIONS = {
@@ -40,8 +41,6 @@ AGENT_ADDITIONS = {
     "nkprobe_vantage_reason",
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
-# Grafana's variables, replaced by what Grafana would put there.
-GRAFANA_VARS = {"$__rate_interval": "2m", "$__interval": "1m", "$__range": "1d"}
 KEYWORDS = {
     "and",
     "or",
@@ -63,62 +62,6 @@ KEYWORDS = {
 def contract_metrics(text: str) -> set[str]:
     """Metric names of CONTRACT.md's "Metrics" table (first column, in backquotes)."""
     return set(re.findall(r"^\| `(nkprobe_[a-z0-9_]+)` \|", text, flags=re.M))
-
-
-def _rule_exprs() -> Iterator[tuple[str, str]]:
-    for path in RULE_FILES:
-        lines = path.read_text().splitlines()
-        for i, line in enumerate(lines):
-            m = re.match(r"^(\s*)expr: (.*)$", line)
-            if not m:
-                continue
-            if m.group(2).strip() == "|":
-                indent = len(m.group(1)) + 2
-                body = []
-                for following in lines[i + 1 :]:
-                    if following.strip() and len(following) - len(following.lstrip()) < indent:
-                        break
-                    body.append(following.strip())
-                yield f"{path.name}:{i + 1}", " ".join(body).strip()
-            else:
-                yield f"{path.name}:{i + 1}", m.group(2).strip()
-
-
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
-
-
-def _dashboard_exprs() -> Iterator[tuple[str, str]]:
-    for path in DASHBOARD_FILES:
-        for node in _walk(json.loads(path.read_text())):
-            if isinstance(node.get("expr"), str):
-                yield (
-                    f"{path.name}:{node.get('title') or node.get('name') or node.get('refId')}",
-                    node["expr"],
-                )
-
-
-def _variable_metrics() -> Iterator[tuple[str, str]]:
-    """label_values(METRIC, label) queries of the dashboards' variables: METRIC must exist too."""
-    for path in DASHBOARD_FILES:
-        for var in json.loads(path.read_text())["templating"]["list"]:
-            if var["type"] == "query":
-                m = re.fullmatch(r"label_values\((\w+), *\w+\)", var["definition"])
-                assert m, f"{path.name} variable {var['name']}: unexpected query {var['definition']}"
-                yield f"{path.name}:${var['name']}", m.group(1)
-
-
-def _grafana_to_promql(expr: str) -> str:
-    for var, value in GRAFANA_VARS.items():
-        expr = expr.replace(var, value)
-    # User variables only ever appear inside label matcher strings; any other use would not parse.
-    return expr
 
 
 def metric_names(expr: str) -> set[str]:
@@ -151,12 +94,8 @@ def _recorded() -> set[str]:
     return {m for f in RULE_FILES for m in re.findall(r"- record: (\S+)", f.read_text())}
 
 
-def _all_exprs() -> list[tuple[str, str]]:
-    return [*_rule_exprs(), *_dashboard_exprs()]
-
-
 def test_expressions_found() -> None:
-    exprs = _all_exprs()
+    exprs = all_exprs()
     assert len(DASHBOARD_FILES) == 3
     assert sum(1 for where, _ in exprs if where.endswith(".json") or ".json:" in where) >= 30
     assert sum(1 for where, _ in exprs if ".yml:" in where) == 23
@@ -166,9 +105,9 @@ def test_every_expression_parses(tmp_path: Path) -> None:
     """promtool has no bare PromQL parser: wrap each expression as a recording rule and check the file."""
     tool = need_tool("promtool")
     lines = ["groups:", "  - name: parse-check", "    rules:"]
-    for i, (where, expr) in enumerate(_all_exprs()):
+    for i, (where, expr) in enumerate(all_exprs()):
         lines.append(f"      - record: check_{i}  # {where}")
-        lines.append(f"        expr: {json.dumps(_grafana_to_promql(expr))}")
+        lines.append(f"        expr: {json.dumps(grafana_to_promql(expr))}")
     wrapper = tmp_path / "exprs.rules.yml"
     wrapper.write_text("\n".join(lines) + "\n")
     proc = subprocess.run([tool, "check", "rules", str(wrapper)], capture_output=True, text=True, timeout=60)
@@ -187,10 +126,10 @@ def test_parse_check_rejects_bad_promql(tmp_path: Path) -> None:
 
 def _used_metrics() -> dict[str, set[str]]:
     used: dict[str, set[str]] = {}
-    for where, expr in _all_exprs():
-        for name in metric_names(_grafana_to_promql(expr)):
+    for where, expr in all_exprs():
+        for name in metric_names(grafana_to_promql(expr)):
             used.setdefault(name, set()).add(where)
-    for where, name in _variable_metrics():
+    for where, name in variable_metrics():
         used.setdefault(name, set()).add(where)
     return used
 

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from deployhelp import DEPLOY, MDWE_EXEC, REPO, need_tool, unavailable, unit_directives
+
+from tests.support.deployhelp import DEPLOY, MDWE_EXEC, REPO, need_tool, unavailable, unit_directives
 
 UNITS = DEPLOY / "systemd"
 SERVICES = sorted(UNITS.glob("*.service"))

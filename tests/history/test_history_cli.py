@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from histhelp import change
 
 from agent.commands import history as history_command
 from agent.errors import NkprobeError
 from agent.history import HistoryReader, HistoryStore, HistoryWriter, parse_duration
+from tests.support.histhelp import change
 
 NOW = time.time()
 HOUR = 3600.0

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from histhelp import change
 
 from agent.history import HistoryReader, HistoryWriter
+from tests.support.histhelp import change
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from histhelp import T0, change
 
 from agent.history import HistoryReader, HistoryStore
 from agent.history.schema import MIGRATIONS, SCHEMA_VERSION, SchemaTooNew, migrate
+from tests.support.histhelp import T0, change
 
 
 def test_new_store_is_wal_at_current_schema(tmp_path: Path) -> None:

@@ -10,10 +10,9 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from histhelp import T0, change
-
 from agent.history import HistoryReader, HistoryStore, HistoryWriter, PathChange
 from agent.history.store import CorruptDatabase
+from tests.support.histhelp import T0, change
 
 
 class FlakyStore(HistoryStore):

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from agent.lab.info import LabInfo
-
-from .agent_harness import Agent, agent_config, history, lab_flip, wait_for
+from tests.support.agent_harness import Agent, agent_config, history, lab_flip, wait_for
 
 pytestmark = pytest.mark.lab
 

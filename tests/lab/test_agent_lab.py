@@ -17,17 +17,26 @@ from pathlib import Path
 import pytest
 
 from agent.lab.info import LabInfo
-
-from .agent_harness import Agent, Prometheus, agent_config, history, lab_flip, wait_for
+from tests.support.agent_harness import (
+    FLIP_PREFIX,
+    FLIP_TARGETS,
+    TAGS,
+    Agent,
+    Prometheus,
+    agent_config,
+    changes,
+    history,
+    lab_flip,
+    tag_of,
+    wait_for,
+    wait_tags,
+)
 
 pytestmark = pytest.mark.lab
 
 CU, TTK = "china_unicom", "transtelecom"
-FLIP_PREFIX = "198.19.179.0/24"
 # A target of every kind: each fixed upstream, the split /24, and both hosts of the flip /24.
 TARGETS = ("198.19.176.10", "198.19.177.20", "198.19.178.10", "198.19.179.10", "198.19.179.20")
-FLIP_TARGETS = ("198.19.179.10", "198.19.179.20")
-TAGS = (CU, TTK, "other", "unknown")
 
 # CONTRACT.md "Metrics", as exposed (counters with _total, histograms with _bucket/_sum/_count).
 CONTRACT_METRICS = (
@@ -60,31 +69,6 @@ def flip_restored(lab: LabInfo) -> Iterator[None]:
         yield
     finally:
         lab_flip(lab, CU)
-
-
-def tag_of(agent: Agent, target: str) -> str | None:
-    samples = agent.scrape()
-    prefix = target.rsplit(".", 1)[0] + ".0/24"
-    for tag in TAGS:
-        key = (
-            "nkprobe_path_upstream",
-            frozenset({"target": target, "prefix": prefix, "upstream": tag}.items()),
-        )
-        if samples.get(key) == 1.0:
-            return tag
-    return None
-
-
-def changes(agent: Agent, target: str) -> float:
-    return agent.value("nkprobe_path_changes_total", target=target, prefix=FLIP_PREFIX)
-
-
-def wait_tags(agent: Agent, tag: str, timeout: float = 30.0) -> float:
-    return wait_for(
-        lambda: all(tag_of(agent, t) == tag for t in FLIP_TARGETS),
-        timeout,
-        f"flip targets not {tag} within {timeout} s; agent log: {agent.log()}",
-    )
 
 
 def test_prometheus_scrapes_every_contract_metric_and_flips_count_once(

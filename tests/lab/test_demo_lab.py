@@ -29,8 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agent.lab import build, nsutil
 from agent.lab.info import LabInfo, state_dir
-
-from .agent_harness import free_port
+from tests.support.agent_harness import free_port
 
 pytestmark = pytest.mark.lab
 

@@ -19,8 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.lab.info import LabInfo
-
-from .agent_harness import Agent, agent_config, wait_for
+from tests.support.agent_harness import Agent, agent_config, wait_for
 
 pytestmark = pytest.mark.lab
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import os
 import re
@@ -35,8 +34,8 @@ from agent.lab.capture import Capture, Frame, max_in_window
 from agent.lab.info import LabInfo
 from agent.lab.topology import CGNAT_PUBLIC, CHINA, TTK, Options, link
 from agent.packets.parse import parse
-from tests.conftest import lab_skip_reason
-from tests.waiting import wait_for
+from tests.support.labprefix import claim_prefix, lab_skip_reason
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -47,27 +46,13 @@ KINDS = {
     "random": Options(nat=True, nat_random=True),  # new source ports / ICMP identifiers for every flow
     "home": Options(nat=True, cgnat=True, rate_limit=True),
 }
-# Prefixes of their own (the session lab of tests/conftest.py takes nkp-t-...), claimed the same way: a
-# flock on /run/nkprobe-lab/<prefix>.test-lock held for the module's lifetime.
+# Prefixes of their own (the session lab of tests/conftest.py takes nkp-t-...), claimed the same way
+# (tests/support/labprefix.py), each held for the module's lifetime.
 PREFIXES = {
     "nat": ("nkp-tn-", "nkp-tna-", "nkp-tnb-", "nkp-tnc-"),
     "random": ("nkp-tr-", "nkp-tra-", "nkp-trb-", "nkp-trc-"),
     "home": ("nkp-th-", "nkp-tha-", "nkp-thb-", "nkp-thc-"),
 }
-LOCK_DIR = "/run/nkprobe-lab"
-
-
-def _claim(prefixes: tuple[str, ...]) -> tuple[str, int]:
-    os.makedirs(LOCK_DIR, exist_ok=True)
-    for prefix in prefixes:
-        fd = os.open(f"{LOCK_DIR}/{prefix.rstrip('-')}.test-lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        return prefix, fd
-    pytest.fail(f"all lab prefixes {prefixes} are in use by other test sessions; wait for one")
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +68,7 @@ def labs() -> Iterator[dict[str, LabInfo]]:
     locks: list[int] = []
     try:
         for kind, opts in KINDS.items():
-            prefix, fd = _claim(PREFIXES[kind])
+            prefix, fd = claim_prefix(PREFIXES[kind])
             locks.append(fd)
             build.down(prefix)
             built[kind] = build.up(prefix, dataclasses.replace(scenario.load(), options=opts))
@@ -447,8 +432,18 @@ def test_ping_tells_loss_at_the_target_from_rate_limited_hops(labs: dict[str, La
 def test_agent_behind_nat_cgnat_and_rate_limits_counts_each_flip_once_and_tells_target_loss(
     labs: dict[str, LabInfo], tmp_path: Path
 ) -> None:
-    from .agent_harness import Agent, agent_config, history, lab_flip, wait_for
-    from .test_agent_lab import FLIP_PREFIX, FLIP_TARGETS, changes, tag_of, wait_tags
+    from tests.support.agent_harness import (
+        FLIP_PREFIX,
+        FLIP_TARGETS,
+        Agent,
+        agent_config,
+        changes,
+        history,
+        lab_flip,
+        tag_of,
+        wait_for,
+        wait_tags,
+    )
 
     lab = labs["home"]
     echo, quiet = "198.19.176.10", "198.19.176.20"

@@ -21,8 +21,7 @@ from typing import Any
 import pytest
 
 from agent.lab.info import LabInfo
-
-from .agent_harness import Agent, Samples, agent_config, dump_toml, free_port, history, wait_for
+from tests.support.agent_harness import Agent, Samples, agent_config, dump_toml, free_port, history, wait_for
 
 pytestmark = pytest.mark.lab
 

@@ -24,10 +24,9 @@ from typing import Any
 import pytest
 
 from agent.lab.info import LabInfo
-from tests.browser import Browser, Page, chromium_available
-from tests.deploy.test_deploy_tls import PASSWORD, USER, bcrypt_hash, make_certificates, openssl
-
-from .agent_harness import Agent, agent_config, lab_flip, wait_for
+from tests.support.agent_harness import Agent, agent_config, lab_flip, wait_for
+from tests.support.browser import Browser, Page, chromium_available
+from tests.support.webtls import PASSWORD, USER, bcrypt_hash, make_certificates, openssl
 
 pytestmark = pytest.mark.lab
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,30 +18,11 @@ import pytest
 
 from agent.lab.info import LabInfo
 from agent.lab.topology import CHINA, TTK
+from tests.support.labtrace import PROTOCOLS, hop_list, lab_config, nkprobe, trace_cmd
 
 pytestmark = pytest.mark.lab
 
-PROTOCOLS = ("icmp", "udp", "tcp")
 UNPRIVILEGED = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-
-
-def nkprobe(lab: LabInfo, *args: str, prefix: tuple[str, ...] = ()) -> list[str]:
-    """The command line that runs nkprobe inside the lab's vantage namespace (never elsewhere)."""
-    return ["ip", "netns", "exec", lab.vantage_ns, *prefix, sys.executable, "-m", "agent", *args]
-
-
-def trace_cmd(lab: LabInfo, target: str, *extra: str, config: Path | None = None) -> list[str]:
-    cfg = str(config or lab.config_file)
-    return nkprobe(lab, "trace", target, "--config", cfg, "--json", "--no-dns", *extra)
-
-
-def hop_list(result: dict[str, Any]) -> tuple[str | None, ...]:
-    """The first answering address of each hop, None for a hop without replies."""
-    hops = []
-    for hop in result["result"]:
-        addresses = [r["from"] for r in hop["result"] if "from" in r]
-        hops.append(addresses[0] if addresses else None)
-    return tuple(hops)
 
 
 @pytest.fixture(scope="module")
@@ -134,20 +114,6 @@ def test_sixteen_flows_over_the_split_prefix_show_both_chains_one_per_flow(lab: 
         assert r["nkprobe"]["upstream"] == matching[0]
         seen.add(matching[0])
     assert seen == {CHINA, TTK}
-
-
-def lab_config(lab: LabInfo, tmp_path: Path, **changes: str) -> Path:
-    """A copy of the lab's config with some `key = value` lines changed."""
-    lines = []
-    for line in lab.config_file.read_text().splitlines():
-        key = line.split("=", 1)[0].strip()
-        lines.append(f"{key} = {changes.pop(key)}" if key in changes else line)
-    text = "\n".join(lines) + "\n"
-    for key, value in changes.items():  # keys the lab's config does not set: [trace] ones
-        text = text.replace("[trace]\n", f"[trace]\n{key} = {value}\n")
-    config = tmp_path / "lab.toml"
-    config.write_text(text)
-    return config
 
 
 def test_packet_rate_at_the_vantage_interface_never_exceeds_max_pps(lab: LabInfo, tmp_path: Path) -> None:

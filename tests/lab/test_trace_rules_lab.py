@@ -21,7 +21,8 @@ import pytest
 
 from agent.lab.info import LabInfo
 from agent.lab.topology import LINKS, TTK
-from tests.lab.test_trace_lab import PROTOCOLS, hop_list, lab_config, trace_cmd
+from tests.support.labprefix import claim_prefix, lab_skip_reason
+from tests.support.labtrace import PROTOCOLS, hop_list, lab_config, trace_cmd
 
 pytestmark = pytest.mark.lab
 
@@ -34,12 +35,11 @@ DETOUR_TABLE = 151
 def slow_lab() -> Iterator[LabInfo]:
     """A lab of its own with the long silent path (the session's `lab` keeps the default scenario)."""
     from agent.lab import build, scenario
-    from tests.conftest import _claim_prefix, lab_skip_reason
 
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
-    prefix, lock = _claim_prefix()
+    prefix, lock = claim_prefix()
     try:
         build.down(prefix)
         info = build.up(prefix, scenario.load(SCENARIO))

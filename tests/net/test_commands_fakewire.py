@@ -16,7 +16,7 @@ from agent.errors import UsageError
 from agent.model import Protocol
 from agent.probers import PROBERS, ProbeSpec
 from agent.probers._latency import LATENCY_FLOWS
-from tests.net.fakewire import Answer, FakeSend, fake_engine
+from tests.support.fakewire import Answer, FakeSend, fake_engine
 
 DST = "198.19.176.10"
 CONFIG = '[destination]\nasn = 131279\nprefixes = ["198.19.176.0/22"]\n'

@@ -1,4 +1,4 @@
-"""The probers over the real ProbeEngine on a scripted wire (tests/net/fakewire.py): no sockets."""
+"""The probers over the real ProbeEngine on a scripted wire (tests/support/fakewire.py): no sockets."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from agent.lab import synth
 from agent.model import Protocol
 from agent.probers import PROBERS, ProbeSpec
 from agent.probers.traceroute import probe as trace_probe
-from tests.net.fakewire import Answer, fake_engine
+from tests.support.fakewire import Answer, fake_engine
 
 DST = "198.19.176.10"
 

@@ -17,7 +17,7 @@ from agent.net.allowlist import Allowlist
 from agent.packets.parse import parse
 from agent.probers import ProbeSpec
 from agent.probers.traceroute import probe as trace_probe
-from tests.net.fakewire import Answer, fake_engine
+from tests.support.fakewire import Answer, fake_engine
 
 DST = "198.19.176.10"
 ROUTERS = ("198.18.1.1", "198.18.2.1", "198.18.3.1", "198.18.4.1", "198.18.5.1")

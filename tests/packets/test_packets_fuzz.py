@@ -22,7 +22,7 @@ from agent.model import Protocol
 from agent.net.engine import ProbeEngine
 from agent.packets.parse import ParsedReply, parse
 from agent.trace import Probe, Session, TraceParams
-from tests.net.fakewire import fake_engine
+from tests.support.fakewire import fake_engine
 
 DST, SRC = "198.19.178.10", "198.18.0.2"
 BULK = 110_000

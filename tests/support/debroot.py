@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from deployhelp import need_tool, unavailable
+from tests.support.deployhelp import need_tool, unavailable
 
 CACHE = Path("/var/cache/nkprobe-tests")
 RELEASES = {"bookworm": "12", "trixie": "13"}  # suite -> /etc/debian_version's major number

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from agent.agent import Agent, load_tagger
 from agent.classify import Tagger
-from agent.config import Config
+from agent.config import AgentSection, Config, DestinationSection, PingSection, TraceSection
 from agent.model import Border, Classification, Hop, Path, PingResult, Protocol, Reply, ReplyKind, Target
 from agent.net.budget import Budget
 from agent.results import Results
@@ -26,6 +27,26 @@ UPSTREAMS = {
     "transtelecom": ("10.0.2.1", 0.180, 57),
 }
 HOPS_PER_TRACE = 6  # packets one flow's trace sends
+# The scheduler tests' targets, one or two in each of the lab's /24s.
+FLIP = Target("198.19.179.10")
+TARGETS = (
+    Target("198.19.176.10"),
+    Target("198.19.177.10"),
+    Target("198.19.178.10"),
+    FLIP,
+    Target("198.19.179.20"),
+)
+
+
+def config(max_pps: float = 20.0, targets: tuple[Target, ...] = TARGETS, **trace: Any) -> Config:
+    """The scheduler tests' config: their targets, a ping a second, 4 flows a minute (`trace` overrides)."""
+    return Config(
+        agent=AgentSection(name="t", max_pps=max_pps),
+        destination=DestinationSection(prefixes=("198.19.176.0/22",)),
+        targets=targets,
+        ping=PingSection(interval_s=1.0, protocols=("icmp", "tcp"), timeout_s=2.0),
+        trace=replace(TraceSection(interval_s=60.0, flows=4), **trace),
+    )
 
 
 def classify(path: Path) -> Classification:

@@ -22,11 +22,30 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.lab.info import LabInfo
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
-__all__ = ["Agent", "Prometheus", "agent_config", "free_port", "history", "lab_flip", "wait_for"]
+__all__ = [
+    "FLIP_PREFIX",
+    "FLIP_TARGETS",
+    "TAGS",
+    "Agent",
+    "Prometheus",
+    "agent_config",
+    "changes",
+    "free_port",
+    "history",
+    "lab_flip",
+    "tag_of",
+    "wait_for",
+    "wait_tags",
+]
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+# The /24 that `lab_flip` moves between the upstreams, its two targets, and every tag the lab can show.
+FLIP_PREFIX = "198.19.179.0/24"
+FLIP_TARGETS = ("198.19.179.10", "198.19.179.20")
+TAGS = ("china_unicom", "transtelecom", "other", "unknown")
 
 
 def free_port() -> int:
@@ -186,3 +205,31 @@ def history(config: Path) -> list[dict[str, Any]]:
     assert proc.returncode == 0, proc.stderr
     rows: list[dict[str, Any]] = json.loads(proc.stdout)
     return rows
+
+
+def tag_of(agent: Agent, target: str) -> str | None:
+    """The tag `agent` exports for `target` now (None: none yet)."""
+    samples = agent.scrape()
+    prefix = target.rsplit(".", 1)[0] + ".0/24"
+    for tag in TAGS:
+        key = (
+            "nkprobe_path_upstream",
+            frozenset({"target": target, "prefix": prefix, "upstream": tag}.items()),
+        )
+        if samples.get(key) == 1.0:
+            return tag
+    return None
+
+
+def changes(agent: Agent, target: str) -> float:
+    """The path changes `agent` has counted for `target` of the flip /24."""
+    return agent.value("nkprobe_path_changes_total", target=target, prefix=FLIP_PREFIX)
+
+
+def wait_tags(agent: Agent, tag: str, timeout: float = 30.0) -> float:
+    """Wait until `agent` tags both flip targets `tag`."""
+    return wait_for(
+        lambda: all(tag_of(agent, t) == tag for t in FLIP_TARGETS),
+        timeout,
+        f"flip targets not {tag} within {timeout} s; agent log: {agent.log()}",
+    )

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from deployhelp import CENTRAL, need_tool
 
-from tests.lab.agent_harness import free_port
-from tests.waiting import wait_for
+from tests.support.agent_harness import free_port
+from tests.support.deployhelp import CENTRAL, need_tool
+from tests.support.waiting import wait_for
 
 SHIPPED = CENTRAL / "alertmanager.yml"
 FOR = "4s"  # every alert's `for:` in rules_copy
