@@ -2,6 +2,15 @@
 
 Tests that probe must do it inside `lab.vantage_ns` (`ip netns exec`), never from this namespace: the
 fixture only yields once its own lab is up, so a test can never fall back to the real network.
+
+How tests/ is laid out (tests/test_layout.py keeps it so): it mirrors agent/. The tests of a package's
+modules are in the directory of that name (tests/tracking/ for agent/tracking/, tests/exporter/ for
+agent/exporter/, ...); tests/agent/ has those of the root modules (agent.py, scheduler.py, results.py,
+identity.py, vantage.py) and of the agent as a whole; tests/*.py at the top are about the whole program
+(command line, imports). Cross-cutting: tests/lab/ (lab-marked tests against the whole lab),
+tests/deploy/ (deploy/ and dashboards/), tests/fleet/ (the fleet's queries), tests/fixtures/ (data
+files), and tests/support/, the one home of the shared fakes and helpers (`from tests.support.X import`):
+no test module imports another test module or a conftest.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ class Rig:
         self.agent: NetAgent | None = None
 
     def history(self, change: ConfirmedChange) -> None:
-        """What the agent submits to the history writer (its health: tests/agent/test_history_fault.py)."""
+        """What the agent submits to the history writer (its health: tests/history/test_history_fault.py)."""
         self.changes.append((asyncio.get_running_loop().time(), change))
 
     async def run(self, script: Callable[[Rig], Coroutine[Any, Any, None]]) -> None:

@@ -124,7 +124,7 @@ class FakeNet:
         way = self.upstream[target.prefix]
         if way == "split":
             # A per-flow balancer: a fixed hash of the flow id, as a real L4 hash is. (Rounds whose flows
-            # fall at random are tested on TagHysteresis alone, tests/agent/test_tracking_hysteresis.py.)
+            # fall at random are tested on TagHysteresis alone, tests/tracking/test_hysteresis.py.)
             return "china_unicom" if (flow * 2654435761) % 7 < 4 else "transtelecom"
         return way
 
