@@ -33,6 +33,7 @@ TEST_PACKAGES = ("python3-pytest", "python3-hypothesis", "python3-pytest-timeout
 NO_SAGAN = "ripe.atlas.sagan, RIPE's parser, is not packaged in Debian"
 SOURCES = "reads the checkout's agent/ sources, not the installed package"
 NETNS = "network namespaces made with ip netns (needs /run/netns and /sys in the root)"
+PROMTOOL = "promtool (prometheus)"
 # Tests left out in the roots, each with the reason: they need what a Debian root does not have, and
 # they run on the host in CI anyway.
 NOT_IN_ROOT = {
@@ -42,11 +43,12 @@ NOT_IN_ROOT = {
     "tests/classify/test_classify_command.py": NO_SAGAN,
     "tests/net/test_commands_output.py::test_ping_lines_and_ripe_ping_json": NO_SAGAN,
     "tests/net/test_engine_loopback.py": NETNS,
-    "tests/agent/test_localnet.py::test_watcher_sees_a_default_route_change_in_its_namespace": NETNS,
-    "tests/agent/test_localnet.py::test_watcher_sees_its_link_go_down": NETNS,
+    "tests/net/test_localnet.py::test_watcher_sees_a_default_route_change_in_its_namespace": NETNS,
+    "tests/net/test_localnet.py::test_watcher_sees_its_link_go_down": NETNS,
     "tests/test_imports.py::test_the_agents_path_imports_neither_pyroute2_nor_scapy_nor_icmplib": SOURCES,
     "tests/test_removed_stdlib.py": SOURCES,
-    "tests/agent/test_collector.py::test_promtool_check_metrics_accepts_the_scrape": "promtool (prometheus)",
+    "tests/test_layout.py::test_every_subdirectory_mirrors_an_agent_package_or_is_cross_cutting": SOURCES,
+    "tests/exporter/test_collector.py::test_promtool_check_metrics_accepts_the_scrape": PROMTOOL,
     "tests/classify/test_configured_table.py::test_trace_run_classify_and_asn_call_the_same_loader": SOURCES,
 }  # fmt: skip
 RIS_SERVER = "the tests' RIS Live stand-in is websockets 13+'s asyncio server; bookworm ships websockets 10.4"
@@ -60,7 +62,7 @@ NOT_IN_ROOT_OF = {
         "tests/bgp/test_live_retrace.py": RIS_SERVER,
     },
 }
-WEB_CONFIG_TEST = "tests.agent.test_exporter_server"
+WEB_CONFIG_TEST = "tests.exporter.test_server"
 
 
 def _pytest_args(suite: str) -> list[str]:
