@@ -231,7 +231,7 @@ def main() -> int:
 `{command} --configs {args.configs}`,
 {machine()}. CPU per packet is user+system time over the packets the vantage interface sent, after a
 {args.warmup:g} s warm-up, with a /metrics scrape every {SCRAPE_EVERY_S:g} s; scamper pings the same
-targets with the same protocols and interval in the same namespace.
+targets with the same protocols at the agent's packet rate, in the same namespace.
 
 | workload | agent packets/s | agent CPU per packet | agent % of a core | agent RSS / USS \
 | scamper packets/s | scamper CPU per packet | agent / scamper |

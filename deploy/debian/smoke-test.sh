@@ -8,9 +8,8 @@
 # is in the lab's test space (198.18.0.0/15), so no probe can leave the machine; the check is that it
 # starts, serves /metrics and stops cleanly. Prints the install time and apt's installed size. The
 # package's own command and Python are used by path (/usr/bin), whatever else is on PATH.
-# Exit status: 0 ok; 1 a failure; 3 installed and every module imports, but this kernel refuses the
-# receive timestamps the agent asks for (SO_TIMESTAMPNS): qemu-user's emulation does not implement that
-# socket option, a real Linux kernel does.
+# Exit status: 0 ok; 1 a failure. (Under qemu-user, which refuses SO_TIMESTAMPNS, the agent logs that it
+# takes RTTs at read time and runs: agent.net.sockets.enable_timestamps.)
 # Needs root, apt's package lists (it runs apt-get update), unshare and setpriv (util-linux), ip (iproute2).
 set -eu
 deb=${1:?usage: $0 nkprobe_VERSION_all.deb}
@@ -66,11 +65,6 @@ unshare --net sh -c '
     until /usr/bin/python3 -c "import urllib.request as u; print(u.urlopen(\"http://127.0.0.1:9931/metrics\", timeout=5).read().decode())" > /tmp/nkprobe-smoke.metrics 2>/dev/null; do
         i=$((i + 1))
         if [ "$i" -gt 300 ] || ! kill -0 "$pid" 2>/dev/null; then
-            if grep -q "enable_timestamps" /tmp/nkprobe-smoke.log && grep -q "Protocol not available" /tmp/nkprobe-smoke.log; then
-                echo "smoke-test.sh: the agent could not start: this kernel refuses SO_TIMESTAMPNS (ENOPROTOOPT);" \
-                    "qemu-user does not emulate it, a real kernel has it" >&2
-                exit 3
-            fi
             echo "smoke-test.sh: the agent did not serve /metrics:" >&2; cat /tmp/nkprobe-smoke.log >&2; exit 1
         fi
         sleep 1
