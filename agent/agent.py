@@ -403,17 +403,8 @@ class Agent:
             self.bgp_feed = None
             return
         from agent.bgp.feed import LiveFeed
-        from agent.bgp.live import LiveView
 
-        feed = LiveFeed(
-            LiveView(cfg.destination.asn, cfg.destination.prefixes, cfg.upstreams),
-            prefixes=tuple(cfg.destination.prefixes),
-            ris_live_url=cfg.bgp.ris_live_url,
-            ripestat_url=cfg.bgp.ripestat_url,
-            refresh_s=cfg.bgp.refresh_s,
-            stall_s=cfg.bgp.stall_s,
-            on_change=self._bgp_changed,
-        )
+        feed = LiveFeed.from_config(cfg, on_change=self._bgp_changed)
         self.bgp_feed = feed
         self._bgp_task = asyncio.create_task(self._run_bgp(feed), name="bgp live view")
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from agent.bgp.fetch import Getter, fetch_state, get
 from agent.bgp.live import Change, LiveView, PrefixState
+from agent.config import Config
 from agent.errors import InputError, RateLog
 
 log = logging.getLogger("nkprobe.bgp")
@@ -136,6 +137,27 @@ class LiveFeed:
         self.refreshes: dict[str, int] = dict.fromkeys(REFRESH_RESULTS, 0)
         self.connects = 0  # successful connections, for tests
         self._log = RateLog(log)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        on_change: Callable[[Change], None],
+        on_state: Callable[[LiveFeed], None] = lambda feed: None,
+    ) -> LiveFeed:
+        """The feed of `config`'s destination and [bgp] keys (the agent's and `nkprobe bgp --live`'s)."""
+        dest = config.destination
+        feed = cls(
+            LiveView(dest.asn, dest.prefixes, config.upstreams),
+            prefixes=tuple(dest.prefixes),
+            ris_live_url=config.bgp.ris_live_url,
+            ripestat_url=config.bgp.ripestat_url,
+            refresh_s=config.bgp.refresh_s,
+            stall_s=config.bgp.stall_s,
+            on_change=on_change,
+        )
+        feed._on_state = lambda: on_state(feed)
+        return feed
 
     def status(self) -> LiveStatus:
         v = self.view

@@ -92,23 +92,13 @@ def _live(args: argparse.Namespace, config: Config) -> int:
 
     from agent.bgp import wscompat
     from agent.bgp.feed import LiveFeed
-    from agent.bgp.live import LiveView
 
     _check_live_args(args)
     wscompat.version()  # exit 2 with how to install it, before connecting anywhere
     # What the feed does (connected, refreshed, reconnecting) goes to stderr; the view to stdout.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     printer = _LivePrinter(config.destination.asn, as_json=args.json)
-    feed = LiveFeed(
-        LiveView(config.destination.asn, config.destination.prefixes, config.upstreams),
-        prefixes=tuple(config.destination.prefixes),
-        ris_live_url=config.bgp.ris_live_url,
-        ripestat_url=config.bgp.ripestat_url,
-        refresh_s=config.bgp.refresh_s,
-        stall_s=config.bgp.stall_s,
-        on_change=printer.changed,
-        on_state=lambda: printer.state(feed.view),
-    )
+    feed = LiveFeed.from_config(config, on_change=printer.changed, on_state=lambda f: printer.state(f.view))
     status = asyncio.run(_follow(feed, args.duration))
     if status.state_time is None and not status.messages["applied"]:
         # Exit 1 (README "Commands"): nothing came from either source within the run.

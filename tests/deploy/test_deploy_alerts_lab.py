@@ -24,7 +24,6 @@ The agents' HTTP servers are on 127.0.0.1 here, their probe sockets in the lab's
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -38,7 +37,7 @@ import pytest
 import yaml
 
 from agent.lab.info import LabInfo
-from tests.support.agent_harness import Agent, agent_config, free_port, lab_flip
+from tests.support.agent_harness import Agent, agent_config, free_port, lab_flip, stop_group
 from tests.support.deployhelp import CENTRAL, need_tool
 from tests.support.waiting import wait_for
 
@@ -170,13 +169,7 @@ class AlertingPrometheus:
         return {frozenset(a["labels"].items()) for a in self.alerts()}
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        stop_group(self.proc)
 
 
 @pytest.fixture

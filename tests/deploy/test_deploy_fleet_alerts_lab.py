@@ -21,8 +21,6 @@ sent anywhere but loopback and the lab's namespaces.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import urllib.parse
 import urllib.request
@@ -34,7 +32,7 @@ import pytest
 import yaml
 
 from agent.lab.info import LabInfo
-from tests.support.agent_harness import Agent, agent_config, free_port
+from tests.support.agent_harness import Agent, agent_config, free_port, stop_group
 from tests.support.amhelp import Alertmanager, Webhook, alert_labels, config_copy, rules_copy
 from tests.support.deployhelp import need_tool
 from tests.support.waiting import wait_for
@@ -98,13 +96,7 @@ class FleetPrometheus:
         return float(result[0]["value"][1]) if len(result) == 1 else None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        stop_group(self.proc)
 
 
 def _ip(*args: str, check: bool = True) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "free_port",
     "history",
     "lab_flip",
+    "stop_group",
     "tag_of",
     "wait_for",
     "wait_tags",
@@ -183,13 +184,18 @@ class Prometheus:
         return result
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        stop_group(self.proc)
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """End a server a test started in its own process group: SIGTERM, then SIGKILL after 15 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
 
 
 def lab_flip(lab: LabInfo, upstream: str) -> None:

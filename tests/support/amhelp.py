@@ -11,8 +11,6 @@ and the grouping timers are seconds instead of minutes (`TIMERS`), so a test wai
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -22,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.agent_harness import free_port
+from tests.support.agent_harness import free_port, stop_group
 from tests.support.deployhelp import CENTRAL, need_tool
 from tests.support.waiting import wait_for
 
@@ -143,13 +141,7 @@ class Alertmanager:
             assert r.status == 200
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        stop_group(self.proc)
 
 
 def alert_labels(notification: dict[str, Any]) -> Iterator[dict[str, str]]:
