@@ -37,7 +37,7 @@ import pytest
 import yaml
 
 from agent.lab.info import LabInfo
-from tests.support.agent_harness import Agent, agent_config, free_port, lab_flip, stop_group
+from tests.support.agent_harness import Agent, agent_config, free_port, lab_flip, scrape_jobs, stop_group
 from tests.support.deployhelp import CENTRAL, need_tool
 from tests.support.waiting import wait_for
 
@@ -116,15 +116,7 @@ class AlertingPrometheus:
         data = directory / "tsdb"
         data.mkdir()
         backfill_hour_ago(data, directory)
-        jobs = [
-            {
-                "job_name": f"nkprobe-{name}",
-                "honor_labels": True,
-                "static_configs": [{"targets": [f"127.0.0.1:{agent.port}"], "labels": {"agent": name}}],
-                "relabel_configs": [{"target_label": "instance", "replacement": name}],
-            }
-            for name, agent in agents.items()
-        ]
+        jobs = scrape_jobs(agents)
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(p) for p in rules_copy(directory)],

@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 from agent.lab.info import LabInfo
-from tests.support.agent_harness import Agent, agent_config, free_port, stop_group
+from tests.support.agent_harness import Agent, agent_config, free_port, scrape_jobs, stop_group
 from tests.support.amhelp import Alertmanager, Webhook, alert_labels, config_copy, rules_copy
 from tests.support.deployhelp import need_tool
 from tests.support.waiting import wait_for
@@ -54,15 +54,7 @@ class FleetPrometheus:
 
     def __init__(self, directory: Path, agents: dict[str, Agent], alertmanager: str) -> None:
         self.port = free_port()
-        jobs = [
-            {
-                "job_name": f"nkprobe-{name}",
-                "honor_labels": True,
-                "static_configs": [{"targets": [f"127.0.0.1:{agent.port}"], "labels": {"agent": name}}],
-                "relabel_configs": [{"target_label": "instance", "replacement": name}],
-            }
-            for name, agent in agents.items()
-        ]
+        jobs = scrape_jobs(agents)
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},

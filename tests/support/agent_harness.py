@@ -35,6 +35,7 @@ __all__ = [
     "free_port",
     "history",
     "lab_flip",
+    "scrape_jobs",
     "stop_group",
     "tag_of",
     "wait_for",
@@ -185,6 +186,20 @@ class Prometheus:
 
     def stop(self) -> None:
         stop_group(self.proc)
+
+
+def scrape_jobs(agents: dict[str, Agent]) -> list[dict[str, Any]]:
+    """Prometheus scrape jobs for lab agents on loopback, one per agent, as a fleet's central server sees
+    them: `agent` and `instance` set to the agent's name."""
+    return [
+        {
+            "job_name": f"nkprobe-{name}",
+            "honor_labels": True,
+            "static_configs": [{"targets": [f"127.0.0.1:{agent.port}"], "labels": {"agent": name}}],
+            "relabel_configs": [{"target_label": "instance", "replacement": name}],
+        }
+        for name, agent in agents.items()
+    ]
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:
