@@ -6,8 +6,8 @@
 history writer and the scheduler. The scheduler times the probes and rounds (agent.scheduler); what they
 do is here:
 
-- `probe(target, protocol)`: one latency probe (`ping`, through the prober map of agent.probers), into
-  the results; its latency watch may ask for a trace of the /24 now.
+- `probe(target, protocol, done)`: one latency probe (`start_ping`, agent.probers.Pinger: a callback,
+  not a task), into the results; its latency watch may ask for a trace of the /24 now.
 - `round(target)`: `trace.flows` Paris traces (`trace`), each tagged (`tagger.tag`) and recorded; the
   round steps the target's tracked state (agent.tracking), its values go to the results, and a confirmed
   change to the history writer (`record_change`: queued at once, written on the writer's thread; the
@@ -42,10 +42,10 @@ from agent.net.allowlist import Allowlist
 from agent.net.budget import Budget
 from agent.net.engine import ProbeEngine, open_engine
 from agent.net.localnet import LocalNetWatcher
-from agent.probers import ProbeSpec, latency, trace
+from agent.probers import PingDone, Pinger, trace
 from agent.probers.base import trace_spec
 from agent.results import Results
-from agent.scheduler import Scheduler
+from agent.scheduler import ProbeDone, Scheduler
 from agent.tracking import ConfirmedChange, TrackedTargets, tag_values
 from agent.vantage import VantageHealth, windows_for
 
@@ -115,6 +115,7 @@ class Agent:
         self.vantage = VantageHealth(**windows_for(config))
         self._log = RateLog(log)
         self.engine: ProbeEngine | None = None
+        self.pinger: Pinger | None = None  # the scheduled latency probes' (agent.probers._latency)
         self.scheduler: Scheduler | None = None
         self.writer: HistoryWriter | None = None
         self.bgp_feed: LiveFeed | None = None  # the live BGP view, while `run` runs with [bgp] live
@@ -130,30 +131,36 @@ class Agent:
 
     # -- what a round does ---------------------------------------------------------------------------
 
-    async def ping(self, target: TargetConfig, protocol: str) -> PingResult:
-        """One latency probe of `target` by the prober map, with the [ping] settings in use."""
-        assert self.engine is not None, "Agent.run opens the engine"
-        cfg = self._config
-        spec = ProbeSpec(
-            target=target.address,
-            protocol=Protocol(protocol),
-            port=target.ping_port if protocol == "tcp" else None,
-            timeout_s=cfg.ping.timeout_s,
-        )
-        return await latency(self.engine, spec)
+    def start_ping(self, target: TargetConfig, protocol: str, done: PingDone) -> None:
+        """Send one latency probe of `target` with the [ping] settings in use; `done` gets its outcome."""
+        assert self.pinger is not None, "Agent.run opens the engine"
+        port = target.ping_port if protocol == "tcp" else None
+        self.pinger.start(target.address, Protocol(protocol), port, self._config.ping.timeout_s, done)
 
     async def trace(self, target: TargetConfig, first_flow: int, flows: int) -> tuple[Path, ...]:
         """`flows` Paris traceroutes of `target` by the prober map, with the [trace] settings in use."""
         assert self.engine is not None, "Agent.run opens the engine"
         return await trace(self.engine, trace_spec(self._config, target, flows=flows, first_flow=first_flow))
 
-    async def probe(self, target: TargetConfig, protocol: str) -> Trigger | None:
-        """One latency probe, recorded; the reason to trace the target's /24 now, if it gives one."""
-        result = await self.ping(target, protocol)
-        self.results.record_ping(result)
-        if result.rtt_s is not None:
-            self.vantage.answered(self._monotonic())
-        return self.tracking.pinged(target, protocol, result)
+    def probe(self, target: TargetConfig, protocol: str, done: ProbeDone) -> None:
+        """One latency probe, recorded when it is over; `done` gets the reason to trace the target's /24
+        now, if it gives one (or the exception that failed the probe)."""
+
+        def record(result: PingResult) -> None:
+            try:
+                self.results.record_ping(result)
+                if result.rtt_s is not None:
+                    self.vantage.answered(self._monotonic())
+                trigger = self.tracking.pinged(target, protocol, result)
+            except Exception as exc:
+                done(None, exc)
+                return
+            done(trigger, None)
+
+        try:
+            self.start_ping(target, protocol, record)
+        except Exception as exc:
+            done(None, exc)
 
     async def round(self, target: TargetConfig) -> None:
         """One round of traces of `target`, recorded and tagged (`tracking.pending` says whether a new
@@ -297,6 +304,7 @@ class Agent:
         loop = asyncio.get_running_loop()
         config, results = self._config, self.results
         engine = self.engine = self._open_engine(netns)
+        pinger = self.pinger = Pinger(engine, lazy=True)
         writer = self.writer = self._open_history()
         scheduler = Scheduler(
             config, results=results, probe=self.probe, trace_round=self.round, pending=self.tracking.pending
@@ -360,6 +368,7 @@ class Agent:
             await self._stop_bgp()
             if not await asyncio.to_thread(writer.close, 5.0):
                 log.error("some path changes could not be written before exit")
+            pinger.close()
             engine.close()
         return 0
 

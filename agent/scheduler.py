@@ -1,9 +1,13 @@
 """The scheduler: asyncio tasks that keep every target's latency probes and traces going.
 
-- Latency probes: one loop per target and protocol, every `ping.interval_s` with +-10 % jitter, from a
-  random start offset (a fleet of agents never probes in lockstep: probes of many hosts in step add up to
-  bursts at the target). A probe that is still out when the next is due does not hold it back (the timeout
-  may exceed the interval), up to a bound of probes in flight.
+- Latency probes: one series per target and protocol, all probed in one volley every `ping.interval_s`
+  with +-10 % jitter, from a random start offset (a fleet of agents never probes in lockstep: probes of
+  many hosts in step add up to bursts at the target). A probe that is still out when the next is due does
+  not hold it back (the timeout may exceed the interval), up to a bound of probes in flight. One timer
+  for the volleys and a callback per probe, not a task: on a Pi the event loop's wake-ups and a task, a
+  future and a timer per probe were most of the agent's CPU (issue 25); a volley is one wake-up to send
+  and, its answers read together (agent.probers.Pinger, lazy), about one to read. The budget
+  (agent.net.engine) spreads a volley bigger than it allows.
 - Traces: one loop per target, a round of `trace.flows` Paris traces (flow ids fixed per target, so round
   after round the same flows cross the same per-flow balancers) every `trace.interval_s` with jitter,
   from a random offset.
@@ -34,6 +38,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from agent.config import Config, TargetConfig
@@ -54,11 +59,29 @@ ROUNDS_IN_FLIGHT = 2
 FAULT_STREAK = 3
 
 
-class LatencyProbe(Protocol):
-    """One latency probe of `target`, recorded; the reason to trace its /24 now, if the result gives one.
-    A timeout is a result, never an exception; an exception is a failed probe."""
+ProbeDone = Callable[[Trigger | None, Exception | None], None]
+"""Called once when a latency probe is over: the reason to trace its /24 now (or None), or the exception
+that failed it."""
 
-    def __call__(self, target: TargetConfig, protocol: str) -> Awaitable[Trigger | None]: ...
+
+class LatencyProbe(Protocol):
+    """Start one latency probe of `target`, recorded when it is over, and call `done` then (also with an
+    exception that failed it at the start). A timeout is a result, never an exception."""
+
+    def __call__(self, target: TargetConfig, protocol: str, done: ProbeDone) -> None: ...
+
+
+@dataclass(slots=True, eq=False)
+class _Series:
+    """The latency probes of one target and protocol: when the next is due, how many are out."""
+
+    target: TargetConfig
+    proto: str
+    name: str
+    cap: int
+    in_flight: int = 0
+    blocked: bool = False  # due while `cap` probes were out: sent when one is done
+    stopped: bool = False  # the scheduler moved on (a reload, the end): its late outcomes are ignored
 
 
 class TraceRound(Protocol):
@@ -132,6 +155,9 @@ class Scheduler:
         self._round_slots = _Slots(rounds_in_flight)
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._series: list[_Series] = []
+        self._ping_due = 0.0  # the next volley of latency probes
+        self._ping_timer: asyncio.TimerHandle | None = None
         self._log = RateLog(log)
         self._streaks: dict[str, int] = {}  # consecutive failures per loop (nkprobe_fault{kind="probing"})
         self.config = config
@@ -152,12 +178,10 @@ class Scheduler:
         self._wake = {t.address: asyncio.Event() for t in cfg.targets}
         for t in cfg.targets:
             self._tasks.append(asyncio.create_task(self._trace_loop(t), name=f"trace {t.address}"))
-            for proto in t.ping_protocols:
-                self._tasks.append(
-                    asyncio.create_task(self._ping_loop(t, proto), name=f"ping {proto} {t.address}")
-                )
+        self._start_pings()
 
     async def _stop_loops(self) -> None:
+        self._stop_pings()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -200,42 +224,63 @@ class Scheduler:
 
     # -- latency probes ---------------------------------------------------------------------------------
 
-    async def _ping_loop(self, target: TargetConfig, proto: str) -> None:
-        loop = asyncio.get_running_loop()
+    def _start_pings(self) -> None:
         interval = self.config.ping.interval_s
         # Probes allowed in flight at once: enough to keep the interval when every probe times out.
         cap = max(1, int(self.config.ping.timeout_s / interval) + 1)
-        in_flight: set[asyncio.Task[None]] = set()
-        try:
-            await asyncio.sleep(self._rng.uniform(0.0, interval))
-            due = loop.time()
-            while True:
-                while len(in_flight) >= cap:
-                    await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                task = asyncio.create_task(self._one_ping(target, proto))
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
-                due += interval * self._rng.uniform(1.0 - JITTER, 1.0 + JITTER)
-                now = loop.time()
-                due = max(due, now)  # fell behind (a slow budget): skip, never burst to catch up
-                await asyncio.sleep(due - now)
-        finally:
-            for task in in_flight:
-                task.cancel()
+        self._series = [
+            _Series(t, proto, f"ping {proto} {t.address}", cap)
+            for t in self.config.targets
+            for proto in t.ping_protocols
+        ]
+        loop = asyncio.get_running_loop()
+        self._ping_due = loop.time() + self._rng.uniform(0.0, interval)
+        self._ping_timer = loop.call_at(self._ping_due, self._ping_volley)
 
-    async def _one_ping(self, target: TargetConfig, proto: str) -> None:
-        name = f"ping {proto} {target.address}"
-        try:
-            reason = await self._probe(target, proto)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._failed(name, "ping", exc)
-            return
-        self._succeeded(name)
-        if reason is not None:
-            log.info("%s %s: %s, tracing %s now", proto, target.address, reason.value, target.prefix)
-            self.trigger(reason, target.prefix)
+    def _stop_pings(self) -> None:
+        for series in self._series:
+            series.stopped = True
+        self._series = []
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
+
+    def _ping_volley(self) -> None:
+        """Every series' next probe, at once; the next volley an interval on, jittered, never in the past
+        (fell behind, e.g. a short budget: skip, never burst to catch up)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for series in self._series:
+            if series.in_flight >= series.cap:
+                series.blocked = True  # sent as soon as one of its probes is done (`_ping_done`)
+            else:
+                self._fire(series)
+        interval = self.config.ping.interval_s
+        self._ping_due = max(self._ping_due + interval * self._rng.uniform(1.0 - JITTER, 1.0 + JITTER), now)
+        self._ping_timer = loop.call_at(self._ping_due, self._ping_volley)
+
+    def _fire(self, series: _Series) -> None:
+        """Start one probe of `series`."""
+        series.in_flight += 1
+        self._probe(series.target, series.proto, lambda trigger, exc: self._ping_done(series, trigger, exc))
+
+    def _ping_done(self, series: _Series, trigger: Trigger | None, exc: Exception | None) -> None:
+        if series.stopped:
+            return  # a probe of the config before a reload
+        series.in_flight -= 1
+        if exc is not None:
+            self._failed(series.name, "ping", exc)
+        else:
+            self._succeeded(series.name)
+            if trigger is not None:
+                target = series.target
+                log.info(
+                    "%s %s: %s, tracing %s now", series.proto, target.address, trigger.value, target.prefix
+                )
+                self.trigger(trigger, target.prefix)
+        if series.blocked:
+            series.blocked = False
+            self._fire(series)
 
     # -- traces -----------------------------------------------------------------------------------------
 

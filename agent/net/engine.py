@@ -7,13 +7,17 @@ session, which finds the probe by its identity. Sessions `register` their key fo
 (other programs' traceroutes, late answers of finished sessions) are counted and dropped.
 
 Receive times come from the kernel (SO_TIMESTAMPNS, see agent.net.clock), mapped onto the monotonic
-clock that stamps sends, so the event loop's own latency does not enter the RTT.
+clock that stamps sends, so the event loop's own latency does not enter the RTT. That lets the agent's
+latency probes be read late and in batches: the sockets are on the event loop only while an eager
+session (a trace, a one-shot ping) runs; otherwise the pinger reads them when it expects its answers
+(`poll`). On a Pi, a wake-up of the Python event loop costs more than the packet it reads (issue 25: an
+asyncio timer firing 10 times a second costs about 250 µs of CPU a firing on the 2-core test machine).
 
 Latency probes before trace packets: traces take tokens with `try_send` whenever one is free, latency
-probes wait for one in `send`. With a dozen trace flows competing, a waiting probe got a token only now
-and then and the latency series thinned to one probe in five seconds; so `try_send` refuses while any
-`send` waits (the trace driver retries a moment later), and probes keep their interval when the budget
-is short while traces get the rest.
+probes wait for one in a queue (`send_soon`, `send`). With a dozen trace flows competing, a waiting probe
+got a token only now and then and the latency series thinned to one probe in five seconds; so `try_send`
+refuses while any latency probe waits (the trace driver retries a moment later), and probes keep their
+interval when the budget is short while traces get the rest.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import logging
 import random
 import socket
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 
 from agent.net import clock
 from agent.net.allowlist import Allowlist
@@ -44,11 +49,25 @@ from agent.trace.registry import ReplyHandler, ReplyTable
 SendHook = Callable[[str], None]
 """Called with the protocol name after every probe packet that left (metrics)."""
 
+OnSent = Callable[[float], None]
+"""Called with a queued probe's send time (monotonic) once it left (`ProbeEngine.send_soon`)."""
+
 SendErrorHook = Callable[[str], None]
 """Called with the errno name ("ENETUNREACH", "EPERM"...) of every probe the kernel refused (metrics)."""
 
 log = logging.getLogger("nkprobe.net")
 SEND_ERROR_LOG_INTERVAL_S = 60.0  # at most one warning a minute: a missing route refuses every probe
+
+
+@dataclass(slots=True)
+class QueuedSend:
+    """A latency probe waiting for a token of the budget (`ProbeEngine.send_soon`)."""
+
+    packet: bytes
+    dst: str
+    protocol: str
+    on_sent: OnSent
+    cancelled: bool = False
 
 
 def open_engine(
@@ -97,9 +116,12 @@ class ProbeEngine:
         self._send_error_logged_at: float | None = None
         self._send_errors_unlogged = 0
         self.replies = ReplyTable()  # the live sessions' reply handlers
+        self._eager: set[Hashable] = set()  # sessions whose answers are read as they arrive
+        self._reading = False  # the receive sockets are on the loop (add_reader)
         self._ident_bases: dict[Hashable, int] = {}
-        self._send_lock = asyncio.Lock()
-        self._waiting = 0  # `send` callers not yet sent: `try_send` yields to them (module docstring)
+        self._queue: deque[QueuedSend] = deque()  # latency probes waiting for a token, in order
+        self._queue_timer: asyncio.TimerHandle | None = None
+        self._waiting = 0  # queued probes not yet sent: `try_send` yields to them (module docstring)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sent: Counter[str] = Counter()  # packets sent by protocol
         self.send_errors: Counter[str] = Counter()  # by errno name
@@ -108,17 +130,38 @@ class ProbeEngine:
     # -- lifecycle --------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Attach the receive sockets to the running loop (loop.add_reader)."""
+        """Read the receive sockets from the running loop: at once while a session needs it (loop.add_reader),
+        else when asked (`poll`)."""
         self._loop = asyncio.get_running_loop()
-        for sock in self.sockets.receivers():
-            self._loop.add_reader(sock.fileno(), self._drain, sock)
+        self._attach_readers()
 
     def close(self) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            for sock in self.sockets.receivers():
-                self._loop.remove_reader(sock.fileno())
+        if self._queue_timer is not None:
+            self._queue_timer.cancel()
+            self._queue_timer = None
+        self._eager.clear()
+        self._attach_readers()
         self._loop = None
         self.sockets.close()
+
+    def _attach_readers(self) -> None:
+        """Readers on the loop while an eager session runs, or always without kernel receive stamps (a
+        late read would lengthen the RTT); else nobody is woken per packet (module docstring)."""
+        loop = self._loop
+        want = loop is not None and (bool(self._eager) or not getattr(self.sockets, "stamped", True))
+        if want == self._reading or loop is None or loop.is_closed():
+            return
+        for sock in self.sockets.receivers():
+            if want:
+                loop.add_reader(sock.fileno(), self._drain, sock)
+            else:
+                loop.remove_reader(sock.fileno())
+        self._reading = want
+
+    def poll(self) -> None:
+        """Read and dispatch every packet queued on the receive sockets now."""
+        for sock in self.sockets.receivers():
+            self._drain(sock)
 
     async def __aenter__(self) -> ProbeEngine:
         self.start()
@@ -129,12 +172,21 @@ class ProbeEngine:
 
     # -- sessions ---------------------------------------------------------------------------------------
 
-    def register(self, session_key: Hashable, handler: ReplyHandler) -> None:
-        """Route answers whose `match_key(...).session_key` equals `session_key` to `handler`."""
+    def register(self, session_key: Hashable, handler: ReplyHandler, *, eager: bool = True) -> None:
+        """Route answers whose `match_key(...).session_key` equals `session_key` to `handler`: as soon as
+        they arrive if `eager`, else whenever the sockets are read (`poll`, or for an eager session)."""
         self.replies.register(session_key, handler)
+        if eager:
+            self._eager.add(session_key)
+            if not self._reading:
+                self._attach_readers()
 
     def unregister(self, session_key: Hashable) -> None:
         self.replies.unregister(session_key)
+        if session_key in self._eager:
+            self._eager.discard(session_key)
+            if not self._eager:
+                self._attach_readers()
 
     def in_use(self, session_key: Hashable) -> bool:
         return self.replies.in_use(session_key)
@@ -170,27 +222,70 @@ class ProbeEngine:
 
     # -- sending ----------------------------------------------------------------------------------------
 
-    async def send(self, packet: bytes, dst: str, protocol: str) -> float:
-        """Send one probe once the global budget allows; its send time (monotonic).
+    def send_soon(self, packet: bytes, dst: str, protocol: str, on_sent: OnSent) -> QueuedSend | None:
+        """Send one latency probe now if the budget has a token and no other waits, else queue it (first
+        in, first out) and send it as soon as one is free; `on_sent` gets its send time (monotonic).
 
-        A packet the kernel refuses (no route, a local firewall) is a lost probe: it is counted in
-        `send_errors` by errno, reported to `on_send_error` and logged (at most once a minute), and its
-        time is returned all the same, so the session times it out. NotAllowedError if `allow` refuses
-        `dst` (nothing is sent and no token spent)."""
+        No task or future per probe (issue 25: the agent's pings are most of its packets): the queue is
+        drained by one timer. Returns the queue entry (`cancel_queued`) or None if it left at once. A
+        packet the kernel refuses is still "sent" (`_send_now`). NotAllowedError, raised here, if `allow`
+        refuses `dst` (nothing is sent or queued and no token spent)."""
         if self.allow is not None and dst not in self._allowed:
             self._admit(dst)
+        if not self._queue and self.budget.wait(self.now()) <= 0.0:
+            on_sent(self._send_now(packet, dst, protocol))
+            return None
+        entry = QueuedSend(packet, dst, protocol, on_sent)
+        self._queue.append(entry)
         self._waiting += 1
-        try:
-            async with self._send_lock:  # FIFO: waiting senders are served in order
-                while True:
-                    now = self.now()
-                    wait = self.budget.wait(now)
-                    if wait <= 0.0:
-                        break
-                    await asyncio.sleep(wait)
-                return self._send_now(packet, dst, protocol)
-        finally:
+        self._arm_queue()
+        return entry
+
+    def cancel_queued(self, entry: QueuedSend) -> None:
+        """Take a queued probe back (its caller gave up); nothing is sent for it."""
+        if not entry.cancelled:
+            entry.cancelled = True
             self._waiting -= 1
+
+    async def send(self, packet: bytes, dst: str, protocol: str) -> float:
+        """`send_soon`, awaited: the send time. Cancelling it while queued takes the probe back."""
+        loop = asyncio.get_running_loop()
+        sent: asyncio.Future[float] = loop.create_future()
+
+        def on_sent(at: float) -> None:
+            if not sent.done():
+                sent.set_result(at)
+
+        entry = self.send_soon(packet, dst, protocol, on_sent)
+        if entry is None:
+            return sent.result()
+        try:
+            return await sent
+        finally:
+            self.cancel_queued(entry)
+
+    def _arm_queue(self) -> None:
+        """One timer for the whole queue, at the budget's next token."""
+        if self._queue_timer is not None or not self._queue:
+            return
+        loop = asyncio.get_running_loop()
+        self._queue_timer = loop.call_later(self.budget.wait(self.now()), self._drain_queue)
+
+    def _drain_queue(self) -> None:
+        self._queue_timer = None
+        queue = self._queue
+        while queue:
+            entry = queue[0]
+            if entry.cancelled:
+                queue.popleft()
+                continue
+            if self.budget.wait(self.now()) > 0.0:
+                break
+            queue.popleft()
+            entry.cancelled = True  # done: a later cancel_queued must not count it again
+            self._waiting -= 1
+            entry.on_sent(self._send_now(entry.packet, entry.dst, entry.protocol))
+        self._arm_queue()
 
     def try_send(self, packet: bytes, dst: str, protocol: str) -> float | None:
         """Send now if the budget has a token and no `send` is waiting for one (the send time), else

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -33,10 +34,16 @@ def setns(fd: int) -> None:
     if os_setns is not None:
         os_setns(fd, CLONE_NEWNET)
         return
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
+    if _libc().setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """libc, looked up once: find_library runs `ldconfig -p` in a child process at every call, and the
+    agent joins its namespace for every new target's route lookup (agent.net.engine.source_for)."""
+    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
 def namespace_path(name: str) -> str:

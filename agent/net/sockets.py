@@ -71,6 +71,7 @@ class SocketSet:
     send: socket.socket
     icmp: socket.socket
     tcp: socket.socket
+    stamped: bool = True  # the kernel stamps every received packet (SO_TIMESTAMPNS): reading may wait
 
     def close(self) -> None:
         for s in (self.send, self.icmp, self.tcp):
@@ -155,9 +156,10 @@ def open_socket_set() -> SocketSet:
         s.setblocking(False)
     # A bigger receive buffer so a burst of answers from many parallel traces is not dropped while the
     # event loop is busy; the kernel caps it at net.core.rmem_max without CAP_NET_ADMIN.
+    stamped = True
     for s in (icmp, tcp):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        enable_timestamps(s)
+        stamped = enable_timestamps(s) and stamped
     icmp.setsockopt(
         SOL_RAW,
         ICMP_FILTER,
@@ -166,7 +168,7 @@ def open_socket_set() -> SocketSet:
         ),
     )
     attach_bpf(tcp, _BPF_SYN_OR_RST)
-    return SocketSet(send=send, icmp=icmp, tcp=tcp)
+    return SocketSet(send=send, icmp=icmp, tcp=tcp, stamped=stamped)
 
 
 _TS64 = struct.Struct("=qq")

@@ -3,9 +3,10 @@
 Adding a prober touches one new file, its test, one line in `PROBERS` and one config section
 (blackbox_exporter's prober map, prober/prober.go). `PROBERS` is the dispatch: `nkprobe ping`, `nkprobe
 trace` and the agent all reach a prober through `latency` or `trace` below, never by importing its
-module. Each kind of probe has one result type: a latency probe gives one `PingResult`, a trace one
-`Path` per flow. The names of the latency probers are the values `[ping] protocols` accepts (tests check
-that config and map agree).
+module (the agent's scheduled latency probes use the latency probers' code as a callback per probe
+rather than a task: `Pinger`). Each kind of probe has one result type: a latency probe gives one
+`PingResult`, a trace one `Path` per flow. The names of the latency probers are the values `[ping]
+protocols` accepts (tests check that config and map agree).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from agent.model import Path, PingResult
 from agent.net.engine import ProbeEngine
 from agent.probers import ping, tcp, traceroute
+from agent.probers._latency import PingDone, Pinger
 from agent.probers.base import ProbeOutcome, Prober, ProbeSpec
 
 PROBERS: dict[str, Prober] = {
@@ -45,6 +47,8 @@ async def trace(engine: ProbeEngine, spec: ProbeSpec) -> tuple[Path, ...]:
 __all__ = [
     "LATENCY_PROBERS",
     "PROBERS",
+    "PingDone",
+    "Pinger",
     "TRACE_PROBER",
     "ProbeOutcome",
     "ProbeSpec",

@@ -1,9 +1,18 @@
-"""One latency probe (ICMP echo or TCP SYN) over the shared engine: the code ping.py and tcp.py share.
+"""Latency probes (ICMP echo or TCP SYN) over the shared engine: the code ping.py, tcp.py and the agent's
+scheduled probes share.
 
 A latency probe is a single packet with an ordinary TTL whose flow (ICMP identifier or TCP source port)
 is taken from a range the traceroute flows never use, so pings and traces of the same target run side by
 side on one socket set. Answers: an echo reply, a SYN-ACK or a RST count (the RTT and the reply's TTL);
 an ICMP error quoting the probe (e.g. !X from a filtering router) is a loss with its "err" letter.
+
+`Pinger` keeps one flow per target and protocol, as ping(8), scamper and RIPE Atlas do: every probe of it
+crosses the same per-flow balancers, so a change of the reply TTL or the RTT level (the agent's re-trace
+triggers, agent.tracking.LatencyWatch) is a change of the path and not of the hash. Probes of one flow
+differ by their identity (a counter), and the replies are matched in a dict: no task, future or session
+per probe. The agent sends several pings a second for months on a Pi (issue 25: 1,190 µs of CPU a packet
+with a task, a future and a timeout task per probe); `latency_probe`, the one-shot form the `nkprobe ping`
+command uses, is the same code with a future around it.
 """
 
 from __future__ import annotations
@@ -11,69 +20,245 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from agent.errors import UsageError
 from agent.model import UNREACHABLE_ERR, PingResult, Protocol, ReplyKind
 from agent.net.clock import receive_time
-from agent.net.engine import ProbeEngine
-from agent.packets.build import FlowSpec, ProbeBuilder
+from agent.net.engine import ProbeEngine, QueuedSend
+from agent.packets.build import ProbeBuilder
 from agent.packets.parse import ParsedReply
 from agent.probers.base import ProbeSpec
 from agent.trace.flow import MAX_FLOW_ID, flow_spec
 
 # Flow ids MAX_FLOW_ID-255..MAX_FLOW_ID: TCP source ports 65280..65535, ICMP identifiers 0x5EB8..0x5FB7
 # (agent.trace.flow.ICMP_ID_BASE + flow id); traces use flow ids from 0 upward (a few dozen at most), so
-# the two never meet. One flow per probe in flight: at most len(LATENCY_FLOWS) probes toward one target.
+# the two never meet. Each Pinger takes a free one per target and protocol (one-shot pingers of one
+# target at once take different ones): at most len(LATENCY_FLOWS) pingers toward one target at a time.
 LATENCY_FLOWS = range(MAX_FLOW_ID - 255, MAX_FLOW_ID + 1)
 ANSWERS = (ReplyKind.ECHO_REPLY, ReplyKind.TCP_SYNACK, ReplyKind.TCP_RST)
+LOOK_SLACK_S = 0.01  # lazy reads look for an answer this long after the last RTT and a half
+MAX_IDLE_FLOWS = 4096  # flows kept (their packet builders) for targets probed again; a census has 1,024
+
+PingDone = Callable[[PingResult], None]
+"""Called once with a probe's outcome: the RTT and reply TTL, or a loss (a timeout is a result)."""
 
 
-def _free_flow(
-    engine: ProbeEngine, protocol: Protocol, dst: str, port: int | None, src: str | None
-) -> tuple[FlowSpec, tuple[Protocol, str, tuple[int, int]]]:
-    start = random.randrange(len(LATENCY_FLOWS))
-    for i in range(len(LATENCY_FLOWS)):
-        flow_id = LATENCY_FLOWS[(start + i) % len(LATENCY_FLOWS)]
-        spec = flow_spec(protocol, dst, flow_id, src=src, port=port)
-        key = (protocol, dst, (spec.sport, spec.dport))
-        if not engine.in_use(key):
-            return spec, key
-    raise UsageError(
-        f"more than {len(LATENCY_FLOWS)} {protocol.value} latency probes in flight toward {dst}; "
-        "send fewer at once (a longer interval or a shorter timeout)"
+@dataclass(slots=True, eq=False)
+class _Probe:
+    """One probe: what it is, who waits for it, when it left (monotonic and wall clock)."""
+
+    target: str
+    protocol: Protocol
+    done: PingDone
+    timeout_s: float
+    sent_at: float = 0.0
+    sent_wall: float = 0.0
+    look_at: float = 0.0  # lazy reads: when its answer should be in (`Pinger._look`)
+    timer: asyncio.TimerHandle | None = None  # eager reads: its timeout
+    queued: QueuedSend | None = None
+
+
+def result_of(reply: ParsedReply, probe: _Probe, rx: float, read_at: float) -> PingResult:
+    """What an answer received at `rx` (monotonic; read at `read_at`) says of `probe`."""
+    target, protocol = probe.target, probe.protocol
+    if reply.kind not in ANSWERS:
+        code = reply.icmp_code if reply.icmp_code is not None else -1
+        unreachable = reply.kind is ReplyKind.UNREACHABLE
+        err = UNREACHABLE_ERR.get(code, str(code)) if unreachable else reply.kind.value
+        return PingResult(target, protocol, probe.sent_wall, None, extra={"err": err, "from": reply.src})
+    extra = {"flags": "SA" if reply.kind is ReplyKind.TCP_SYNACK else "R"} if protocol is Protocol.TCP else {}
+    rtt = receive_time(rx, probe.sent_at, read_at) - probe.sent_at
+    return PingResult(
+        target, protocol, probe.sent_wall, max(0.0, rtt), reply_ttl=reply.reply_ttl, extra=extra
     )
 
 
-async def latency_probe(engine: ProbeEngine, spec: ProbeSpec) -> PingResult:
-    protocol = spec.protocol
-    src = None if protocol is Protocol.ICMP else engine.source_for(spec.target)
-    flow, key = _free_flow(engine, protocol, spec.target, spec.port, src)
-    ident = random.randrange(1, 0x10000)
-    builder = ProbeBuilder(flow)
-    loop = asyncio.get_running_loop()
-    answer: asyncio.Future[tuple[ParsedReply, float, float]] = loop.create_future()
+@dataclass(slots=True, eq=False)
+class _Flow:
+    key: tuple[Protocol, str, tuple[int, int]]
+    builder: ProbeBuilder
+    next_ident: int
+    out: dict[int, _Probe] = field(default_factory=dict)  # probes in flight by identity
+    rtt: float | None = None  # the last answer's: when to look for the next (lazy reads)
 
-    def on_reply(reply: ParsedReply, rx_time: float, read_at: float) -> None:
-        if reply.ident == ident and not answer.done():
-            answer.set_result((reply, rx_time, read_at))
 
-    engine.register(key, on_reply)
-    sent_wall = time.time()
-    try:
-        sent_at = await engine.send(builder.build(spec.ttl, ident), spec.target, protocol.value)
-        sent_wall = time.time()
+class Pinger:
+    """Latency probes over `engine`: `start(...)` sends one (as soon as the budget allows; before any
+    trace packet) and calls `done` with its outcome, from the reply's or the timeout's callback.
+
+    `lazy`: answers are not read as they arrive but when they are expected (the flow's last RTT and a
+    half again, or the timeout), all of a volley's at one wake-up; the kernel's receive stamps keep the
+    RTT exact (agent.net.engine). An answer read after the timeout that came in after it is a loss, as it
+    would have been had it been read at once."""
+
+    def __init__(self, engine: ProbeEngine, *, ttl: int = 64, lazy: bool = False) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self.lazy = lazy
+        self._flows: dict[tuple[Protocol, str, int | None], _Flow] = {}
+        self._sent: list[tuple[_Flow, int]] = []  # lazy: probes in flight, looked at by `_look`
+        self._look_timer: asyncio.TimerHandle | None = None
+        self._look_at = 0.0
+
+    def start(
+        self, target: str, protocol: Protocol, port: int | None, timeout_s: float, done: PingDone
+    ) -> None:
+        """Probe `target` once. Raises (nothing sent) if `target` is outside the engine's allowlist
+        (NotAllowedError) or every latency flow toward it is taken (UsageError)."""
+        flow = self._flows.get((protocol, target, port))
+        if flow is None:
+            flow = self._new_flow(protocol, target, port)
+        if not flow.out:  # the first probe in flight: answers to this flow are ours from now on
+            if self.engine.in_use(flow.key):
+                flow = self._new_flow(protocol, target, port)
+            self.engine.register(
+                flow.key,
+                lambda reply, rx, read_at: self._answer(flow, reply, rx, read_at),
+                eager=not self.lazy,
+            )
+        ident = flow.next_ident
+        while ident in flow.out:  # 65,535 identities: only a flood of lost probes could wrap into one
+            ident = ident % 0xFFFF + 1
+        flow.next_ident = ident % 0xFFFF + 1
+        probe = _Probe(target, protocol, done, timeout_s)
+        flow.out[ident] = probe
+
+        def on_sent(sent_at: float) -> None:
+            probe.queued = None
+            probe.sent_at, probe.sent_wall = sent_at, time.time()
+            # (engine and loop read the same monotonic clock)
+            if not self.lazy:
+                probe.timer = asyncio.get_running_loop().call_at(
+                    sent_at + timeout_s, self._expire, flow, ident
+                )
+                return
+            wait = timeout_s if flow.rtt is None else min(timeout_s, flow.rtt * 1.5 + LOOK_SLACK_S)
+            probe.look_at = sent_at + wait
+            self._sent.append((flow, ident))
+            self._arm(probe.look_at)
+
         try:
-            reply, rx_time, read_at = await asyncio.wait_for(answer, spec.timeout_s)
-        except TimeoutError:
-            return PingResult(spec.target, protocol, sent_wall, None)
-    finally:
-        engine.unregister(key)
-    if reply.kind not in ANSWERS:
-        code = reply.icmp_code if reply.icmp_code is not None else -1
-        err = (
-            UNREACHABLE_ERR.get(code, str(code)) if reply.kind is ReplyKind.UNREACHABLE else reply.kind.value
+            probe.queued = self.engine.send_soon(
+                flow.builder.build(self.ttl, ident), target, protocol.value, on_sent
+            )
+        except BaseException:
+            self._finish(flow, ident)
+            raise
+
+    def close(self) -> None:
+        """Give up every probe in flight (none of their `done` is called)."""
+        if self._look_timer is not None:
+            self._look_timer.cancel()
+            self._look_timer = None
+        self._sent.clear()
+        for flow in self._flows.values():
+            for ident in list(flow.out):
+                probe = self._finish(flow, ident)
+                if probe is not None and probe.queued is not None:
+                    self.engine.cancel_queued(probe.queued)
+        self._flows.clear()
+
+    # -- flows ------------------------------------------------------------------------------------------
+
+    def _new_flow(self, protocol: Protocol, target: str, port: int | None) -> _Flow:
+        src = None if protocol is Protocol.ICMP else self.engine.source_for(target)
+        start = random.randrange(len(LATENCY_FLOWS))
+        for i in range(len(LATENCY_FLOWS)):
+            spec = flow_spec(
+                protocol, target, LATENCY_FLOWS[(start + i) % len(LATENCY_FLOWS)], src=src, port=port
+            )
+            key = (protocol, target, (spec.sport, spec.dport))
+            if not self.engine.in_use(key):
+                if len(self._flows) >= MAX_IDLE_FLOWS:
+                    self._forget_idle()
+                flow = self._flows[(protocol, target, port)] = _Flow(
+                    key, ProbeBuilder(spec), random.randrange(1, 0x10000)
+                )
+                return flow
+        raise UsageError(
+            f"more than {len(LATENCY_FLOWS)} {protocol.value} latency probes in flight toward {target}; "
+            "send fewer at once (a longer interval or a shorter timeout)"
         )
-        return PingResult(spec.target, protocol, sent_wall, None, extra={"err": err, "from": reply.src})
-    extra = {"flags": "SA" if reply.kind is ReplyKind.TCP_SYNACK else "R"} if protocol is Protocol.TCP else {}
-    rtt = receive_time(rx_time, sent_at, read_at) - sent_at
-    return PingResult(spec.target, protocol, sent_wall, max(0.0, rtt), reply_ttl=reply.reply_ttl, extra=extra)
+
+    def _forget_idle(self) -> None:
+        for k in [k for k, f in self._flows.items() if not f.out]:
+            del self._flows[k]
+
+    def _finish(self, flow: _Flow, ident: int) -> _Probe | None:
+        probe = flow.out.pop(ident, None)
+        if probe is not None and probe.timer is not None:
+            probe.timer.cancel()
+        if not flow.out:
+            self.engine.unregister(flow.key)
+        return probe
+
+    # -- outcomes ---------------------------------------------------------------------------------------
+
+    def _answer(self, flow: _Flow, reply: ParsedReply, rx: float, read_at: float) -> None:
+        probe = flow.out.get(reply.ident)
+        if probe is None or probe.queued is not None:
+            return  # a late answer to a probe that timed out, or not to one of ours
+        result = result_of(reply, probe, rx, read_at)
+        if result.rtt_s is not None and result.rtt_s > probe.timeout_s:
+            return  # read late, but it came in after the timeout: a loss (`_look`)
+        self._finish(flow, reply.ident)
+        if result.rtt_s is not None:
+            flow.rtt = result.rtt_s
+        probe.done(result)
+
+    # -- lazy reads -------------------------------------------------------------------------------------
+
+    def _arm(self, at: float) -> None:
+        """One timer for every probe in flight: at the earliest time one of them should be looked at."""
+        if self._look_timer is not None:
+            if self._look_at <= at:
+                return
+            self._look_timer.cancel()
+        self._look_at = at
+        self._look_timer = asyncio.get_running_loop().call_at(at, self._look)
+
+    def _look(self) -> None:
+        """Read what came, then call the probes whose timeout passed lost; look again when the next is
+        due (its expected answer, or its timeout)."""
+        self._look_timer = None
+        self.engine.poll()
+        now = asyncio.get_running_loop().time()
+        keep: list[tuple[_Flow, int]] = []
+        next_at: float | None = None
+        for flow, ident in self._sent:
+            probe = flow.out.get(ident)
+            if probe is None:
+                continue  # answered
+            deadline = probe.sent_at + probe.timeout_s
+            if deadline <= now:
+                self._expire(flow, ident)
+                continue
+            keep.append((flow, ident))
+            at = probe.look_at if probe.look_at > now else deadline
+            next_at = at if next_at is None else min(next_at, at)
+        self._sent = keep
+        if next_at is not None:
+            self._arm(next_at)
+
+    def _expire(self, flow: _Flow, ident: int) -> None:
+        probe = self._finish(flow, ident)
+        if probe is not None:
+            probe.done(PingResult(probe.target, probe.protocol, probe.sent_wall, None))
+
+
+async def latency_probe(engine: ProbeEngine, spec: ProbeSpec) -> PingResult:
+    """One latency probe of `spec` (target, protocol, port, ttl, timeout_s), awaited."""
+    answer: asyncio.Future[PingResult] = asyncio.get_running_loop().create_future()
+
+    def done(result: PingResult) -> None:
+        if not answer.done():
+            answer.set_result(result)
+
+    pinger = Pinger(engine, ttl=spec.ttl)
+    pinger.start(spec.target, spec.protocol, spec.port, spec.timeout_s, done)
+    try:
+        return await answer
+    finally:
+        pinger.close()

@@ -87,9 +87,15 @@ class NetAgent(Agent):
         super().__init__(config, results=results, tagger_for=lambda c: FixedTagger(c, rule), wall=wall)
         self.net = net
         self.history = history
+        self._pings: set[asyncio.Future[PingResult]] = set()
 
-    async def ping(self, target: Target, protocol: str) -> PingResult:
-        return await self.net.ping(target, protocol)
+    def start_ping(self, target: Target, protocol: str, done: Callable[[PingResult], None]) -> None:
+        """As the real Pinger: a failure to send raises here, the outcome comes later to `done`."""
+        self.net.check_ping()
+        task = asyncio.ensure_future(self.net.ping(target, protocol))
+        self._pings.add(task)
+        task.add_done_callback(self._pings.discard)
+        task.add_done_callback(lambda t: None if t.cancelled() else done(t.result()))
 
     async def trace(self, target: Target, first_flow: int, flows: int) -> tuple[Path, ...]:
         return tuple(await self.net.trace(target, first_flow, flows))
@@ -128,10 +134,12 @@ class FakeNet:
             return "china_unicom" if (flow * 2654435761) % 7 < 4 else "transtelecom"
         return way
 
-    async def ping(self, target: Target, protocol: str) -> PingResult:
+    def check_ping(self) -> None:
         if self.ping_fail:
             self.ping_fail -= 1
             raise OSError("fake send failure")
+
+    async def ping(self, target: Target, protocol: str) -> PingResult:
         await self._send(protocol)
         loop = asyncio.get_running_loop()
         sent = loop.time()
