@@ -100,7 +100,8 @@ class Pinger:
         self._flows: dict[tuple[Protocol, str, int | None], _Flow] = {}
         self._sent: list[tuple[_Flow, int]] = []  # lazy: probes in flight, looked at by `_look`
         self._look_timer: asyncio.TimerHandle | None = None
-        self._look_at = 0.0
+        self._look_at = 0.0  # when the timer fires
+        self._deadline = 0.0  # the first timeout of a probe in flight (lazy reads)
 
     def start(
         self, target: str, protocol: Protocol, port: int | None, timeout_s: float, done: PingDone
@@ -137,7 +138,7 @@ class Pinger:
             wait = timeout_s if flow.rtt is None else min(timeout_s, flow.rtt * 1.5 + LOOK_SLACK_S)
             probe.look_at = sent_at + wait
             self._sent.append((flow, ident))
-            self._arm(probe.look_at)
+            self._arm(probe.look_at, sent_at + timeout_s)
 
         try:
             probe.queued = self.engine.send_soon(
@@ -210,10 +211,15 @@ class Pinger:
 
     # -- lazy reads -------------------------------------------------------------------------------------
 
-    def _arm(self, at: float) -> None:
-        """One timer for every probe in flight: at the earliest time one of them should be looked at."""
+    def _arm(self, look_at: float, deadline: float) -> None:
+        """One timer for every probe in flight, at the latest time one of them should be looked at but
+        no later than the first timeout: a volley's answers (ICMP and TCP, near and far targets) are read
+        at one wake-up, not one each."""
+        self._deadline = deadline if self._look_timer is None else min(self._deadline, deadline)
+        at = look_at if self._look_timer is None else max(self._look_at, look_at)
+        at = min(at, self._deadline)
         if self._look_timer is not None:
-            if self._look_at <= at:
+            if at == self._look_at:
                 return
             self._look_timer.cancel()
         self._look_at = at
@@ -226,7 +232,6 @@ class Pinger:
         self.engine.poll()
         now = asyncio.get_running_loop().time()
         keep: list[tuple[_Flow, int]] = []
-        next_at: float | None = None
         for flow, ident in self._sent:
             probe = flow.out.get(ident)
             if probe is None:
@@ -236,11 +241,8 @@ class Pinger:
                 self._expire(flow, ident)
                 continue
             keep.append((flow, ident))
-            at = probe.look_at if probe.look_at > now else deadline
-            next_at = at if next_at is None else min(next_at, at)
+            self._arm(probe.look_at if probe.look_at > now else deadline, deadline)
         self._sent = keep
-        if next_at is not None:
-            self._arm(next_at)
 
     def _expire(self, flow: _Flow, ident: int) -> None:
         probe = self._finish(flow, ident)

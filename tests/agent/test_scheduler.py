@@ -4,12 +4,13 @@ hysteresis, faults, reload."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from agent.config import Config
-from agent.model import Path, Protocol, Target
+from agent.model import Path, PingResult, Protocol, Target
 from agent.net.budget import Budget
 from agent.results import Results
 from agent.scheduler import Scheduler
@@ -295,3 +296,33 @@ def test_a_failed_round_while_a_tag_awaits_confirmation_is_retried_as_soon() -> 
     assert len(rounds) == 3, rounds
     assert rounds[1] - rounds[0] < 3.0 and rounds[2] - rounds[1] < 3.0, rounds
     assert state.snapshot().errors["trace"] == 1
+
+
+def test_latency_probes_go_in_one_volley_an_interval_apart() -> None:
+    """Every target and protocol is probed at one wake-up an interval (+-10 %) apart (issue 25)."""
+    rig = Rig(config(max_pps=100))
+    starts: list[tuple[float, str, str]] = []
+
+    async def script(r: Rig) -> None:
+        assert r.agent is not None
+        start_ping = r.agent.start_ping
+
+        def recorded(target: Target, protocol: str, done: Callable[[PingResult], None]) -> None:
+            starts.append((asyncio.get_running_loop().time(), target.address, protocol))
+            start_ping(target, protocol, done)
+
+        r.agent.start_ping = recorded  # type: ignore[method-assign]
+        await asyncio.sleep(30)
+
+    run_virtual(rig.run(script))
+    volleys: dict[float, list[tuple[str, str]]] = {}
+    for at, address, protocol in starts:
+        volleys.setdefault(at, []).append((address, protocol))
+    series = {(t.address, p) for t in TARGETS for p in rig.cfg.ping.protocols}
+    assert len(volleys) >= 25
+    assert all(sorted(v) == sorted(series) for v in volleys.values()), volleys
+    times = sorted(volleys)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    interval = rig.cfg.ping.interval_s
+    assert all(0.9 * interval - 1e-9 <= g <= 1.1 * interval + 1e-9 for g in gaps), gaps
+    assert len({round(g, 6) for g in gaps}) > 1  # jittered, not a fixed beat
