@@ -67,6 +67,7 @@ class Rig:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+            await self.agent.stop_pings()
 
     def tag(self, address: str) -> str:
         t = self.state.target(address)

@@ -100,6 +100,12 @@ class NetAgent(Agent):
     async def trace(self, target: Target, first_flow: int, flows: int) -> tuple[Path, ...]:
         return tuple(await self.net.trace(target, first_flow, flows))
 
+    async def stop_pings(self) -> None:
+        """Cancel the pings in flight (the real agent closes its Pinger so at its end)."""
+        for task in list(self._pings):
+            task.cancel()
+        await asyncio.gather(*self._pings, return_exceptions=True)
+
     def record_change(self, change: ConfirmedChange) -> None:
         if self.history is not None:
             self.history(change)
