@@ -176,7 +176,7 @@ class Scheduler:
     def _start(self) -> None:
         cfg = self.config
         self._wake = {t.address: asyncio.Event() for t in cfg.targets}
-        for t in cfg.targets:
+        for t in cfg.targets if cfg.trace.enabled else ():
             self._tasks.append(asyncio.create_task(self._trace_loop(t), name=f"trace {t.address}"))
         self._start_pings()
 

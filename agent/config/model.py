@@ -93,6 +93,8 @@ class TraceSection(TraceSettings):
     """[trace]: how often and toward what each target is traced, and how (`TraceSettings`, whose
     defaults are the section's; `window`, `pace` and `packet_size` are not keys of the file)."""
 
+    # false: latency probes only (a census of many targets); triggers then only count.
+    enabled: bool = flag(True)
     interval_s: float = number(60.0, gt=0, le=DAY_S)
     protocol: str = text("tcp", check=checks.one_of(TRACE_PROTOCOLS))
     port: int = integer(80, **PORT)

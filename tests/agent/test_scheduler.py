@@ -327,3 +327,19 @@ def test_latency_probes_go_in_one_volley_an_interval_apart() -> None:
     interval = rig.cfg.ping.interval_s
     assert all(0.9 * interval - 1e-9 <= g <= 1.1 * interval + 1e-9 for g in gaps), gaps
     assert len({round(g, 6) for g in gaps}) > 1  # jittered, not a fixed beat
+
+
+def test_trace_enabled_false_probes_latency_only() -> None:
+    rig = Rig(config(enabled=False))
+
+    async def script(r: Rig) -> None:
+        await asyncio.sleep(120)
+        r.net.upstream["198.19.179.0/24"] = TTK  # a trigger now only counts
+        await asyncio.sleep(30)
+
+    run_virtual(rig.run(script))
+    assert rig.net.rounds == []
+    assert rig.sched is not None and rig.sched.rounds_done == 0
+    snap = rig.state.snapshot()
+    assert sum(snap.retrace_triggers.values()) >= 1
+    assert len(rig.net.sends) >= 100  # the pings went on
