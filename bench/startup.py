@@ -80,13 +80,15 @@ class Run:
     trace_ms: float | None = None  # first probe to last reply
 
 
-def commands(lab: LabInfo, target: str, trace_args: list[str], console: Path, base: str) -> list[Command]:
+def commands(
+    lab: LabInfo, target: str, trace_args: list[str], console: Path, *, base: str, baseline: Path | None
+) -> list[Command]:
     venv_bin = Path(sys.executable).parent
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
     deb_env = {**env, "PYTHONPATH": str(ROOT)}
     trace = ["trace", target, "--config", str(lab.config_file), *trace_args]
     venv_nkprobe = str(venv_bin / "nkprobe")
-    return [
+    cmds = [
         Command(f"{base} -I -S -c pass", (base, "-I", "-S", "-c", "pass"), env, False),
         Command(f"{base} -c pass", (base, "-c", "pass"), env, False),
         Command("venv python -c pass", (sys.executable, "-c", "pass"), env, False),
@@ -95,6 +97,13 @@ def commands(lab: LabInfo, target: str, trace_args: list[str], console: Path, ba
         Command("nkprobe trace (venv)", (venv_nkprobe, *trace), env, True),
         Command("nkprobe trace (deb)", (base, str(console), *trace), deb_env, True),
     ]
+    if baseline is not None:  # another source tree, run the .deb way in the same rounds: before / after
+        old_env = {**env, "PYTHONPATH": str(baseline)}
+        cmds += [
+            Command("nkprobe --version (deb, baseline)", (base, str(console), "--version"), old_env, False),
+            Command("nkprobe trace (deb, baseline)", (base, str(console), *trace), old_env, True),
+        ]
+    return cmds
 
 
 def spawn_and_wait(cmd: Command, out: Path) -> tuple[int, int, int]:
@@ -203,6 +212,8 @@ def main() -> int:
                         "ends the trace)")  # fmt: skip
     parser.add_argument("--base-python", default=BASE_PYTHON, help="the interpreter of the .deb way "
                         f"(default {BASE_PYTHON}: Debian's, which the .deb depends on)")  # fmt: skip
+    parser.add_argument("--baseline", type=Path, help="a source tree to compare with, run the .deb way in "
+                        "the same rounds (e.g. `git archive main | tar -x -C /tmp/main`)")  # fmt: skip
     parser.add_argument("--trace-args", default="", help='more `nkprobe trace` arguments, e.g. "--json"')
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -212,10 +223,12 @@ def main() -> int:
     prefix = os.environ.get("NKPROBE_LAB_PREFIX", "nkp-s-")
     trace_args = shlex.split(args.trace_args)
     with bench_lab(prefix) as lab, console_script() as console:
-        cmds = commands(lab, args.target, trace_args, console, args.base_python)
+        cmds = commands(lab, args.target, trace_args, console, base=args.base_python, baseline=args.baseline)
         dev = vantage_dev(lab, args.target)
         results = call_in_netns(lab.vantage_ns, lambda: measure(lab, args.target, cmds, args.runs, dev))
     command_line = "sudo .venv/bin/python bench/startup.py --runs " + str(args.runs)
+    if args.baseline:
+        command_line += f" --baseline {args.baseline}"
     if args.trace_args:
         command_line += f" --trace-args {shlex.quote(args.trace_args)}"
     print(report(results, args.runs, command_line))
