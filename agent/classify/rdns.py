@@ -10,7 +10,6 @@ lookups in flight.
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import re
 import socket
@@ -19,6 +18,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, wait
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # asyncio is imported where it is used: `nkprobe trace` asks gethostbyaddr before it
+    import asyncio
 
 Resolver = Callable[[str], "str | None"]
 
@@ -186,6 +189,8 @@ class ReverseNames:
             return self._pending[address]
         if len(self._pending) >= self._max_in_flight:
             return None  # bounded: try again next round
+        import asyncio
+
         loop = asyncio.get_running_loop()
         future = asyncio.wrap_future(self._pool.submit(self._resolve, address), loop=loop)
         self._pending[address] = future
@@ -203,6 +208,8 @@ class ReverseNames:
         wanted = list(dict.fromkeys(addresses))
         futures = [f for a in wanted if self._fresh(a) is None and (f := self._start(a)) is not None]
         if futures and budget_s > 0:
+            import asyncio
+
             await asyncio.wait(futures, timeout=budget_s)
         out: dict[str, str] = {}
         for address in wanted:

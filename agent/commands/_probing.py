@@ -1,18 +1,20 @@
 """What `nkprobe trace` and `nkprobe ping` share: config, allowlist, engine, the event loop.
 
-Imported only from their `run` functions, so `nkprobe --help` never pays for it.
+Imported only from their `run` functions, so `nkprobe --help` never pays for it. The engine (and asyncio
+with it, a fifth of a trace's start-up) is imported by `run_with_engine`, not here: `config_and_target`
+is done first, so that `nkprobe trace` can start its resolver check while the engine's modules load.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from agent.config import Config, load_config
 from agent.net.allowlist import Allowlist
-from agent.net.budget import Budget
-from agent.net.engine import ProbeEngine, open_engine
+
+if TYPE_CHECKING:
+    from agent.net.engine import ProbeEngine
 
 T = TypeVar("T")
 
@@ -28,6 +30,11 @@ def run_with_engine(config: Config, body: Callable[[ProbeEngine], Awaitable[T]])
     """Open the probe sockets (PrivilegeError without CAP_NET_RAW) and run `body` on a fresh loop.
 
     The engine gets the allowlist too: even a bug past `config_and_target` cannot send elsewhere."""
+    import asyncio
+
+    from agent.net.budget import Budget
+    from agent.net.engine import open_engine
+
     engine = open_engine(Budget(config.agent.max_pps), allow=Allowlist(config.destination.prefixes))
 
     async def main() -> T:

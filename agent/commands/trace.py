@@ -9,12 +9,15 @@ target is a result: exit 0 either way.
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -49,15 +52,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Start-up is most of a short trace's wall time (bench/RESULTS.md, "Probe engine"), so only what the
-    # probing needs is imported before the first packet: config, the engine and the prober. The tagging
-    # side (the Tagger with its AS table, RIPE output: a third of the imports) loads in a thread
-    # meanwhile; the event loop sleeps in epoll most of a trace, so the two overlap, and receive times
-    # come from the kernel (SO_TIMESTAMPNS), so the thread cannot move an RTT.
-    from agent.commands._probing import config_and_target  # the engine's modules, with it
+    with collector_paused():
+        return _run(args)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for one command, and kept out of the interpreter's exit.
+
+    Start-up allocates only objects that live as long as the process (modules, classes, the methods
+    dataclasses generate), yet every 700 allocations start a collection, and the older generations' walk
+    them all: about 8 ms of a trace's start-up that found nothing to free (bench/startup.py). One
+    command's own garbage is bounded (a trace of at most 64 flows), so it waits until the command ends.
+    At exit the interpreter's final collections walk every object once more (about 11 ms), only to run
+    finalizers of cyclic garbage, which Python does not promise at exit (reference manual, object.__del__);
+    gc.freeze() (Python >= 3.7) in an atexit hook moves every object out of their reach first (atexit hooks
+    run before them, Py_FinalizeEx). In a test process that runs commands in-process, the hook runs only
+    when that process exits, and the collector is back on after each command.
+    """
+    global _freeze_registered
+    if not _freeze_registered:
+        atexit.register(gc.freeze)
+        _freeze_registered = True
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+_freeze_registered = False
+
+
+def _run(args: argparse.Namespace) -> int:
+    # Start-up is most of a short trace's wall time (bench/startup.py), so only what the probing needs
+    # is imported before the first packet: the config, the engine and the prober. The config comes first:
+    # once the target is known to be allowed, the resolver check starts, and its grace runs while the
+    # engine's modules load. The tagging side (the Tagger with its AS table, RIPE output: a third of the
+    # imports) loads in a thread once the first probes are out; the event loop sleeps in epoll most of
+    # a trace, so the two overlap, and receive times come from the kernel (SO_TIMESTAMPNS), so the
+    # thread cannot move an RTT.
+    from agent.commands._probing import config_and_target
     from agent.errors import UsageError
     from agent.model import Protocol
-    from agent.probers.base import trace_spec  # the prober map's modules, with it
 
     if not 1 <= args.flows <= 64:
         raise UsageError("--flows takes 1..64")
@@ -67,15 +106,22 @@ def run(args: argparse.Namespace) -> int:
     record = config.target(target, trace_protocol=args.protocol)
     if args.port is not None and (record.trace_protocol == Protocol.ICMP or not 0 < args.port < 65536):
         raise UsageError("--port takes 1..65535 and only with --protocol udp or tcp")
-    spec = trace_spec(config, record, flows=args.flows, port=args.port, max_hops=args.max_hops)
     files = [*config.asn.files, *args.asn_file]
     for name in files:  # a missing file is a usage error before any packet, not after the trace
         if not os.access(name, os.R_OK):
             raise UsageError(f"cannot read IP-to-AS file {name}: check the path (--asn-file, asn.files)")
+    resolver = ResolverCheck(target) if config.names.reverse_dns and not args.no_dns else None
+    from agent.probers.base import trace_spec  # the engine's modules (and asyncio), with it
+
+    spec = trace_spec(config, record, flows=args.flows, port=args.port, max_hops=args.max_hops)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nkprobe-tagging") as pool:
-        tagging = pool.submit(_load_tagger, config, args.asn_file)
-        paths, names = _trace_and_names(config, spec, target, args)
-        tagger = tagging.result()  # raises what loading raised (a bad IP-to-AS file: exit 2)
+        tagging: list[Future[Tagger]] = []
+
+        def load_tagger() -> None:
+            tagging.append(pool.submit(_load_tagger, config, args.asn_file))
+
+        paths, names = _trace_and_names(config, spec, resolver, load_tagger)
+        tagger = tagging[0].result()  # raises what loading raised (a bad IP-to-AS file: exit 2)
     addresses = {a for p in paths for h in p.hops for a in h.addresses}
     asns = {a: tagger.asn(a) for a in addresses}
     tags = [tagger.tag(p, names) for p in paths]
@@ -103,17 +149,24 @@ def _load_tagger(config: Config, extra_files: list[str]) -> Tagger:
 
 
 def _trace_and_names(
-    config: Config, spec: ProbeSpec, target: str, args: argparse.Namespace
+    config: Config, spec: ProbeSpec, resolver: ResolverCheck | None, started: Callable[[], None]
 ) -> tuple[tuple[Path, ...], dict[str, str]]:
-    """The traces, then the reverse names of their hops when the resolver answers."""
+    """The traces, then the reverse names of their hops when the resolver answers (no `resolver`: no
+    names); `started()` is called once the first probes are on the wire."""
+    import asyncio
+
     from agent.commands._probing import run_with_engine
     from agent.net.engine import ProbeEngine
     from agent.probers import trace
 
-    resolver = ResolverCheck(target) if config.names.reverse_dns and not args.no_dns else None
-
     async def body(engine: ProbeEngine) -> tuple[tuple[Path, ...], dict[str, str]]:
-        paths = await trace(engine, spec)
+        tracing = asyncio.ensure_future(trace(engine, spec))
+        # One turn of the loop runs the trace's first step, which sends its first probes; only then
+        # does the tagging thread start, whose imports would otherwise hold the GIL in front of them
+        # (a thread waits up to sys.getswitchinterval(), 5 ms, for it).
+        await asyncio.sleep(0)
+        started()
+        paths = await tracing
         names: dict[str, str] = {}
         if resolver is not None and resolver.answers():
             addresses = {a for p in paths for h in p.hops for a in h.addresses}

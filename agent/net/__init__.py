@@ -15,12 +15,21 @@ Typical use (composition root)::
     sockets = call_in_netns(args.netns, open_socket_set)
     async with ProbeEngine(sockets, Budget(config.agent.max_pps)) as engine:
         ...
+
+The names below are re-exported lazily (PEP 562), as agent.classify does: `nkprobe trace` checks its
+target against `allowlist` before the engine and asyncio are loaded (agent.commands.trace).
 """
 
-from agent.net.engine import ProbeEngine
-from agent.net.netns import call_in_netns
-from agent.net.sockets import PRIVILEGE_HINT, SocketSet, open_socket_set, source_address
-from agent.trace.registry import ReplyHandler
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.net.engine import ProbeEngine
+    from agent.net.netns import call_in_netns
+    from agent.net.sockets import PRIVILEGE_HINT, SocketSet, open_socket_set, source_address
+    from agent.trace.registry import ReplyHandler
 
 __all__ = [
     "PRIVILEGE_HINT",
@@ -31,3 +40,20 @@ __all__ = [
     "open_socket_set",
     "source_address",
 ]
+
+_HOMES = {
+    "PRIVILEGE_HINT": "agent.net.sockets",
+    "ProbeEngine": "agent.net.engine",
+    "ReplyHandler": "agent.trace.registry",
+    "SocketSet": "agent.net.sockets",
+    "call_in_netns": "agent.net.netns",
+    "open_socket_set": "agent.net.sockets",
+    "source_address": "agent.net.sockets",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is not None:
+        return getattr(importlib.import_module(home), name)
+    raise AttributeError(f"module 'agent.net' has no attribute {name!r}")

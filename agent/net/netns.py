@@ -9,13 +9,14 @@ then hand them back; the main thread never moves. Joining a namespace needs CAP_
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import os
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import ctypes
 
 from agent.errors import PrivilegeError, UsageError
 
@@ -34,6 +35,8 @@ def setns(fd: int) -> None:
     if os_setns is not None:
         os_setns(fd, CLONE_NEWNET)
         return
+    import ctypes
+
     if _libc().setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"setns: {os.strerror(err)}")
@@ -42,7 +45,14 @@ def setns(fd: int) -> None:
 @functools.cache
 def _libc() -> ctypes.CDLL:
     """libc, looked up once: find_library runs `ldconfig -p` in a child process at every call, and the
-    agent joins its namespace for every new target's route lookup (agent.net.engine.source_for)."""
+    agent joins its namespace for every new target's route lookup (agent.net.engine.source_for).
+
+    ctypes is imported here, because only a namespace switch on Python < 3.12 needs it: ctypes.util
+    pulls in tempfile and shutil, 2 ms of every `nkprobe trace` start-up otherwise (bench/startup.py).
+    """
+    import ctypes
+    import ctypes.util
+
     return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 

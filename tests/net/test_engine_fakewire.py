@@ -106,8 +106,8 @@ def test_the_commands_engine_carries_the_config_allowlist(monkeypatch: pytest.Mo
         seen.update(kwargs)
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr(_probing, "open_engine", fake_open_engine)
-    assert engine_module.open_engine is not fake_open_engine
+    # run_with_engine imports open_engine when it runs (the engine is not on `config_and_target`'s path).
+    monkeypatch.setattr(engine_module, "open_engine", fake_open_engine)
     with pytest.raises(RuntimeError, match="stop here"):
         _probing.run_with_engine(load_config(None), lambda engine: asyncio.sleep(0))  # type: ignore[arg-type,return-value]
     allow = seen["allow"]
