@@ -76,25 +76,3 @@ def test_the_collector_is_off_for_the_command_and_back_after_it() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
-
-
-def test_the_tagging_side_loads_once_the_first_probes_are_out(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from agent.commands import trace
-    from tests.net.test_commands_fakewire import CONFIG, trace_args, two_hops, use_fake_wire
-
-    config = tmp_path / "config.toml"
-    config.write_text(CONFIG)
-    sends = use_fake_wire(monkeypatch, two_hops)
-    sent_before: list[int] = []
-    load = trace._load_tagger
-
-    def counting_load(*args: object) -> object:
-        sent_before.append(len(sends[0].sent))
-        return load(*args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(trace, "_load_tagger", counting_load)
-    assert trace.run(trace_args(str(config), "--no-dns")) == 0
-    assert "destination reached" in capsys.readouterr().out
-    assert len(sent_before) == 1 and sent_before[0] >= 1

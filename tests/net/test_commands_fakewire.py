@@ -187,3 +187,23 @@ def test_a_hung_resolver_does_not_hold_the_process_exit() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "{}" and proc.stderr == ""
     assert time.monotonic() - started < 5  # an interpreter start and 0.2 s, not the resolver's 60 s
+
+
+def test_the_tagging_side_loads_once_the_first_probes_are_out(
+    monkeypatch: pytest.MonkeyPatch, config_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its imports would hold the GIL in front of the first probes (issue 25, bench/startup.py).
+    from agent.commands import trace
+
+    sends = use_fake_wire(monkeypatch, two_hops)
+    sent_before: list[int] = []
+    load = trace._load_tagger
+
+    def counting_load(*args: Any) -> Any:
+        sent_before.append(len(sends[0].sent))
+        return load(*args)
+
+    monkeypatch.setattr(trace, "_load_tagger", counting_load)
+    assert trace.run(trace_args(config_file, "--no-dns")) == 0
+    assert "destination reached" in capsys.readouterr().out
+    assert len(sent_before) == 1 and sent_before[0] >= 1
