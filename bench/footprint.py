@@ -56,6 +56,7 @@ class Workload:
     ping_interval_s: float
     trace_interval_s: float
     max_pps: float
+    traced: bool = True
 
 
 def workloads() -> dict[str, Workload]:
@@ -70,7 +71,7 @@ def workloads() -> dict[str, Workload]:
         "fifty": Workload("fifty", "50 targets, ICMP ping every 1 s, trace every 60 s",
                           tuple(fifty), ("icmp",), 1.0, 60.0, 100),
         "census": Workload("census", "1,024 targets (the /22), ICMP ping only, max_pps 10",
-                           tuple(census), ("icmp",), 1024 / 9.5, 86400.0, 10),
+                           tuple(census), ("icmp",), 1024 / 9.5, 86400.0, 10, traced=False),
     }  # fmt: skip
 
 
@@ -112,7 +113,7 @@ def agent_config(lab: LabInfo, directory: Path, load: Workload) -> Path:
     data["agent"].update(state_dir=str(directory / "state"), max_pps=load.max_pps)
     data["targets"] = [{"address": a} for a in load.targets]
     data["ping"] = {"interval_s": load.ping_interval_s, "protocols": list(load.protocols)}
-    data["trace"] = {"interval_s": load.trace_interval_s}
+    data["trace"] = {"interval_s": load.trace_interval_s, "enabled": load.traced}
     path = directory / f"{load.name}.toml"
     path.write_text(dump_toml(data))
     return path

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import html
 import logging
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from agent.exporter.status import StatusSource
 
 log = logging.getLogger("nkprobe.http")
+IDLE_POLL_S = 3600.0  # see MetricsServer.start
 
 _LANDING = """<!doctype html>
 <html><head><meta charset="utf-8"><title>nkprobe</title></head>
@@ -168,11 +171,27 @@ class MetricsServer:
         return int(self._httpd.server_address[1])
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="nkprobe-http", daemon=True)
+        # serve_forever wakes every poll_interval (0.5 s by default) to look for a shutdown request: two
+        # wake-ups a second of a thread that must take the GIL, more CPU than the agent's pings on an idle
+        # Pi (issue 25). It sleeps until a connection comes instead; `stop` wakes it with one.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": IDLE_POLL_S}, name="nkprobe-http",
+            daemon=True,
+        )  # fmt: skip
         self._thread.start()
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        stopper = threading.Thread(target=self._httpd.shutdown, name="nkprobe-http-stop", daemon=True)
+        stopper.start()
+        host, port = self._httpd.server_address[:2]
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(str(host), str(host))
+        deadline = time.monotonic() + 5.0
+        while stopper.is_alive() and time.monotonic() < deadline:
+            # A connection wakes the serving thread's select, so it sees the shutdown request now; again
+            # until it has (the first may come before the request is set).
+            with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+                pass
+            stopper.join(0.05)
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)

@@ -331,3 +331,29 @@ def test_listen_address_errors_are_config_errors() -> None:
             MetricsServer(
                 f"127.0.0.1:{port}", build_registry(make_state()), version="0", agent_name=lambda: "x"
             )
+
+
+def _switches(native_id: int) -> int:
+    status = Path(f"/proc/self/task/{native_id}/status").read_text()
+    return int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("voluntary_ctxt_switches")))
+
+
+def test_an_idle_server_sleeps_and_still_stops_at_once() -> None:
+    """serve_forever's default poll woke the thread twice a second (issue 25); it sleeps until a
+    connection comes now, and `stop` wakes it with one."""
+    import time
+
+    server = MetricsServer("127.0.0.1:0", build_registry(make_state()), version="1", agent_name=lambda: "srv")
+    server.start()
+    assert server._thread is not None and server._thread.native_id is not None
+    tid = server._thread.native_id
+    time.sleep(0.2)
+    before = _switches(tid)
+    time.sleep(1.6)
+    woken = _switches(tid) - before
+    assert get(f"http://127.0.0.1:{server.port}/-/healthy")[0] == 200
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 1.0
+    assert not server._thread.is_alive()
+    assert woken == 0, f"the idle server thread woke {woken} times in 1.6 s"
