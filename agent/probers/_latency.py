@@ -100,8 +100,9 @@ class Pinger:
         self._flows: dict[tuple[Protocol, str, int | None], _Flow] = {}
         self._sent: list[tuple[_Flow, int]] = []  # lazy: probes in flight, looked at by `_look`
         self._look_timer: asyncio.TimerHandle | None = None
-        self._look_at = 0.0  # when the timer fires
-        self._deadline = 0.0  # the first timeout of a probe in flight (lazy reads)
+        self._look_at = 0.0  # the latest expected answer of the probes in flight (lazy reads)
+        self._deadline = 0.0  # their first timeout
+        self._arming = False  # `_set_timer` is due
 
     def start(
         self, target: str, protocol: Protocol, port: int | None, timeout_s: float, done: PingDone
@@ -214,15 +215,23 @@ class Pinger:
     def _arm(self, look_at: float, deadline: float) -> None:
         """One timer for every probe in flight, at the latest time one of them should be looked at but
         no later than the first timeout: a volley's answers (ICMP and TCP, near and far targets) are read
-        at one wake-up, not one each."""
-        self._deadline = deadline if self._look_timer is None else min(self._deadline, deadline)
-        at = look_at if self._look_timer is None else max(self._look_at, look_at)
-        at = min(at, self._deadline)
+        at one wake-up, not one each. Set once the volley is out (call_soon), not once per probe."""
+        first = self._look_timer is None and not self._arming
+        self._deadline = deadline if first else min(self._deadline, deadline)
+        self._look_at = look_at if first else max(self._look_at, look_at)
+        if not self._arming:
+            self._arming = True
+            asyncio.get_running_loop().call_soon(self._set_timer)
+
+    def _set_timer(self) -> None:
+        self._arming = False
+        if not self._sent:
+            return  # closed meanwhile
+        at = min(self._look_at, self._deadline)
         if self._look_timer is not None:
-            if at == self._look_at:
+            if self._look_timer.when() == at:
                 return
             self._look_timer.cancel()
-        self._look_at = at
         self._look_timer = asyncio.get_running_loop().call_at(at, self._look)
 
     def _look(self) -> None:
