@@ -14,17 +14,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    InfoMetricFamily,
-)
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
-
 from agent.bgp.view import BgpCheck
 from agent.exporter.bgp_live import live_metrics
+from agent.exporter.families import (
+    CounterFamily,
+    GaugeFamily,
+    HistogramFamily,
+    InfoFamily,
+    MetricFamily,
+)
 from agent.results import CONFIDENCE_VALUES, Histogram, Snapshot, nan_if_none
 
 if TYPE_CHECKING:
@@ -51,7 +49,7 @@ def _buckets(h: Histogram) -> list[tuple[str, float]]:
     return list(zip(bounds, (float(c) for c in h.counts), strict=True))
 
 
-class SnapshotCollector(Collector):
+class SnapshotCollector:
     """Yields the metric families of one snapshot; `snapshot` is called once per scrape."""
 
     def __init__(
@@ -68,12 +66,12 @@ class SnapshotCollector(Collector):
         self._live = live  # the live BGP view's status, asked at scrape time; None while it is off
         self._identity = identity  # owner follows reloads; the id never changes
 
-    def describe(self) -> list[Metric]:
-        # Without describe(), registering calls collect() to learn the names; that is harmless here
-        # (no probing), but an explicit empty description keeps registration free of work.
+    def describe(self) -> list[MetricFamily]:
+        # For prometheus_client registries (the tests, the fleet simulator): without describe(), one
+        # with auto_describe calls collect() to learn the names; an empty description spares that work.
         return []
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[MetricFamily]:
         s = self._snapshot()
         yield from _agent_metrics(s, self._identity())
         yield from _latency_metrics(s)
@@ -84,11 +82,11 @@ class SnapshotCollector(Collector):
         yield from _health_metrics(s, self._history())
 
 
-def _agent_metrics(s: Snapshot, who: Identity) -> Iterator[Metric]:
-    build = GaugeMetricFamily("nkprobe_build_info", "The nkprobe version running.", labels=["version"])
+def _agent_metrics(s: Snapshot, who: Identity) -> Iterator[MetricFamily]:
+    build = GaugeFamily("nkprobe_build_info", "The nkprobe version running.", labels=["version"])
     build.add_metric([s.version], 1.0)
     yield build
-    agent = GaugeMetricFamily(
+    agent = GaugeFamily(
         "nkprobe_agent_info",
         "The agent's configured name (agent.name), its owner (agent.owner, an e-mail address or empty) and "
         "its id (made once under agent.state_dir; kept across reinstalls, upgrades and renames).",
@@ -96,30 +94,30 @@ def _agent_metrics(s: Snapshot, who: Identity) -> Iterator[Metric]:
     )
     agent.add_metric([s.agent_name, who.owner, who.id], 1.0)
     yield agent
-    egress = GaugeMetricFamily(
+    egress = GaugeFamily(
         "nkprobe_egress_info",
         "The interface of the default route probes leave by (empty if none); never an address.",
         labels=["interface"],
     )
     egress.add_metric([s.egress_interface], 1.0)
     yield egress
-    asn = InfoMetricFamily(
+    asn = InfoFamily(
         "nkprobe_asn_table", "The IP-to-AS files loaded (base names, comma-separated).", labels=[]
     )
     asn.add_metric([], {"files": ",".join(_basename(f) for f in s.asn_files)})
     yield asn
-    entries = GaugeMetricFamily(
+    entries = GaugeFamily(
         "nkprobe_asn_table_entries", "Prefixes in the loaded IP-to-AS table (NaN before it is loaded)."
     )
     entries.add_metric([], nan_if_none(s.asn_entries))
     yield entries
-    snapshot = GaugeMetricFamily(
+    snapshot = GaugeFamily(
         "nkprobe_asn_table_snapshot_timestamp_seconds",
         "Unix time of the IP-to-AS data in use (the oldest dated source); 0 when not known.",
     )
     snapshot.add_metric([], s.asn_snapshot_time or 0.0)
     yield snapshot
-    started = GaugeMetricFamily("nkprobe_start_time_seconds", "When the agent started (Unix time).")
+    started = GaugeFamily("nkprobe_start_time_seconds", "When the agent started (Unix time).")
     started.add_metric([], s.started_at)
     yield started
 
@@ -128,18 +126,18 @@ def _basename(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _latency_metrics(s: Snapshot) -> Iterator[Metric]:
-    packets = CounterMetricFamily(
+def _latency_metrics(s: Snapshot) -> Iterator[MetricFamily]:
+    packets = CounterFamily(
         "nkprobe_packets_sent", "Every probe packet sent, latency probes and traces.", labels=["protocol"]
     )
     for proto, n in s.packets_sent.items():
         packets.add_metric([proto], float(n))
     yield packets
     labels = [*TARGET_LABELS, "protocol"]
-    sent = CounterMetricFamily("nkprobe_probes_sent", "Latency probes sent.", labels=labels)
-    answered = CounterMetricFamily("nkprobe_probes_answered", "Latency probes answered.", labels=labels)
-    rtt = HistogramMetricFamily("nkprobe_rtt_seconds", "Latency probe round-trip times.", labels=labels)
-    up = GaugeMetricFamily(
+    sent = CounterFamily("nkprobe_probes_sent", "Latency probes sent.", labels=labels)
+    answered = CounterFamily("nkprobe_probes_answered", "Latency probes answered.", labels=labels)
+    rtt = HistogramFamily("nkprobe_rtt_seconds", "Latency probe round-trip times.", labels=labels)
+    up = GaugeFamily(
         "nkprobe_target_up", "1 if the latest latency probes got an answer.", labels=TARGET_LABELS
     )
     for t in s.targets:
@@ -153,45 +151,45 @@ def _latency_metrics(s: Snapshot) -> Iterator[Metric]:
     yield from (sent, answered, rtt, up)
 
 
-def _path_metrics(s: Snapshot) -> Iterator[Metric]:
+def _path_metrics(s: Snapshot) -> Iterator[MetricFamily]:
     labels = [*TARGET_LABELS, "upstream"]
-    upstream = GaugeMetricFamily(
+    upstream = GaugeFamily(
         "nkprobe_path_upstream",
         "1 for the current upstream tag of the path, 0 for every other.",
         labels=labels,
     )
-    ratio = GaugeMetricFamily(
+    ratio = GaugeFamily(
         "nkprobe_path_upstream_ratio",
         "Share of the flows traced in the latest round that used each upstream.",
         labels=labels,
     )
-    changes = CounterMetricFamily("nkprobe_path_changes", "Upstream changes seen.", labels=TARGET_LABELS)
-    last_change = GaugeMetricFamily(
+    changes = CounterFamily("nkprobe_path_changes", "Upstream changes seen.", labels=TARGET_LABELS)
+    last_change = GaugeFamily(
         "nkprobe_path_last_change_timestamp_seconds",
         "When the last upstream change was seen (Unix time; 0: none yet).",
         labels=TARGET_LABELS,
     )
-    hops = GaugeMetricFamily(
+    hops = GaugeFamily(
         "nkprobe_path_hops",
         "IP hops to the destination, or to the last hop that answered (NaN before the first trace).",
         labels=TARGET_LABELS,
     )
-    reached = GaugeMetricFamily(
+    reached = GaugeFamily(
         "nkprobe_path_reached", "1 if the latest trace reached the destination.", labels=TARGET_LABELS
     )
-    border = GaugeMetricFamily(
+    border = GaugeFamily(
         "nkprobe_border_rtt_seconds",
         'RTT at the last hop before the destination AS (side="upstream") and the first inside it '
         '(side="destination"); NaN when not seen.',
         labels=[*TARGET_LABELS, "side"],
     )
-    confidence = GaugeMetricFamily(
+    confidence = GaugeFamily(
         "nkprobe_path_confidence",
         "Confidence in the current upstream tag: 1 two signals agree, 0.5 one signal or a contradicted "
         "tag awaiting confirmation, 0 no tag (unknown); NaN before the first trace.",
         labels=TARGET_LABELS,
     )
-    traces = CounterMetricFamily(
+    traces = CounterFamily(
         "nkprobe_traceroutes", "Traceroutes by outcome.", labels=[*TARGET_LABELS, "outcome"]
     )
     for t in s.targets:
@@ -209,7 +207,7 @@ def _path_metrics(s: Snapshot) -> Iterator[Metric]:
         for outcome, n in t.traceroutes.items():
             traces.add_metric([*key, outcome], float(n))
     yield from (upstream, ratio, changes, last_change, hops, reached, border, confidence, traces)
-    duration = HistogramMetricFamily(
+    duration = HistogramFamily(
         "nkprobe_traceroute_duration_seconds", "Wall time of one trace.", labels=["protocol"]
     )
     for proto, h in s.trace_duration.items():
@@ -219,12 +217,12 @@ def _path_metrics(s: Snapshot) -> Iterator[Metric]:
 
 def _bgp_metrics(
     s: Snapshot, bgp: BgpCheck | LiveStatus | None, snapshot: BgpCheck | None
-) -> Iterator[Metric]:
+) -> Iterator[MetricFamily]:
     """The control-plane cross-check (agent/bgp): does BGP show the traced upstream next to the
     destination AS for the target's /24? From the live view when it is on, else the [bgp] snapshot; NaN
     while it cannot say (no BGP data for the /24, or the tag is unknown), so the series exists from the
     first scrape."""
-    agrees = GaugeMetricFamily(
+    agrees = GaugeFamily(
         "nkprobe_path_upstream_in_bgp",
         "1 if the BGP snapshot shows the traced upstream as a neighbour of the destination AS for the "
         "target's /24, 0 if it does not, NaN when either side cannot tell.",
@@ -234,7 +232,7 @@ def _bgp_metrics(
         verdict = bgp.in_bgp(t.target.prefix, t.tag) if bgp else None
         agrees.add_metric([t.target.address, t.target.prefix], nan_if_none(verdict))
     yield agrees
-    when = GaugeMetricFamily(
+    when = GaugeFamily(
         "nkprobe_bgp_snapshot_timestamp_seconds",
         "Unix time of the BGP snapshot in use (the oldest file); 0 when none is configured or dated.",
     )
@@ -242,10 +240,10 @@ def _bgp_metrics(
     yield when
 
 
-def _health_metrics(s: Snapshot, history: HistoryStatus | None) -> Iterator[Metric]:
+def _health_metrics(s: Snapshot, history: HistoryStatus | None) -> Iterator[MetricFamily]:
     # The history writer counts its own errors and knows its own fault (None: not running yet, all 0).
     write_errors = history.write_errors if history is not None else 0
-    errors = CounterMetricFamily(
+    errors = CounterFamily(
         "nkprobe_errors",
         "Faults inside the agent by kind (a failed probe or trace, a failed history write...).",
         labels=["kind"],
@@ -253,7 +251,7 @@ def _health_metrics(s: Snapshot, history: HistoryStatus | None) -> Iterator[Metr
     for kind, n in s.errors.items():
         errors.add_metric([kind], float(n + write_errors if kind == "history" else n))
     yield errors
-    fault = GaugeMetricFamily(
+    fault = GaugeFamily(
         "nkprobe_fault",
         "1 while a part of the agent is broken (history store, probing, config).",
         labels=["kind"],
@@ -266,28 +264,28 @@ def _health_metrics(s: Snapshot, history: HistoryStatus | None) -> Iterator[Metr
     yield from _reload_metrics(s)
 
 
-def _history_metrics(history: HistoryStatus | None) -> Iterator[Metric]:
-    hist_err = CounterMetricFamily(
+def _history_metrics(history: HistoryStatus | None) -> Iterator[MetricFamily]:
+    hist_err = CounterFamily(
         "nkprobe_history_write_errors",
         "Failures to write the path history (each new error once; the changes stay queued and are retried).",
     )
     hist_err.add_metric([], float(history.write_errors if history else 0))
     yield hist_err
-    pending = GaugeMetricFamily("nkprobe_history_pending", "Path changes queued, not yet written to disk.")
+    pending = GaugeFamily("nkprobe_history_pending", "Path changes queued, not yet written to disk.")
     pending.add_metric([], float(history.pending if history else 0))
     yield pending
-    written = CounterMetricFamily("nkprobe_history_written", "Path changes written to the history.")
+    written = CounterFamily("nkprobe_history_written", "Path changes written to the history.")
     written.add_metric([], float(history.written if history else 0))
     yield written
-    dropped = CounterMetricFamily(
+    dropped = CounterFamily(
         "nkprobe_history_dropped", "Path changes lost because the history queue was full."
     )
     dropped.add_metric([], float(history.dropped if history else 0))
     yield dropped
 
 
-def _reload_metrics(s: Snapshot) -> Iterator[Metric]:
-    triggers = CounterMetricFamily(
+def _reload_metrics(s: Snapshot) -> Iterator[MetricFamily]:
+    triggers = CounterFamily(
         "nkprobe_retrace_triggers",
         "Immediate re-traces asked for by latency probes or local network changes, by reason.",
         labels=["reason"],
@@ -295,18 +293,16 @@ def _reload_metrics(s: Snapshot) -> Iterator[Metric]:
     for reason, n in s.retrace_triggers.items():
         triggers.add_metric([reason], float(n))
     yield triggers
-    reloads = CounterMetricFamily(
-        "nkprobe_config_reloads", "Config reloads (SIGHUP) by result.", labels=["result"]
-    )
+    reloads = CounterFamily("nkprobe_config_reloads", "Config reloads (SIGHUP) by result.", labels=["result"])
     for result, n in s.reloads.items():
         reloads.add_metric([result], float(n))
     yield reloads
-    ok = GaugeMetricFamily(
+    ok = GaugeFamily(
         "nkprobe_config_last_reload_successful", "1 if the latest config load or reload was valid."
     )
     ok.add_metric([], 1.0 if s.last_reload_ok else 0.0)
     yield ok
-    at = GaugeMetricFamily(
+    at = GaugeFamily(
         "nkprobe_config_last_reload_success_timestamp_seconds", "When the config in use was loaded."
     )
     at.add_metric([], s.last_reload_at)

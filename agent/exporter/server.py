@@ -24,11 +24,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.registry import CollectorRegistry
-
 from agent.config import parse_listen  # the one rule of a listen address (check-config too)
 from agent.errors import ConfigError
+from agent.exporter.exposition import choose_encoder
+from agent.exporter.families import Collector
 from agent.exporter.webconfig import WebConfig
 
 if TYPE_CHECKING:
@@ -144,7 +143,7 @@ class MetricsServer:
     def __init__(
         self,
         listen: str,
-        registry: CollectorRegistry,
+        registry: Collector,
         *,
         version: str,
         agent_name: Any,

@@ -8,10 +8,10 @@ import re
 import shutil
 import subprocess
 
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.exporter import build_registry
+from agent.exporter.exposition import text_format
 from agent.model import PingResult, Protocol, Target
 from agent.results import RTT_BUCKETS, Results
 from agent.tracking import TagHysteresis
@@ -40,7 +40,7 @@ CONTRACT: dict[str, tuple[str, set[str]]] = {
 
 
 def scrape(state: Results) -> str:
-    return generate_latest(build_registry(state)).decode()
+    return text_format(build_registry(state)).decode()  # the agent's own bytes (test_exposition.py)
 
 
 def families(text: str) -> dict[str, object]:

@@ -88,6 +88,20 @@ def test_landing_metrics_health_and_404(serve: Serve) -> None:
     assert get(base + "/nope")[0] == 404
 
 
+def test_metrics_in_the_format_the_scraper_asks_for(serve: Serve) -> None:
+    # Prometheus 2.x's Accept header: OpenMetrics first. Without one: text 0.0.4.
+    url = f"http://127.0.0.1:{serve().port}/metrics"
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": accept}), timeout=10) as r:
+        kind, body = r.headers["Content-Type"], r.read().decode()
+    assert kind == "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores"
+    assert body.endswith("# EOF\n") and "# TYPE nkprobe_packets_sent counter\n" in body
+    with urllib.request.urlopen(url, timeout=10) as r:
+        kind, body = r.headers["Content-Type"], r.read().decode()
+    assert kind == "text/plain; version=0.0.4; charset=utf-8"
+    assert "# TYPE nkprobe_packets_sent_total counter\n" in body and "# EOF" not in body
+
+
 def test_basic_auth_with_bcrypt(serve: Serve, tmp_path: Path) -> None:
     hashed = bcrypt_hash("s3cret")
     path = tmp_path / "web.yml"
