@@ -2,8 +2,7 @@
 
 Each subcommand lives in `agent/commands/<name>.py` with `add_arguments(parser)` and `run(args) -> int`.
 Those modules import nothing heavy at module level (scapy, pyroute2, prometheus_client are imported
-inside the `run` of the commands that need them), so `nkprobe --help` and `nkprobe trace` start fast on a
-Raspberry Pi.
+inside `run`), so `nkprobe --help` and `nkprobe trace` start fast on a Raspberry Pi.
 
 Exit status (README "Commands"): 0 success, 1 a runtime fault of the agent, 2 a usage, configuration or
 environment error, always with one line on stderr that says what to do.
