@@ -11,8 +11,6 @@ import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from agent.bgp.feed import REFRESH_RESULTS
-from agent.bgp.live import OUTCOMES, RPKI_STATES
 from agent.exporter.families import CounterFamily, GaugeFamily, MetricFamily
 
 if TYPE_CHECKING:
@@ -29,6 +27,10 @@ def live_metrics(live: LiveStatus | None) -> Iterator[MetricFamily]:
     yield on
     if live is None:
         return
+    # Here, not at the top: with the live view off (the default), agent.bgp stays unimported.
+    from agent.bgp.feed import REFRESH_RESULTS
+    from agent.bgp.live import OUTCOMES, RPKI_STATES
+
     ratio = GaugeFamily(
         "nkprobe_bgp_upstream_ratio",
         "Share of the RIS peers with a route to the /24 whose path enters the destination AS from each "

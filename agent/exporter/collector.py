@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from agent.bgp.view import BgpCheck
 from agent.exporter.bgp_live import live_metrics
 from agent.exporter.families import (
     CounterFamily,
@@ -25,8 +24,9 @@ from agent.exporter.families import (
 )
 from agent.results import CONFIDENCE_VALUES, Histogram, Snapshot, nan_if_none
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # agent.bgp is imported only when a BGP view is configured (README "BGP cross-check")
     from agent.bgp.feed import LiveStatus
+    from agent.bgp.view import BgpCheck
     from agent.history.writer import HistoryStatus
 
 TARGET_LABELS = ["target", "prefix"]

@@ -15,14 +15,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.bgp.view import BgpCheck
 from agent.exporter.status.timeline import Step, segments
 from agent.history.record import PathChange
 from agent.history.writer import HistoryStatus
 from agent.model import NONE, UNKNOWN, Path
 from agent.results import Snapshot, TargetSnapshot
+
+if TYPE_CHECKING:  # agent.bgp is imported only when a BGP view is configured
+    from agent.bgp.view import BgpCheck
 
 WINDOW_S = 24 * 3600.0  # the timeline's span
 MIXED = "mixed"  # a /24 whose targets carry different tags (never a tag of a target)

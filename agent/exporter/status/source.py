@@ -14,14 +14,16 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.bgp.view import BgpCheck
 from agent.exporter.status.model import DEFAULT_LIMITS, WINDOW_S, HistoryExtract, Limits, status_model
 from agent.exporter.status.page import render_page
 from agent.history import HistoryReader, NoHistory
 from agent.history.writer import HistoryStatus
 from agent.results import Snapshot
+
+if TYPE_CHECKING:  # agent.bgp is imported only when a BGP view is configured
+    from agent.bgp.view import BgpCheck
 
 
 def read_history(
