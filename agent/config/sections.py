@@ -4,7 +4,6 @@ whole file is known to be valid."""
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -54,6 +53,8 @@ class Reader:
     def _unknown(self, table: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> None:
         for key in table:
             if key not in allowed:
+                import difflib  # only for a config with a mistake in it (issue 25: not resident otherwise)
+
                 close = difflib.get_close_matches(key, allowed, n=1)
                 hint = f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(allowed)}"
                 self.add(_join(path, key), "unknown key" + hint)

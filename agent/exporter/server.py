@@ -19,6 +19,7 @@ import contextlib
 import html
 import logging
 import socket
+import socketserver
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -53,6 +54,14 @@ class _Server(ThreadingHTTPServer):
         self.address_family = family
         self.app = app
         super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind also sets server_name from socket.getfqdn(host): a reverse DNS query at
+        # start (seconds on a Pi whose resolver is down) that loads the idna codec with unicodedata
+        # (0.3 MiB resident), for a name only CGI and WSGI servers read. The host as given does here.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # TLS handshake here, on the connection's own thread, never in accept(): a client that opens a
