@@ -53,8 +53,10 @@ class Tagger:
         extra = [str(f) for f in extra_files]
         table = configured_table(config, extra)
         bgp = None
-        if with_bgp:
-            from agent.bgp import load_check  # the agent's only: the commands tag without it
+        if with_bgp and config.bgp.snapshot:
+            # The agent's only (the commands tag without it), and only with files to read: agent.bgp
+            # stays unimported otherwise (issue 25).
+            from agent.bgp import load_check
 
             dest = config.destination
             bgp = load_check(config.bgp.snapshot, dest.asn, dest.prefixes, config.upstreams)

@@ -1,0 +1,94 @@
+"""What `nkprobe run` holds in memory (issue 25): the modules it has loaded once it serves its metrics,
+and one malloc arena for all its threads. Each in a fresh interpreter, as the agent starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Loaded only when their feature is in use: the live BGP view or a [bgp] snapshot (agent.bgp), basic-auth
+# users (hashlib), a config with an unknown key (difflib); never by the agent: prometheus_client (our own
+# exposition), the idna codec and unicodedata (HTTPServer's reverse DNS lookup of its own address), and
+# what tests/test_imports.py keeps off the agent's path.
+NOT_LOADED = ["agent.bgp", "difflib", "encodings.idna", "hashlib", "icmplib", "prometheus_client"]
+NOT_LOADED += ["pyroute2", "scapy", "unicodedata"]
+
+START = """
+import dataclasses, json, socket, sys
+import agent.agent
+
+async def served(self, netns, stop, *, on_ready=None, **kwargs):  # the probing loop itself is not run
+    on_ready()
+    return 0
+
+agent.agent.Agent.run = served
+from agent.commands.run import run_agent
+from agent.config import load_config
+
+config = load_config(None)
+config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, state_dir=sys.argv[1]))
+seen = {}
+
+def ready(port):  # one scrape, as Prometheus would (a raw socket: a client library loads modules of its own)
+    with socket.socket() as s:  # not create_connection: getaddrinfo loads the idna codec
+        s.settimeout(10)
+        s.connect(("127.0.0.1", port))
+        s.sendall(b"GET /metrics HTTP/1.0\\r\\nAccept: application/openmetrics-text\\r\\n\\r\\n")
+        body = b"".join(iter(lambda: s.recv(65536), b""))
+    assert body.endswith(b"# EOF\\n"), body[-100:]
+    seen["modules"] = set(sys.modules)
+
+assert run_agent(config, "127.0.0.1:0", on_ready=ready) == 0
+print(json.dumps(sorted(seen["modules"])))
+"""
+
+
+def test_a_serving_agent_has_loaded_none_of_the_optional_modules(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", START, str(tmp_path)], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    loaded = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert {"agent.agent", "agent.exporter.server", "asyncio", "sqlite3"} <= loaded  # it did start
+    assert not {n for n in loaded if n in NOT_LOADED or n.startswith(tuple(p + "." for p in NOT_LOADED))}
+
+
+ARENAS = """
+import ctypes, sys, threading
+from agent.commands.run import single_malloc_arena
+
+applied = single_malloc_arena() if sys.argv[1] == "one" else None
+thread = threading.Thread(target=lambda: bytearray(1 << 16))  # above 512 bytes: from malloc, not pymalloc
+thread.start()
+thread.join()
+libc = ctypes.CDLL(None)
+libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+out = libc.fopen(sys.argv[2].encode(), b"w")
+libc.malloc_info(0, ctypes.c_void_p(out))  # malloc_info(3): one <heap nr=...> per arena
+libc.fclose(ctypes.c_void_p(out))
+print(applied, open(sys.argv[2]).read().count("<heap nr="))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc arenas are glibc's")
+def test_the_agents_threads_share_one_malloc_arena(tmp_path: Path) -> None:
+    def arenas(mode: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-c", ARENAS, mode, str(tmp_path / "info.xml")], capture_output=True,
+            text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    assert arenas("default") == "None 2"  # glibc's default: the thread got an arena of its own
+    assert arenas("one") == "True 1"
