@@ -20,7 +20,6 @@ import logging
 import os
 import re
 import time
-import uuid
 from collections.abc import Callable
 
 from agent.errors import InputError
@@ -45,7 +44,11 @@ def agent_id(state_dir: str, new: str | None = None) -> str:
     found = _read(path)
     if found is not None:
         return found
-    made = new or str(uuid.uuid4())
+    if new is None:
+        import uuid  # only the first start makes an id; uuid (with platform) is not kept resident (issue 25)
+
+        new = str(uuid.uuid4())
+    made = new
     try:
         os.makedirs(state_dir, exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"

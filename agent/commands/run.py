@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from agent.agent import Agent
     from agent.config import Config
+    from agent.exporter.server import StatusOnDemand
     from agent.exporter.status import StatusSource
 
 log = logging.getLogger("nkprobe.run")
@@ -93,22 +94,28 @@ def run(args: argparse.Namespace) -> int:
     )
 
 
-def status_source(agent: Agent) -> StatusSource:
+def status_source(agent: Agent) -> StatusOnDemand:
     """The status page's view of a running agent: its results, history (and its writer's status), BGP
-    view and AS lookups, each read when a page is built (a reload's new tagger shows on the next one)."""
-    from agent.exporter.status import StatusSource
+    view and AS lookups, each read when a page is built (a reload's new tagger shows on the next one).
+    Made at the page's first request, so the page's modules are not resident until someone opens it."""
+    from agent.exporter.server import StatusOnDemand
 
     def asn_of(address: str) -> int | None:
         return agent.tagger.asn(address)  # the tagger of the moment: a reload replaces it
 
-    return StatusSource(
-        agent.results.snapshot,
-        state_dir=lambda: agent.config.agent.state_dir,
-        bgp=lambda: agent.tagger.bgp,
-        asn_of=asn_of,
-        max_pps=lambda: agent.config.agent.max_pps,
-        history_status=lambda: agent.writer.status() if agent.writer is not None else None,
-    )
+    def make() -> StatusSource:
+        from agent.exporter.status import StatusSource
+
+        return StatusSource(
+            agent.results.snapshot,
+            state_dir=lambda: agent.config.agent.state_dir,
+            bgp=lambda: agent.tagger.bgp,
+            asn_of=asn_of,
+            max_pps=lambda: agent.config.agent.max_pps,
+            history_status=lambda: agent.writer.status() if agent.writer is not None else None,
+        )
+
+    return StatusOnDemand(make)
 
 
 def run_agent(

@@ -22,17 +22,15 @@ import socket
 import socketserver
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from agent.config import parse_listen  # the one rule of a listen address (check-config too)
 from agent.errors import ConfigError
 from agent.exporter.exposition import choose_encoder
 from agent.exporter.families import Collector
 from agent.exporter.webconfig import WebConfig
-
-if TYPE_CHECKING:
-    from agent.exporter.status import StatusSource
 
 log = logging.getLogger("nkprobe.http")
 IDLE_POLL_S = 3600.0  # see MetricsServer.start
@@ -44,6 +42,39 @@ _LANDING = """<!doctype html>
 <ul><li><a href="metrics">Metrics</a></li><li><a href="-/healthy">Health</a></li></ul>
 </body></html>
 """
+
+
+class StatusPage(Protocol):
+    """What `/` and `/status.json` are served from: agent.exporter.status.StatusSource."""
+
+    def html(self) -> bytes: ...
+    def json(self) -> bytes: ...
+    def gzipped(self, which: str) -> bytes: ...
+
+
+class StatusOnDemand:
+    """A status page made by `make` at its first request, on that request's thread: the agent holds the
+    page's modules (agent.exporter.status, 0.2 MiB) only once someone has opened it (issue 25)."""
+
+    def __init__(self, make: Callable[[], StatusPage]) -> None:
+        self._make = make
+        self._page: StatusPage | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> StatusPage:
+        with self._lock:
+            if self._page is None:
+                self._page = self._make()
+            return self._page
+
+    def html(self) -> bytes:
+        return self._get().html()
+
+    def json(self) -> bytes:
+        return self._get().json()
+
+    def gzipped(self, which: str) -> bytes:
+        return self._get().gzipped(which)
 
 
 class _Server(ThreadingHTTPServer):
@@ -157,7 +188,7 @@ class MetricsServer:
         version: str,
         agent_name: Any,
         web: WebConfig | None = None,
-        status: StatusSource | None = None,
+        status: StatusPage | None = None,
     ) -> None:
         self.registry = registry
         self.status = status

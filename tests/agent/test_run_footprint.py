@@ -14,12 +14,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Loaded only when their feature is in use: the live BGP view or a [bgp] snapshot (agent.bgp), basic-auth
-# users (hashlib), a config with an unknown key (difflib); never by the agent: prometheus_client (our own
+# Loaded only when their feature is in use: the live BGP view or a [bgp] snapshot (agent.bgp), the status
+# page once opened (agent.exporter.status), basic-auth users (hashlib), a config with an unknown key
+# (difflib), the first start that makes the agent id (uuid); never by the agent: prometheus_client (our own
 # exposition), the idna codec and unicodedata (HTTPServer's reverse DNS lookup of its own address), and
 # what tests/test_imports.py keeps off the agent's path.
-NOT_LOADED = ["agent.bgp", "difflib", "encodings.idna", "hashlib", "icmplib", "prometheus_client"]
-NOT_LOADED += ["pyroute2", "scapy", "unicodedata"]
+NOT_LOADED = ["agent.bgp", "agent.exporter.status", "difflib", "encodings.idna", "hashlib", "icmplib"]
+NOT_LOADED += ["prometheus_client", "pyroute2", "scapy", "unicodedata", "uuid"]
 
 START = """
 import dataclasses, json, socket, sys
@@ -35,16 +36,23 @@ from agent.config import load_config
 
 config = load_config(None)
 config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, state_dir=sys.argv[1]))
+with open(sys.argv[1] + "/agent-id", "w") as f:
+    f.write("kept-id\\n")  # not the first start
 seen = {}
 
-def ready(port):  # one scrape, as Prometheus would (a raw socket: a client library loads modules of its own)
-    with socket.socket() as s:  # not create_connection: getaddrinfo loads the idna codec
+def get(port, path, accept="*/*"):  # as Prometheus or a browser would (a raw socket: a client library
+    with socket.socket() as s:      # loads modules of its own; create_connection, the idna codec)
         s.settimeout(10)
         s.connect(("127.0.0.1", port))
-        s.sendall(b"GET /metrics HTTP/1.0\\r\\nAccept: application/openmetrics-text\\r\\n\\r\\n")
-        body = b"".join(iter(lambda: s.recv(65536), b""))
-    assert body.endswith(b"# EOF\\n"), body[-100:]
+        s.sendall(f"GET {path} HTTP/1.0\\r\\nAccept: {accept}\\r\\n\\r\\n".encode())
+        return b"".join(iter(lambda: s.recv(65536), b""))
+
+def ready(port):
+    assert get(port, "/metrics", "application/openmetrics-text").endswith(b"# EOF\\n")
     seen["modules"] = set(sys.modules)
+    page = get(port, "/")  # the status page, made at its first request
+    assert page.startswith(b"HTTP/1.1 200") and b"<html" in page, page[:300]
+    assert "agent.exporter.status" in sys.modules
 
 assert run_agent(config, "127.0.0.1:0", on_ready=ready) == 0
 print(json.dumps(sorted(seen["modules"])))
