@@ -44,16 +44,17 @@ def setns(fd: int) -> None:
 
 @functools.cache
 def _libc() -> ctypes.CDLL:
-    """libc, looked up once: find_library runs `ldconfig -p` in a child process at every call, and the
-    agent joins its namespace for every new target's route lookup (agent.net.engine.source_for).
+    """The C library, loaded once: the process's own symbols (dlopen(NULL)) include libc's setns.
+    ctypes.util.find_library would run `ldconfig -p` in a child process at every call (the agent joins
+    its namespace for every new target's route lookup, agent.net.engine.source_for) and pull in
+    tempfile and shutil.
 
-    ctypes is imported here, because only a namespace switch on Python < 3.12 needs it: ctypes.util
-    pulls in tempfile and shutil, 2 ms of every `nkprobe trace` start-up otherwise (bench/startup.py).
+    ctypes is imported here, because only a namespace switch on Python < 3.12 needs it (2 ms of every
+    `nkprobe trace` start-up otherwise, bench/startup.py).
     """
     import ctypes
-    import ctypes.util
 
-    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def namespace_path(name: str) -> str:
