@@ -67,6 +67,7 @@ def results_settings(config: Config) -> dict[str, Any]:
         "targets": config.targets,
         "ping_protocols": {t.address: t.ping_protocols for t in config.targets}.__getitem__,
         "trace_protocol": config.trace.protocol,
+        "traced": config.trace.enabled,
         "tags": tag_values(config.upstreams),
     }
 

@@ -154,6 +154,7 @@ class Snapshot:
     asn_entries: int | None
     asn_snapshot_time: float | None
     started_at: float
+    traced: bool = True  # [trace] enabled: without traces, the per-target path series are not exported
 
 
 ProtocolsFor = Callable[[str], tuple[str, ...]] | Sequence[str]
@@ -240,6 +241,7 @@ class Results:
         ping_protocols: ProtocolsFor,
         trace_protocol: str,
         tags: tuple[str, ...],
+        traced: bool = True,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._lock = threading.Lock()
@@ -264,6 +266,7 @@ class Results:
             asn_entries=None,
             asn_snapshot_time=None,
             started_at=started,
+            traced=traced,
         )
         self._top = _fields(first)  # the Snapshot's fields but `targets`
         self._rows = {t.target.address: _fields(t) for t in first.targets}  # per target, in config order
@@ -294,6 +297,7 @@ class Results:
         ping_protocols: ProtocolsFor,
         trace_protocol: str,
         tags: tuple[str, ...],
+        traced: bool = True,
     ) -> None:
         """Apply a reloaded config: targets kept keep their counters, new ones start at zero."""
         with self._lock:
@@ -306,7 +310,7 @@ class Results:
                 else:
                     rows[t.address] = {**old, "target": t}
             self._rows = rows
-            self._set(agent_name=agent_name, trace_protocol=trace_protocol, tags=tags)
+            self._set(agent_name=agent_name, trace_protocol=trace_protocol, tags=tags, traced=traced)
 
     def record_reload(self, ok: bool) -> None:
         with self._lock:

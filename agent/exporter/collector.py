@@ -192,7 +192,9 @@ def _path_metrics(s: Snapshot) -> Iterator[MetricFamily]:
     traces = CounterFamily(
         "nkprobe_traceroutes", "Traceroutes by outcome.", labels=[*TARGET_LABELS, "outcome"]
     )
-    for t in s.targets:
+    # Without traces ([trace] enabled = false: a census) there is no path to report; a census of the /22
+    # would otherwise export 20 path series a target that say nothing (issue 25).
+    for t in s.targets if s.traced else ():
         key = [t.target.address, t.target.prefix]
         for tag in s.tags:
             upstream.add_metric([*key, tag], 1.0 if t.tag == tag else 0.0)
@@ -228,7 +230,7 @@ def _bgp_metrics(
         "target's /24, 0 if it does not, NaN when either side cannot tell.",
         labels=TARGET_LABELS,
     )
-    for t in s.targets:
+    for t in s.targets if s.traced else ():
         verdict = bgp.in_bgp(t.target.prefix, t.tag) if bgp else None
         agrees.add_metric([t.target.address, t.target.prefix], nan_if_none(verdict))
     yield agrees

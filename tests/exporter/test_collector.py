@@ -191,3 +191,21 @@ def test_promtool_check_metrics_accepts_the_scrape() -> None:
         ["promtool", "check", "metrics"], input=scrape(state), capture_output=True, text=True, timeout=30
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_without_traces_only_the_latency_series_are_per_target() -> None:
+    """[trace] enabled = false (a census of the /22): no per-target path series, which would say nothing;
+    the latency series and every family's header stay."""
+    state = make_state()
+    traced = scrape(state)
+    state.reconfigure(
+        agent_name="lab-1", targets=TARGETS, ping_protocols=("icmp", "tcp"), trace_protocol="tcp", tags=TAGS,
+        traced=False,
+    )  # fmt: skip
+    census = scrape(state)
+    for name in ("nkprobe_path_upstream", "nkprobe_path_hops", "nkprobe_traceroutes_total",
+                 "nkprobe_border_rtt_seconds", "nkprobe_path_upstream_in_bgp"):  # fmt: skip
+        assert samples(traced, name), name
+        assert samples(census, name) == [], name
+    assert len(samples(census, "nkprobe_rtt_seconds_count")) == len(TARGETS) * 2
+    assert set(families(census)) == set(families(traced))
