@@ -97,6 +97,7 @@ class TrackedTargets:
     def __init__(self, config: Config) -> None:
         self._paths: dict[str, TagHysteresis] = {}
         self._watches: dict[tuple[str, str], LatencyWatch] = {}
+        self._recheck: set[str] = set()  # targets whose last round confirmed a change (`pending`)
         self.configure(config)
 
     def configure(self, config: Config) -> None:
@@ -117,7 +118,7 @@ class TrackedTargets:
     def pending(self, target: Target) -> bool:
         """A new tag of `target` awaits confirmation: its next round should follow soon."""
         ps = self._paths.get(target.address)
-        return ps is not None and ps.pending
+        return ps is not None and (ps.pending or target.address in self._recheck)
 
     def pinged(self, target: Target, protocol: str, result: PingResult) -> Trigger | None:
         """One latency probe's result; the reason to trace the target's /24 now, if it gives one."""
@@ -133,6 +134,13 @@ class TrackedTargets:
         if ps is None:
             return None
         change = ps.observe([c.upstream for _, c in classified], now)
+        # One more round soon after a confirmed change: the latency watches forget the old path below, so
+        # a flip back within a second (answers already over the old path when the change is confirmed)
+        # would settle as their new level and wait for the periodic round; that round sees it at once.
+        if change is not None:
+            self._recheck.add(target.address)
+        else:
+            self._recheck.discard(target.address)
         chosen = next(((p, c) for p, c in classified if c.upstream == ps.tag), None)
         if chosen is None and classified:
             chosen = classified[0]

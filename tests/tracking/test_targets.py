@@ -65,7 +65,8 @@ def test_a_round_of_another_upstream_backs_the_tag_low_then_confirms_one_change(
     assert rounds.pending(TARGET) and waiting.change is None
     assert (waiting.figures.hops, waiting.figures.border_upstream) == (4, 0.170)  # the only path there is
     confirmed = rounds.traced(TARGET, round_of(TTK, 1), 4.0)
-    assert confirmed is not None and confirmed.change is not None and not rounds.pending(TARGET)
+    assert confirmed is not None and confirmed.change is not None
+    assert rounds.pending(TARGET)  # one more round soon after a change (a flip back right away)
     change = confirmed.change
     assert (change.change.old, change.change.new, change.change.at) == (CU, TTK, 4.0)
     assert change.classification is not None and change.classification.upstream == TTK
@@ -139,3 +140,17 @@ def test_a_new_rule_for_the_tag_starts_it_afresh() -> None:
         fresh = rounds.traced(TARGET, round_of(CU, 1), 2.0)
         assert fresh is not None and fresh.status.rounds == 1 and fresh.status.tag == "unknown"
         assert fresh.status.tags == (*new.upstreams, "other", "unknown")
+
+
+def test_a_confirmed_change_asks_for_one_more_round_soon() -> None:
+    """A flip back right after a change may settle in the latency watches as the new level (they have just
+    forgotten the old path): one more round a moment later sees it."""
+    rounds = TrackedTargets(two_targets())
+    rounds.traced(TARGET, round_of(CU), 1.0)
+    assert not rounds.pending(TARGET)
+    result = rounds.traced(TARGET, round_of(TTK), 2.0)
+    assert result is not None and result.change is not None
+    assert rounds.pending(TARGET) and not rounds.pending(OTHER_TARGET)
+    again = rounds.traced(TARGET, round_of(TTK), 3.0)
+    assert again is not None and again.change is None
+    assert not rounds.pending(TARGET)
