@@ -35,6 +35,7 @@ from agent.lab.info import LabInfo
 from agent.lab.topology import CGNAT_PUBLIC, CHINA, TTK, Options, link
 from agent.packets.parse import parse
 from tests.support.labprefix import claim_prefix, lab_skip_reason
+from tests.support.labtrace import hop_list, nkprobe, trace_cmd
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.lab
@@ -81,23 +82,6 @@ def labs() -> Iterator[dict[str, LabInfo]]:
 
 
 # --- helpers ------------------------------------------------------------------------------------------
-
-
-def nkprobe(lab: LabInfo, *args: str) -> list[str]:
-    """nkprobe inside the lab's vantage namespace (never elsewhere)."""
-    return ["ip", "netns", "exec", lab.vantage_ns, sys.executable, "-m", "agent", *args]
-
-
-def trace_cmd(lab: LabInfo, target: str, *extra: str) -> list[str]:
-    return nkprobe(lab, "trace", target, "--config", str(lab.config_file), "--json", "--no-dns", *extra)
-
-
-def hop_list(result: dict[str, Any]) -> tuple[str | None, ...]:
-    hops = []
-    for hop in result["result"]:
-        addresses = [r["from"] for r in hop["result"] if "from" in r]
-        hops.append(addresses[0] if addresses else None)
-    return tuple(hops)
 
 
 def vantage_if(lab: LabInfo) -> str:
