@@ -148,7 +148,7 @@ class ProbeEngine:
         """Readers on the loop while an eager session runs, or always without kernel receive stamps (a
         late read would lengthen the RTT); else nobody is woken per packet (module docstring)."""
         loop = self._loop
-        want = loop is not None and (bool(self._eager) or not getattr(self.sockets, "stamped", True))
+        want = loop is not None and (bool(self._eager) or not self.sockets.stamped)
         if want == self._reading or loop is None or loop.is_closed():
             return
         for sock in self.sockets.receivers():

@@ -67,6 +67,7 @@ class FakeSocketSet:
     send: FakeSend
     icmp: _NoSocket = field(default_factory=_NoSocket)
     tcp: _NoSocket = field(default_factory=_NoSocket)
+    stamped: bool = True  # replies come with their receive time (FakeSend._deliver)
 
     def close(self) -> None:
         pass
