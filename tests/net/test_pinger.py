@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 
 from agent.lab import synth
 from agent.model import PingResult, Protocol
@@ -19,6 +20,15 @@ from tests.support.fakewire import fake_engine
 
 LOOPBACK = Allowlist(["127.0.0.0/8"])
 TARGETS = [f"127.0.0.{i}" for i in range(2, 10)]
+
+
+async def until(done: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait on the running loop until `done()`, at most `timeout` seconds (then fail)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not done():
+        assert loop.time() < deadline, f"not done within {timeout} s"
+        await asyncio.sleep(0.01)
 
 
 def test_a_lazy_volley_is_read_at_one_look_with_kernel_stamped_rtts(loopback_ns: str) -> None:
@@ -44,9 +54,8 @@ def test_a_lazy_volley_is_read_at_one_look_with_kernel_stamped_rtts(loopback_ns:
                     for protocol, port in ((Protocol.ICMP, None), (Protocol.TCP, 9)):
                         pinger.start(address, protocol, port, 0.5, results.append)
                 reading = reading or engine._reading
-                while len(results) < 2 * len(TARGETS):
-                    await asyncio.sleep(0.01)
-                    reading = reading or engine._reading
+                await until(lambda r=results: len(r) == 2 * len(TARGETS) or engine._reading)
+                reading = reading or engine._reading
                 volleys.append(results)
                 looks.append(polls[0] - before)
             pinger.close()
@@ -67,9 +76,9 @@ def test_every_probe_of_a_target_and_protocol_keeps_one_flow_and_a_new_identity(
         engine, wire = fake_engine(lambda packet: [(0.001, synth.echo_reply(packet), 0.0)])
         pinger = Pinger(engine, lazy=False)
         results: list[PingResult] = []
-        for _ in range(5):
+        for n in range(1, 6):
             pinger.start("198.19.176.10", Protocol.ICMP, None, 1.0, results.append)
-            await asyncio.sleep(0.01)
+            await until(lambda n=n: len(results) == n)
         assert [r.rtt_s is not None for r in results] == [True] * 5
         return [packet for packet, _ in wire.sent]
 
@@ -95,7 +104,7 @@ def test_an_answer_read_late_counts_only_if_it_came_in_before_the_timeout() -> N
         results: list[PingResult] = []
         for i in range(4):
             pinger.start(f"198.19.176.{10 + i}", Protocol.ICMP, None, 0.2, results.append)
-        await asyncio.sleep(0.5)
+        await until(lambda: len(results) == 4)
         return results
 
     results = asyncio.run(main())
@@ -115,7 +124,7 @@ def test_probes_past_the_budget_wait_in_order_and_go_before_trace_packets() -> N
             pinger.start(f"198.19.176.{10 + i}", Protocol.ICMP, None, 2.0, results.append)
         # Two went at once; the other two wait for tokens, and a trace packet may not take one first.
         trace_refused = engine.try_send(b"trace", "198.19.176.10", "icmp") is None
-        await asyncio.sleep(1.3)
+        await until(lambda: len(results) == 4)
         return [dst for _, dst in wire.sent], trace_refused and len(results) == 4
 
     sent, ok = asyncio.run(main())
