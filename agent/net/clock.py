@@ -49,14 +49,27 @@ def to_monotonic(rx_realtime_ns: int | None, offset: int, now_mono: float) -> fl
     return min(t, now_mono)
 
 
+STAMP_EARLY_S = 0.001
+"""How much earlier than the send a receive stamp may be and still be the answer's: an answer the kernel
+makes on loopback can keep a stamp taken before the request left (within a TCP socket's departure time
+or the request's own stamp, microseconds before our pre-send clock read); that is an RTT of about 0, not
+a clock step. A step of the wall clock is NTP's, which slews offsets below 128 ms (ntpd's step
+threshold) and steps larger ones."""
+
+
 def receive_time(rx: float, sent_at: float, read_at: float) -> float:
-    """The receive time to use for an answer to a probe sent at `sent_at`: the kernel's `rx`, unless a
-    wall-clock step made it earlier than the send; then `read_at` (when we read the packet), as for a
-    packet without a stamp. An RTT is never negative and never made up.
+    """The receive time to use for an answer to a probe sent at `sent_at`: the kernel's `rx`, the send
+    time itself if `rx` is a few microseconds earlier (STAMP_EARLY_S), and if a wall-clock step made it
+    much earlier than the send, `read_at` (when we read the packet), as for a packet without a stamp. An
+    RTT is never negative and never made up.
 
     >>> receive_time(1.25, 1.0, 1.5)
     1.25
+    >>> receive_time(0.99998, 1.0, 1.5)  # a loopback answer stamped before the send: an RTT of 0
+    1.0
     >>> receive_time(0.75, 1.0, 1.5)  # the stamp predates the send: the clock stepped forward
     1.5
     """
-    return rx if rx >= sent_at else read_at
+    if rx >= sent_at:
+        return rx
+    return sent_at if sent_at - rx <= STAMP_EARLY_S else read_at

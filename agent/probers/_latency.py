@@ -18,6 +18,7 @@ command uses, is the same code with a future around it.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Callable
@@ -55,7 +56,6 @@ class _Probe:
     timeout_s: float
     sent_at: float = 0.0
     sent_wall: float = 0.0
-    look_at: float = 0.0  # lazy reads: when its answer should be in (`Pinger._look`)
     timer: asyncio.TimerHandle | None = None  # eager reads: its timeout
     queued: QueuedSend | None = None
 
@@ -88,27 +88,35 @@ class Pinger:
     """Latency probes over `engine`: `start(...)` sends one (as soon as the budget allows; before any
     trace packet) and calls `done` with its outcome, from the reply's or the timeout's callback.
 
-    `lazy`: answers are not read as they arrive but when they are expected (the flow's last RTT and a
-    half again, or the timeout), all of a volley's at one wake-up; the kernel's receive stamps keep the
-    RTT exact (agent.net.engine). An answer read after the timeout that came in after it is a loss, as it
+    `lazy`: answers are not read as they arrive but at the next `start` after they are due (the flow's
+    last RTT and a half again): with the agent's volleys every interval, the previous volley's answers are
+    read at the wake-up that sends the next, so a steady series of probes costs one wake-up an interval
+    (issue 25: on the test machine a wake-up of the interpreter costs 250-550 µs of CPU, more than the
+    probes it serves). A timer at the first timeout of the probes in flight is the backstop: it reads what
+    came and calls the rest lost when no `start` came first. The kernel's receive stamps keep the RTT
+    exact (agent.net.engine); an answer read after the timeout that came in after it is a loss, as it
     would have been had it been read at once."""
 
     def __init__(self, engine: ProbeEngine, *, ttl: int = 64, lazy: bool = False) -> None:
+        """Made on the running event loop, whose timers it sets (one asyncio.get_running_loop() per
+        probe was a getpid system call each, in CPython 3.11's C accelerator)."""
+        self._loop = asyncio.get_running_loop()
         self.engine = engine
         self.ttl = ttl
         self.lazy = lazy
         self._flows: dict[tuple[Protocol, str, int | None], _Flow] = {}
         self._sent: list[tuple[_Flow, int]] = []  # lazy: probes in flight, looked at by `_look`
         self._look_timer: asyncio.TimerHandle | None = None
-        self._look_at = 0.0  # the latest expected answer of the probes in flight (lazy reads)
-        self._deadline = 0.0  # their first timeout
-        self._arming = False  # `_set_timer` is due
+        self._due = math.inf  # lazy: the first expected answer of the probes in flight (`start` looks)
+        self._deadline = math.inf  # their first timeout: when the timer looks
 
     def start(
         self, target: str, protocol: Protocol, port: int | None, timeout_s: float, done: PingDone
     ) -> None:
         """Probe `target` once. Raises (nothing sent) if `target` is outside the engine's allowlist
         (NotAllowedError) or every latency flow toward it is taken (UsageError)."""
+        if self._due <= self.engine.now():
+            self._look()  # lazy: the answers due by now, read at this wake-up rather than one of their own
         flow = self._flows.get((protocol, target, port))
         if flow is None:
             flow = self._new_flow(protocol, target, port)
@@ -132,14 +140,11 @@ class Pinger:
             probe.sent_at, probe.sent_wall = sent_at, time.time()
             # (engine and loop read the same monotonic clock)
             if not self.lazy:
-                probe.timer = asyncio.get_running_loop().call_at(
-                    sent_at + timeout_s, self._expire, flow, ident
-                )
+                probe.timer = self._loop.call_at(sent_at + timeout_s, self._expire, flow, ident)
                 return
             wait = timeout_s if flow.rtt is None else min(timeout_s, flow.rtt * 1.5 + LOOK_SLACK_S)
-            probe.look_at = sent_at + wait
             self._sent.append((flow, ident))
-            self._arm(probe.look_at, sent_at + timeout_s)
+            self._arm(sent_at + wait, sent_at + timeout_s)
 
         try:
             probe.queued = self.engine.send_soon(
@@ -212,36 +217,29 @@ class Pinger:
 
     # -- lazy reads -------------------------------------------------------------------------------------
 
-    def _arm(self, look_at: float, deadline: float) -> None:
-        """One timer for every probe in flight, at the latest time one of them should be looked at but
-        no later than the first timeout: a volley's answers (ICMP and TCP, near and far targets) are read
-        at one wake-up, not one each. Set once the volley is out (call_soon), not once per probe."""
-        first = self._look_timer is None and not self._arming
-        self._deadline = deadline if first else min(self._deadline, deadline)
-        self._look_at = look_at if first else max(self._look_at, look_at)
-        if not self._arming:
-            self._arming = True
-            asyncio.get_running_loop().call_soon(self._set_timer)
-
-    def _set_timer(self) -> None:
-        self._arming = False
-        if not self._sent:
-            return  # closed meanwhile
-        at = min(self._look_at, self._deadline)
-        if self._look_timer is not None:
-            if self._look_timer.when() == at:
-                return
-            self._look_timer.cancel()
-        self._look_timer = asyncio.get_running_loop().call_at(at, self._look)
+    def _arm(self, due: float, deadline: float) -> None:
+        """Account for a probe in flight whose answer is due at `due` and lost at `deadline`. One timer
+        for all, at the first deadline: the first probe of a volley sets it, the later ones (sent later,
+        lost later) leave it."""
+        self._due = min(self._due, due)
+        if deadline < self._deadline:
+            self._deadline = deadline
+            if self._look_timer is not None:
+                self._look_timer.cancel()
+            self._look_timer = self._loop.call_at(deadline, self._look)
 
     def _look(self) -> None:
-        """Read what came, then call the probes whose timeout passed lost; look again when the next is
-        due (its expected answer, or its timeout)."""
-        self._look_timer = None
+        """Read what came, then call the probes whose timeout passed lost; the others are due again at
+        their timeout (nothing more is expected of them before)."""
+        if self._look_timer is not None:
+            self._look_timer.cancel()
+            self._look_timer = None
+        # Taken first: the outcomes' callbacks may start new probes (and `_arm` them) meanwhile.
+        sent, self._sent = self._sent, []
+        self._due = self._deadline = math.inf
         self.engine.poll()
-        now = asyncio.get_running_loop().time()
-        keep: list[tuple[_Flow, int]] = []
-        for flow, ident in self._sent:
+        now = self.engine.now()
+        for flow, ident in sent:
             probe = flow.out.get(ident)
             if probe is None:
                 continue  # answered
@@ -249,9 +247,8 @@ class Pinger:
             if deadline <= now:
                 self._expire(flow, ident)
                 continue
-            keep.append((flow, ident))
-            self._arm(probe.look_at if probe.look_at > now else deadline, deadline)
-        self._sent = keep
+            self._sent.append((flow, ident))
+            self._arm(deadline, deadline)
 
     def _expire(self, flow: _Flow, ident: int) -> None:
         probe = self._finish(flow, ident)

@@ -64,7 +64,9 @@ def test_a_lazy_volley_is_read_at_one_look_with_kernel_stamped_rtts(loopback_ns:
     volleys, looks, reading = asyncio.run(main())
     assert not reading, "a lazy pinger put the sockets on the event loop"
     for results in volleys:
-        assert all(r.rtt_s is not None and 0 < r.rtt_s < 0.01 for r in results), results
+        # Loopback answers come in microseconds; the kernel may stamp one before our send's clock read
+        # (agent.net.clock.STAMP_EARLY_S): an RTT of 0, never the time it waited to be read.
+        assert all(r.rtt_s is not None and 0 <= r.rtt_s < 0.01 for r in results), results
         assert Counter(r.protocol for r in results) == {Protocol.ICMP: 8, Protocol.TCP: 8}
     # The first volley has no RTT to go by and is read at its timeout, in one look; then the answers are
     # expected a last RTT and a half on: every later volley of 16 probes is read at one wake-up too.
