@@ -271,11 +271,16 @@ class Results:
         self._top = _fields(first)  # the Snapshot's fields but `targets`
         self._rows = {t.target.address: _fields(t) for t in first.targets}  # per target, in config order
         self._frozen: Snapshot | None = first
+        # Each row's TargetSnapshot since its last change: a snapshot re-freezes only the rows that
+        # changed (a census changes a few of its 1,024 between scrapes), and an unchanged target is the
+        # same object from snapshot to snapshot, which the exporter's per-target cache goes by.
+        self._frozen_rows = {t.target.address: t for t in first.targets}
 
     def _row(self, address: str) -> dict[str, Any] | None:
         """A target's live fields, or None for a result of a target a reload just removed (dropped).
         The caller holds the lock and is about to change it."""
         self._frozen = None
+        self._frozen_rows.pop(address, None)
         return self._rows.get(address)
 
     def _set(self, **changes: object) -> None:
@@ -310,6 +315,7 @@ class Results:
                 else:
                     rows[t.address] = {**old, "target": t}
             self._rows = rows
+            self._frozen_rows.clear()
             self._set(agent_name=agent_name, trace_protocol=trace_protocol, tags=tags, traced=traced)
 
     def record_reload(self, ok: bool) -> None:
@@ -438,9 +444,11 @@ class Results:
         it whole; readers in between share it)."""
         with self._lock:
             if self._frozen is None:
-                targets = tuple(
-                    TargetSnapshot(**{k: _freeze(v) for k, v in row.items()}) for row in self._rows.values()
-                )
+                frozen = self._frozen_rows
+                for address, row in self._rows.items():
+                    if address not in frozen:
+                        frozen[address] = TargetSnapshot(**{k: _freeze(v) for k, v in row.items()})
+                targets = tuple(frozen[address] for address in self._rows)
                 self._frozen = Snapshot(targets=targets, **{k: _freeze(v) for k, v in self._top.items()})
             return self._frozen
 

@@ -21,8 +21,9 @@ from agent.exporter.families import (
     HistogramFamily,
     InfoFamily,
     MetricFamily,
+    Sample,
 )
-from agent.results import CONFIDENCE_VALUES, Histogram, Snapshot, nan_if_none
+from agent.results import CONFIDENCE_VALUES, Histogram, Snapshot, TargetSnapshot, nan_if_none
 
 if TYPE_CHECKING:  # agent.bgp is imported only when a BGP view is configured (README "BGP cross-check")
     from agent.bgp.feed import LiveStatus
@@ -65,6 +66,7 @@ class SnapshotCollector:
         self._history = history  # the history writer's own status, None before it runs
         self._live = live  # the live BGP view's status, asked at scrape time; None while it is off
         self._identity = identity  # owner follows reloads; the id never changes
+        self._targets = _TargetCache()
 
     def describe(self) -> list[MetricFamily]:
         # For prometheus_client registries (the tests, the fleet simulator): without describe(), one
@@ -74,8 +76,9 @@ class SnapshotCollector:
     def collect(self) -> Iterator[MetricFamily]:
         s = self._snapshot()
         yield from _agent_metrics(s, self._identity())
-        yield from _latency_metrics(s)
-        yield from _path_metrics(s)
+        yield _packet_metrics(s)
+        yield from self._targets.families(s)
+        yield _trace_metrics(s)
         live, snapshot = self._live(), self._bgp()
         yield from _bgp_metrics(s, live if live is not None else snapshot, snapshot)
         yield from live_metrics(live)
@@ -126,77 +129,98 @@ def _basename(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _latency_metrics(s: Snapshot) -> Iterator[MetricFamily]:
+def _packet_metrics(s: Snapshot) -> MetricFamily:
     packets = CounterFamily(
         "nkprobe_packets_sent", "Every probe packet sent, latency probes and traces.", labels=["protocol"]
     )
     for proto, n in s.packets_sent.items():
         packets.add_metric([proto], float(n))
-    yield packets
+    return packets
+
+
+def _target_families() -> tuple[MetricFamily, ...]:
+    """The families with series of each target, empty, in the order of the page: the latency probes',
+    then the path's (README "Metrics")."""
     labels = [*TARGET_LABELS, "protocol"]
-    sent = CounterFamily("nkprobe_probes_sent", "Latency probes sent.", labels=labels)
-    answered = CounterFamily("nkprobe_probes_answered", "Latency probes answered.", labels=labels)
-    rtt = HistogramFamily("nkprobe_rtt_seconds", "Latency probe round-trip times.", labels=labels)
-    up = GaugeFamily(
-        "nkprobe_target_up", "1 if the latest latency probes got an answer.", labels=TARGET_LABELS
+    return (
+        CounterFamily("nkprobe_probes_sent", "Latency probes sent.", labels=labels),
+        CounterFamily("nkprobe_probes_answered", "Latency probes answered.", labels=labels),
+        HistogramFamily("nkprobe_rtt_seconds", "Latency probe round-trip times.", labels=labels),
+        GaugeFamily(
+            "nkprobe_target_up", "1 if the latest latency probes got an answer.", labels=TARGET_LABELS
+        ),
+        GaugeFamily(
+            "nkprobe_path_upstream",
+            "1 for the current upstream tag of the path, 0 for every other.",
+            labels=[*TARGET_LABELS, "upstream"],
+        ),
+        GaugeFamily(
+            "nkprobe_path_upstream_ratio",
+            "Share of the flows traced in the latest round that used each upstream.",
+            labels=[*TARGET_LABELS, "upstream"],
+        ),
+        CounterFamily("nkprobe_path_changes", "Upstream changes seen.", labels=TARGET_LABELS),
+        GaugeFamily(
+            "nkprobe_path_last_change_timestamp_seconds",
+            "When the last upstream change was seen (Unix time; 0: none yet).",
+            labels=TARGET_LABELS,
+        ),
+        GaugeFamily(
+            "nkprobe_path_hops",
+            "IP hops to the destination, or to the last hop that answered (NaN before the first trace).",
+            labels=TARGET_LABELS,
+        ),
+        GaugeFamily(
+            "nkprobe_path_reached", "1 if the latest trace reached the destination.", labels=TARGET_LABELS
+        ),
+        GaugeFamily(
+            "nkprobe_border_rtt_seconds",
+            'RTT at the last hop before the destination AS (side="upstream") and the first inside it '
+            '(side="destination"); NaN when not seen.',
+            labels=[*TARGET_LABELS, "side"],
+        ),
+        GaugeFamily(
+            "nkprobe_path_confidence",
+            "Confidence in the current upstream tag: 1 two signals agree, 0.5 one signal or a contradicted "
+            "tag awaiting confirmation, 0 no tag (unknown); NaN before the first trace.",
+            labels=TARGET_LABELS,
+        ),
+        CounterFamily("nkprobe_traceroutes", "Traceroutes by outcome.", labels=[*TARGET_LABELS, "outcome"]),
     )
-    for t in s.targets:
-        key = [t.target.address, t.target.prefix]
-        for proto in t.probes_sent:
-            sent.add_metric([*key, proto], float(t.probes_sent.get(proto, 0)))
-            answered.add_metric([*key, proto], float(t.probes_answered.get(proto, 0)))
-            h = t.rtt[proto]
-            rtt.add_metric([*key, proto], buckets=_buckets(h), sum_value=h.total)
-        up.add_metric(key, 1.0 if t.up else 0.0)
-    yield from (sent, answered, rtt, up)
 
 
-def _path_metrics(s: Snapshot) -> Iterator[MetricFamily]:
-    labels = [*TARGET_LABELS, "upstream"]
-    upstream = GaugeFamily(
-        "nkprobe_path_upstream",
-        "1 for the current upstream tag of the path, 0 for every other.",
-        labels=labels,
-    )
-    ratio = GaugeFamily(
-        "nkprobe_path_upstream_ratio",
-        "Share of the flows traced in the latest round that used each upstream.",
-        labels=labels,
-    )
-    changes = CounterFamily("nkprobe_path_changes", "Upstream changes seen.", labels=TARGET_LABELS)
-    last_change = GaugeFamily(
-        "nkprobe_path_last_change_timestamp_seconds",
-        "When the last upstream change was seen (Unix time; 0: none yet).",
-        labels=TARGET_LABELS,
-    )
-    hops = GaugeFamily(
-        "nkprobe_path_hops",
-        "IP hops to the destination, or to the last hop that answered (NaN before the first trace).",
-        labels=TARGET_LABELS,
-    )
-    reached = GaugeFamily(
-        "nkprobe_path_reached", "1 if the latest trace reached the destination.", labels=TARGET_LABELS
-    )
-    border = GaugeFamily(
-        "nkprobe_border_rtt_seconds",
-        'RTT at the last hop before the destination AS (side="upstream") and the first inside it '
-        '(side="destination"); NaN when not seen.',
-        labels=[*TARGET_LABELS, "side"],
-    )
-    confidence = GaugeFamily(
-        "nkprobe_path_confidence",
-        "Confidence in the current upstream tag: 1 two signals agree, 0.5 one signal or a contradicted "
-        "tag awaiting confirmation, 0 no tag (unknown); NaN before the first trace.",
-        labels=TARGET_LABELS,
-    )
-    traces = CounterFamily(
-        "nkprobe_traceroutes", "Traceroutes by outcome.", labels=[*TARGET_LABELS, "outcome"]
-    )
+TargetSamples = tuple[list[Sample], ...]
+"""One target's samples of each of `_target_families()`, in their order."""
+
+
+def _target_samples(t: TargetSnapshot, tags: tuple[str, ...], traced: bool) -> TargetSamples:
+    families = _target_families()
+    (
+        sent,
+        answered,
+        rtt,
+        up,
+        upstream,
+        ratio,
+        changes,
+        last_change,
+        hops,
+        reached,
+        border,
+        confidence,
+        traces,
+    ) = families
+    key = [t.target.address, t.target.prefix]
+    for proto in t.probes_sent:
+        sent.add_metric([*key, proto], float(t.probes_sent.get(proto, 0)))
+        answered.add_metric([*key, proto], float(t.probes_answered.get(proto, 0)))
+        h = t.rtt[proto]
+        rtt.add_metric([*key, proto], buckets=_buckets(h), sum_value=h.total)
+    up.add_metric(key, 1.0 if t.up else 0.0)
     # Without traces ([trace] enabled = false: a census) there is no path to report; a census of the /22
     # would otherwise export 20 path series a target that say nothing (issue 25).
-    for t in s.targets if s.traced else ():
-        key = [t.target.address, t.target.prefix]
-        for tag in s.tags:
+    if traced:
+        for tag in tags:
             upstream.add_metric([*key, tag], 1.0 if t.tag == tag else 0.0)
             ratio.add_metric([*key, tag], float(t.ratio.get(tag, 0.0)))
         changes.add_metric(key, float(t.changes))
@@ -208,13 +232,42 @@ def _path_metrics(s: Snapshot) -> Iterator[MetricFamily]:
             border.add_metric([*key, side], nan_if_none(value))
         for outcome, n in t.traceroutes.items():
             traces.add_metric([*key, outcome], float(n))
-    yield from (upstream, ratio, changes, last_change, hops, reached, border, confidence, traces)
+    return tuple(f.samples for f in families)
+
+
+class _TargetCache:
+    """Each target's samples since its TargetSnapshot last changed (Results keeps an unchanged target's
+    TargetSnapshot from snapshot to snapshot): a scrape makes the samples of the targets that changed
+    only, and hands the same Sample objects out for the others, which the encoder has rendered before
+    (agent.exporter.exposition). A census page is 1,024 targets and 35k samples (issue 25)."""
+
+    def __init__(self) -> None:
+        self._by_target: dict[str, tuple[TargetSnapshot, tuple[str, ...], bool, TargetSamples]] = {}
+
+    def families(self, s: Snapshot) -> tuple[MetricFamily, ...]:
+        families = _target_families()
+        old, new = self._by_target, {}
+        for t in s.targets:
+            address = t.target.address
+            kept = old.get(address)
+            if kept is not None and kept[0] is t and kept[1] == s.tags and kept[2] == s.traced:
+                samples = kept[3]
+            else:
+                samples = _target_samples(t, s.tags, s.traced)
+            new[address] = (t, s.tags, s.traced, samples)
+            for family, mine in zip(families, samples, strict=True):
+                family.samples.extend(mine)
+        self._by_target = new  # the targets of this page only: bounded by the config
+        return families
+
+
+def _trace_metrics(s: Snapshot) -> MetricFamily:
     duration = HistogramFamily(
         "nkprobe_traceroute_duration_seconds", "Wall time of one trace.", labels=["protocol"]
     )
     for proto, h in s.trace_duration.items():
         duration.add_metric([proto], buckets=_buckets(h), sum_value=h.total)
-    yield duration
+    return duration
 
 
 def _bgp_metrics(

@@ -209,3 +209,38 @@ def test_without_traces_only_the_latency_series_are_per_target() -> None:
         assert samples(census, name) == [], name
     assert len(samples(census, "nkprobe_rtt_seconds_count")) == len(TARGETS) * 2
     assert set(families(census)) == set(families(traced))
+
+
+def test_a_scrape_remakes_only_the_samples_of_targets_that_changed() -> None:
+    """Issue 25: a census page is 35k samples; an unchanged target's TargetSnapshot, samples and rendered
+    lines are kept from scrape to scrape, a changed one's are made anew, and the page is always what a
+    fresh collector of the same results writes."""
+    state = make_state()
+    registry = build_registry(state)
+    first = text_format(registry).decode()
+    kept = {t.address: registry_samples(registry, t.address)[0] for t in TARGETS}  # held: ids stay unique
+    before = state.snapshot().targets
+    state.record_ping(PingResult(TARGETS[0].address, Protocol.ICMP, 1000.0, 0.25, 50))
+    after = state.snapshot().targets
+    assert after[0] is not before[0] and after[1] is before[1]
+    second = text_format(registry).decode()
+    assert second == scrape(state) != first  # a new registry renders everything afresh: the same bytes
+    assert registry_samples(registry, TARGETS[1].address)[0] is kept[TARGETS[1].address]
+    assert registry_samples(registry, TARGETS[0].address)[0] is not kept[TARGETS[0].address]
+    sent = {
+        labels["target"]: v
+        for labels, v in samples(second, "nkprobe_probes_sent_total")
+        if labels["protocol"] == "icmp"
+    }
+    assert sent == {TARGETS[0].address: 1.0, TARGETS[1].address: 0.0}
+
+
+def registry_samples(registry: object, address: str) -> list[object]:
+    """The samples of `address` in the families the registry's collector made last."""
+    return [
+        s
+        for family in registry.collect()  # type: ignore[attr-defined]
+        if family.name == "nkprobe_probes_sent"
+        for s in family.samples
+        if s.labels.get("target") == address
+    ]
