@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from agent.exporter.bgp_live import live_metrics
 from agent.exporter.families import (
@@ -138,11 +138,29 @@ def _packet_metrics(s: Snapshot) -> MetricFamily:
     return packets
 
 
-def _target_families() -> tuple[MetricFamily, ...]:
-    """The families with series of each target, empty, in the order of the page: the latency probes',
-    then the path's (README "Metrics")."""
+class _TargetFamilies(NamedTuple):
+    """The families with series of each target, in the order of the page: the latency probes', then the
+    path's (README "Metrics")."""
+
+    sent: CounterFamily
+    answered: CounterFamily
+    rtt: HistogramFamily
+    up: GaugeFamily
+    upstream: GaugeFamily
+    ratio: GaugeFamily
+    changes: CounterFamily
+    last_change: GaugeFamily
+    hops: GaugeFamily
+    reached: GaugeFamily
+    border: GaugeFamily
+    confidence: GaugeFamily
+    traces: CounterFamily
+
+
+def _target_families() -> _TargetFamilies:
+    """Each of _TargetFamilies, empty."""
     labels = [*TARGET_LABELS, "protocol"]
-    return (
+    return _TargetFamilies(
         CounterFamily("nkprobe_probes_sent", "Latency probes sent.", labels=labels),
         CounterFamily("nkprobe_probes_answered", "Latency probes answered.", labels=labels),
         HistogramFamily("nkprobe_rtt_seconds", "Latency probe round-trip times.", labels=labels),
@@ -194,45 +212,30 @@ TargetSamples = tuple[list[Sample], ...]
 
 
 def _target_samples(t: TargetSnapshot, tags: tuple[str, ...], traced: bool) -> TargetSamples:
-    families = _target_families()
-    (
-        sent,
-        answered,
-        rtt,
-        up,
-        upstream,
-        ratio,
-        changes,
-        last_change,
-        hops,
-        reached,
-        border,
-        confidence,
-        traces,
-    ) = families
+    f = _target_families()
     key = [t.target.address, t.target.prefix]
     for proto in t.probes_sent:
-        sent.add_metric([*key, proto], float(t.probes_sent.get(proto, 0)))
-        answered.add_metric([*key, proto], float(t.probes_answered.get(proto, 0)))
+        f.sent.add_metric([*key, proto], float(t.probes_sent.get(proto, 0)))
+        f.answered.add_metric([*key, proto], float(t.probes_answered.get(proto, 0)))
         h = t.rtt[proto]
-        rtt.add_metric([*key, proto], buckets=_buckets(h), sum_value=h.total)
-    up.add_metric(key, 1.0 if t.up else 0.0)
+        f.rtt.add_metric([*key, proto], buckets=_buckets(h), sum_value=h.total)
+    f.up.add_metric(key, 1.0 if t.up else 0.0)
     # Without traces ([trace] enabled = false: a census) there is no path to report; a census of the /22
     # would otherwise export 20 path series a target that say nothing (issue 25).
     if traced:
         for tag in tags:
-            upstream.add_metric([*key, tag], 1.0 if t.tag == tag else 0.0)
-            ratio.add_metric([*key, tag], float(t.ratio.get(tag, 0.0)))
-        changes.add_metric(key, float(t.changes))
-        last_change.add_metric(key, t.last_change_at or 0.0)
-        hops.add_metric(key, nan_if_none(t.hops))
-        reached.add_metric(key, 1.0 if t.reached else 0.0)
-        confidence.add_metric(key, CONFIDENCE_VALUES.get(t.confidence or "", math.nan))
+            f.upstream.add_metric([*key, tag], 1.0 if t.tag == tag else 0.0)
+            f.ratio.add_metric([*key, tag], float(t.ratio.get(tag, 0.0)))
+        f.changes.add_metric(key, float(t.changes))
+        f.last_change.add_metric(key, t.last_change_at or 0.0)
+        f.hops.add_metric(key, nan_if_none(t.hops))
+        f.reached.add_metric(key, 1.0 if t.reached else 0.0)
+        f.confidence.add_metric(key, CONFIDENCE_VALUES.get(t.confidence or "", math.nan))
         for side, value in t.border_rtt.items():
-            border.add_metric([*key, side], nan_if_none(value))
+            f.border.add_metric([*key, side], nan_if_none(value))
         for outcome, n in t.traceroutes.items():
-            traces.add_metric([*key, outcome], float(n))
-    return tuple(f.samples for f in families)
+            f.traces.add_metric([*key, outcome], float(n))
+    return tuple(family.samples for family in f)
 
 
 class _TargetCache:
@@ -244,7 +247,7 @@ class _TargetCache:
     def __init__(self) -> None:
         self._by_target: dict[str, tuple[TargetSnapshot, tuple[str, ...], bool, TargetSamples]] = {}
 
-    def families(self, s: Snapshot) -> tuple[MetricFamily, ...]:
+    def families(self, s: Snapshot) -> _TargetFamilies:
         families = _target_families()
         old, new = self._by_target, {}
         for t in s.targets:
