@@ -24,6 +24,7 @@ a restart (agent.listen, agent.netns, agent.state_dir) is kept and logged.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import threading
@@ -121,6 +122,9 @@ class Agent:
         self.writer: HistoryWriter | None = None
         self.bgp_feed: LiveFeed | None = None  # the live BGP view, while `run` runs with [bgp] live
         self._bgp_task: asyncio.Task[None] | None = None
+        # Set by the command that owns the process (agent.commands.run), not by tests that run an
+        # Agent inside theirs: `freeze_heap` is process-wide.
+        self.freeze_gc = False
 
     @property
     def config(self) -> Config:
@@ -274,6 +278,8 @@ class Agent:
                 await self._stop_bgp()
                 self._start_bgp()
         self.results.record_reload(True)
+        if self.freeze_gc:
+            freeze_heap()  # the new config and AS table in, the old ones (now garbage) out
         return True
 
     async def reload_file(self, path: str | None) -> bool:
@@ -337,6 +343,8 @@ class Agent:
             on_look=lambda e: self.vantage.egress(route=e.oif is not None, link_up=e.up),
             on_error=lambda: results.count_error("localnet"),
         )
+        if self.freeze_gc:
+            freeze_heap()
         tasks = [
             asyncio.create_task(scheduler.run(), name="scheduler"),
             asyncio.create_task(watcher.run(), name="localnet"),
@@ -438,3 +446,17 @@ class Agent:
         if self.scheduler is not None:
             log.info("bgp: %s, tracing %s now", change.describe(), change.prefix)
             self.scheduler.trigger(Trigger.BGP, change.prefix)
+
+
+def freeze_heap() -> None:
+    """Put every object alive now out of the cyclic garbage collector's reach (gc.freeze), after a full
+    collection; the objects frozen before are thawed first, so a reload's garbage is collected.
+
+    The modules, the config and the AS table live as long as the process, yet each collection of the
+    oldest generation walked all of them again, from an event loop that wakes once a second with a cold
+    cache: measured with 4 targets pinged every second (bench/footprint.py's lab, 45 s runs), the agent
+    spent 2.3-2.7 ms of CPU a second without this and 1.3 ms with it (issue 25). Objects made later are
+    collected as before."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()

@@ -149,6 +149,7 @@ def run_agent(
     from agent.identity import KeptId
 
     agent = Agent(config)  # checks the targets against the allowlist and loads the AS tables
+    agent.freeze_gc = handle_signals  # the process is ours (the CLI), not a test's (agent.agent.freeze_heap)
     # Made on the first start, kept in the state directory across reinstalls, upgrades and renames.
     # agent.state_dir takes a restart, so the id read here stays the agent's for the process.
     the_id = KeptId(config.agent.state_dir)

@@ -100,3 +100,29 @@ def test_the_agents_threads_share_one_malloc_arena(tmp_path: Path) -> None:
 
     assert arenas("default") == "None 2"  # glibc's default: the thread got an arena of its own
     assert arenas("one") == "True 1"
+
+
+FREEZE = """
+import gc, weakref
+from agent.agent import freeze_heap
+
+class Node:
+    pass
+
+a = Node(); a.me = a  # a cycle: only the cyclic collector frees it
+dead = weakref.ref(a)
+freeze_heap()
+frozen = gc.get_freeze_count()
+del a
+gc.collect()
+kept_while_frozen = dead() is not None
+freeze_heap()  # a reload: thawed, collected, frozen again
+print(frozen > 1000, kept_while_frozen, dead() is None)
+"""
+
+
+def test_the_heap_is_frozen_out_of_the_collectors_reach_and_thawed_at_a_reload() -> None:
+    """agent.agent.freeze_heap: what lives at start-up is never walked by the collector again (CPU on a
+    cold cache, issue 25), and what a reload made garbage is still collected."""
+    out = subprocess.run([sys.executable, "-c", FREEZE], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.split() == ["True", "True", "True"], out
