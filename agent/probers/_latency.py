@@ -160,6 +160,7 @@ class Pinger:
             self._look_timer.cancel()
             self._look_timer = None
         self._sent.clear()
+        self._due = self._deadline = math.inf
         for flow in self._flows.values():
             for ident in list(flow.out):
                 probe = self._finish(flow, ident)
