@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from agent.exporter.bgp_live import live_metrics
+from agent.exporter.exposition import sample_line
 from agent.exporter.families import (
     CounterFamily,
     GaugeFamily,
@@ -207,8 +208,8 @@ def _target_families() -> _TargetFamilies:
     )
 
 
-TargetSamples = tuple[list[Sample], ...]
-"""One target's samples of each of `_target_families()`, in their order."""
+TargetSamples = tuple[tuple[list[Sample], str], ...]
+"""One target's samples of each of `_target_families()`, in their order, with their lines."""
 
 
 def _target_samples(t: TargetSnapshot, tags: tuple[str, ...], traced: bool) -> TargetSamples:
@@ -235,20 +236,23 @@ def _target_samples(t: TargetSnapshot, tags: tuple[str, ...], traced: bool) -> T
             f.border.add_metric([*key, side], nan_if_none(value))
         for outcome, n in t.traceroutes.items():
             f.traces.add_metric([*key, outcome], float(n))
-    return tuple(family.samples for family in f)
+    return tuple((family.samples, "".join(map(sample_line, family.samples))) for family in f)
 
 
 class _TargetCache:
     """Each target's samples since its TargetSnapshot last changed (Results keeps an unchanged target's
     TargetSnapshot from snapshot to snapshot): a scrape makes the samples of the targets that changed
-    only, and hands the same Sample objects out for the others, which the encoder has rendered before
-    (agent.exporter.exposition). A census page is 1,024 targets and 35k samples (issue 25)."""
+    only, and hands out the same samples and their lines (MetricFamily.blocks) for the others. A census
+    page is 1,024 targets, 35k samples and 3.6 MB (issue 25): 150 ms of CPU rendered whole; with this
+    cache 8 ms when no target changed, 30 ms when 140 did (15 s of a census at 9.5 probes a second)."""
 
     def __init__(self) -> None:
         self._by_target: dict[str, tuple[TargetSnapshot, tuple[str, ...], bool, TargetSamples]] = {}
 
     def families(self, s: Snapshot) -> _TargetFamilies:
         families = _target_families()
+        blocks: list[list[str]] = [[] for _ in families]
+        samples_of: list[list[Sample]] = [f.samples for f in families]
         old, new = self._by_target, {}
         for t in s.targets:
             address = t.target.address
@@ -258,9 +262,12 @@ class _TargetCache:
             else:
                 samples = _target_samples(t, s.tags, s.traced)
             new[address] = (t, s.tags, s.traced, samples)
-            for family, mine in zip(families, samples, strict=True):
-                family.samples.extend(mine)
+            for i, (mine, lines) in enumerate(samples):
+                samples_of[i] += mine
+                blocks[i].append(lines)
         self._by_target = new  # the targets of this page only: bounded by the config
+        for family, rendered in zip(families, blocks, strict=True):
+            family.blocks = rendered
         return families
 
 

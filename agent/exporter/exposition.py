@@ -64,41 +64,16 @@ def _labels(labels: dict[str, str], escaping: str) -> str:
     return "{" + pairs + "}"
 
 
-class _Lines:
-    """The line of each sample of the previous page, by the Sample object: a collector that hands out the
-    same Sample objects while their values stand (agent.exporter.collector's per-target cache) has them
-    rendered once, not at every scrape (issue 25: a census page is 35k samples, 3.6 MB, rendered in 150 ms
-    of CPU). Only the lines both formats write alike are kept: escaping "underscores" (the default) and no
-    timestamp. Holding the samples keeps their ids from being reused while they are keys; a page keeps
-    only what it used, so the memo is bounded by one page. Two scrapes at once may each miss the other's
-    lines: wasted work, never a wrong line (a Sample and its labels never change)."""
-
-    def __init__(self) -> None:
-        self._last: dict[int, tuple[Sample, str]] = {}
-        self._next: dict[int, tuple[Sample, str]] = {}
-
-    def start(self) -> None:
-        self._next = {}
-
-    def line(self, s: Sample) -> str:
-        kept = self._last.get(id(s))
-        if kept is None or kept[0] is not s:
-            kept = (s, f"{s.name}{_labels(s.labels, 'underscores')} {format_value(s.value)}\n")
-        self._next[id(s)] = kept
-        return kept[1]
-
-    def end(self) -> None:
-        self._last, self._next = self._next, {}
-
-
-_LINES = _Lines()
+def sample_line(s: Sample) -> str:
+    """The line of a sample without a timestamp, escaping "underscores": what both formats write for it
+    (MetricFamily.blocks hold such lines)."""
+    return f"{s.name}{_labels(s.labels, 'underscores')} {format_value(s.value)}\n"
 
 
 def text_format(registry: Collector, escaping: str = "underscores") -> bytes:
     """Text format 0.0.4: counters named with `_total`, info families as gauges named with `_info`."""
     out: list[str] = []
-    memo = escaping == "underscores"
-    _LINES.start()
+    rendered = escaping == "underscores"  # MetricFamily.blocks are the lines of this escaping
     for family in registry.collect():
         name, kind = family.name, family.type
         if kind == "counter":
@@ -108,40 +83,37 @@ def text_format(registry: Collector, escaping: str = "underscores") -> bytes:
         name = _name(name, escaping)
         help_text = family.documentation.replace("\\", "\\\\").replace("\n", "\\n")
         out.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
+        if rendered and family.blocks is not None:
+            out += family.blocks
+            continue
         for s in family.samples:
-            if memo and s.timestamp is None:
-                out.append(_LINES.line(s))
-                continue
             stamp = "" if s.timestamp is None else f" {int(float(s.timestamp) * 1000):d}"
             out.append(
                 f"{_name(s.name, escaping)}{_labels(s.labels, escaping)} {format_value(s.value)}{stamp}\n"
             )
-    _LINES.end()
     return "".join(out).encode()
 
 
 def openmetrics_format(registry: Collector, escaping: str = "underscores") -> bytes:
     """OpenMetrics 1.0.0 text, ending in `# EOF`."""
     out: list[str] = []
-    memo = escaping == "underscores"
-    _LINES.start()
+    rendered = escaping == "underscores"  # MetricFamily.blocks are the lines of this escaping
     for family in registry.collect():
         name = _name(family.name, escaping)
         help_text = _label_value(family.documentation)
         out.append(f"# HELP {name} {help_text}\n# TYPE {name} {family.type}\n")
         if family.unit:
             out.append(f"# UNIT {name} {family.unit}\n")
+        if rendered and family.blocks is not None:
+            out += family.blocks
+            continue
         for s in family.samples:
-            if memo and s.timestamp is None:
-                out.append(_LINES.line(s))
-                continue
             # client_python applies "values" escaping to the sample names alone (U__ and doubled
             # underscores), not to the HELP and TYPE lines; kept, for the same bytes.
             sample = "U__" + s.name.replace("_", "__") if escaping == "values" else _name(s.name, escaping)
             stamp = "" if s.timestamp is None else f" {s.timestamp}"
             out.append(f"{sample}{_labels(s.labels, escaping)} {format_value(s.value)}{stamp}\n")
     out.append("# EOF\n")
-    _LINES.end()
     return "".join(out).encode()
 
 

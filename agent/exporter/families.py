@@ -30,7 +30,7 @@ class Sample(NamedTuple):
 class MetricFamily:
     """One metric family of type `type` ("gauge", "counter", "histogram" or "info") and its samples."""
 
-    __slots__ = ("_labelnames", "documentation", "name", "samples", "type", "unit")
+    __slots__ = ("_labelnames", "blocks", "documentation", "name", "samples", "type", "unit")
 
     def __init__(self, name: str, documentation: str, type: str, labels: Sequence[str] = ()) -> None:
         self.name = name
@@ -38,6 +38,11 @@ class MetricFamily:
         self.type = type
         self.unit = ""
         self.samples: list[Sample] = []
+        # The lines of `samples` as the text formats write them by default (no timestamp, escaping
+        # "underscores"), rendered beforehand in runs of any length, or None: the agent's encoders
+        # (agent.exporter.exposition) write them instead of rendering each sample again, the collector
+        # keeps them per target (issue 25: a census page is 35k samples); other encoders read `samples`.
+        self.blocks: list[str] | None = None
         self._labelnames = tuple(labels)
 
     def _labels(self, values: Sequence[str]) -> dict[str, str]:
