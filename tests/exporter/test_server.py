@@ -321,7 +321,19 @@ def test_web_config_reads_any_text_as_text_or_refuses_it(case: tuple[Tree, str])
         got = agent_reads(text)
     except ConfigError:
         return
-    assert got == expected, text
+    assert same_reading(got, expected), text
+
+
+NULLS = ("~", "null", "Null", "NULL")  # plain, YAML's null: "not set" to the agent and to Go's yaml.v2
+
+
+def same_reading(got: object, expected: object) -> bool:
+    """The agent's reading is BaseLoader's, but for a plain null, which BaseLoader keeps as its text and
+    the agent reads as not set (empty); BaseLoader's reading cannot tell a plain `~` from a quoted one,
+    so either is taken there (hypothesis drew `A: ~`)."""
+    if isinstance(got, dict) and isinstance(expected, dict):
+        return got.keys() == expected.keys() and all(same_reading(got[k], expected[k]) for k in got)
+    return got == expected or (got == "" and expected in NULLS)
 
 
 @settings(max_examples=40, deadline=None)
