@@ -7,6 +7,7 @@ is done first, so that `nkprobe trace` can start its resolver check while the en
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -26,10 +27,31 @@ def config_and_target(config_path: str | None, target: str) -> tuple[Config, str
     return config, Allowlist(config.destination.prefixes).check(target)
 
 
+def import_asyncio_without_ssl() -> None:
+    """Import asyncio (for the engine) without the ssl module, in a process that has neither yet.
+
+    asyncio.base_events, selector_events and sslproto import ssl inside `try: ... except ImportError`
+    and, without it, refuse only TLS transports ("Python ssl module is not available"); a command that
+    probes opens none. ssl with its C module is a third of asyncio's import, 4.5 ms of `nkprobe trace`'s
+    start-up (bench/startup.py). A None in sys.modules makes that import raise ImportError (the import
+    system's documented way to block a module); it is taken out again at once, so a later `import ssl`
+    of this process works as usual. A process that loaded either module before is left alone: its
+    asyncio keeps TLS.
+    """
+    if "asyncio" in sys.modules or "ssl" in sys.modules:
+        return
+    sys.modules["ssl"] = None  # type: ignore[assignment]
+    try:
+        import asyncio  # noqa: F401
+    finally:
+        del sys.modules["ssl"]
+
+
 def run_with_engine(config: Config, body: Callable[[ProbeEngine], Awaitable[T]]) -> T:
     """Open the probe sockets (PrivilegeError without CAP_NET_RAW) and run `body` on a fresh loop.
 
     The engine gets the allowlist too: even a bug past `config_and_target` cannot send elsewhere."""
+    import_asyncio_without_ssl()
     import asyncio
 
     from agent.net.budget import Budget

@@ -94,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
     # imports) loads in a thread once the first probes are out; the event loop sleeps in epoll most of
     # a trace, so the two overlap, and receive times come from the kernel (SO_TIMESTAMPNS), so the
     # thread cannot move an RTT.
-    from agent.commands._probing import config_and_target
+    from agent.commands._probing import config_and_target, import_asyncio_without_ssl
     from agent.errors import UsageError
     from agent.model import Protocol
 
@@ -111,6 +111,7 @@ def _run(args: argparse.Namespace) -> int:
         if not os.access(name, os.R_OK):
             raise UsageError(f"cannot read IP-to-AS file {name}: check the path (--asn-file, asn.files)")
     resolver = ResolverCheck(target) if config.names.reverse_dns and not args.no_dns else None
+    import_asyncio_without_ssl()
     from agent.probers.base import trace_spec  # the engine's modules (and asyncio), with it
 
     spec = trace_spec(config, record, flows=args.flows, port=args.port, max_hops=args.max_hops)

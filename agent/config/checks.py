@@ -11,7 +11,6 @@ import ipaddress
 import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from agent.errors import ConfigError
 from agent.model import OTHER, UNKNOWN
@@ -19,14 +18,16 @@ from agent.model import OTHER, UNKNOWN
 # An allowlist wider than this is no allowlist: it would let a typo probe half the Internet.
 MIN_PREFIX_LENGTH = 16
 ASN_MAX = 4294967295  # 32-bit AS numbers (RFC 6793)
-GROUP_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_SUFFIX = re.compile(
-    r"^\.?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
-)
-_NETNS = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
+# The patterns are compiled on first use (re.match and re.fullmatch keep them in re's cache): most are
+# for keys a file rarely sets, and compiling them all at import was 1 ms of every command that reads a
+# config, `nkprobe trace`'s start-up among them (bench/startup.py).
+GROUP_NAME = r"^[a-z][a-z0-9_]{0,31}$"
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_SUFFIX = rf"^\.?({_LABEL})(\.{_LABEL})*$"
+_NETNS = r"^[A-Za-z0-9_.-]{1,255}$"
 # agent.owner: a plain e-mail address (no display name, no spaces): it becomes a label value and an
 # Alertmanager e-mail `to`, so nothing that could smuggle a second recipient or a header.
-_OWNER = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+_OWNER = r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"
 
 
 class Problem(ValueError):
@@ -152,6 +153,8 @@ def websocket_url(value: Any) -> str:
 
 
 def _url(value: Any, schemes: tuple[str, ...], message: str) -> str:
+    from urllib.parse import urlsplit  # here: only a file that sets a URL pays for its import
+
     if isinstance(value, str):
         parts = urlsplit(value)
         if parts.scheme in schemes and (parts.netloc or parts.scheme == "file"):
@@ -161,7 +164,7 @@ def _url(value: Any, schemes: tuple[str, ...], message: str) -> str:
 
 def name_suffix(value: Any) -> str:
     """A reverse-DNS suffix, stored without its leading dot and in lower case."""
-    if isinstance(value, str) and _SUFFIX.match(value):
+    if isinstance(value, str) and re.match(_SUFFIX, value):
         return value.lstrip(".").lower()
     raise Problem("must be a DNS name suffix such as transtelecom.net")
 
@@ -171,7 +174,7 @@ def group_problem(group: str, known: set[str] | None) -> None:
     # The tags every path may get, whatever the groups (README "Upstream tags").
     if group in (OTHER, UNKNOWN):
         raise Problem(f"{group!r} is a reserved tag and cannot be a group name")
-    if not GROUP_NAME.match(group):
+    if not re.match(GROUP_NAME, group):
         raise Problem("must be lowercase letters, digits and _ (a label value)")
     if known is not None and group not in known:
         raise Problem(f"{group!r} is not a group in [upstreams]")
@@ -179,7 +182,7 @@ def group_problem(group: str, known: set[str] | None) -> None:
 
 def netns_name(value: str) -> str:
     """A network namespace name, or "" for the current namespace."""
-    if value and (not _NETNS.match(value) or value in (".", "..")):
+    if value and (not re.match(_NETNS, value) or value in (".", "..")):
         raise Problem("must be a network namespace name (letters, digits, . _ -)")
     return value
 
@@ -190,7 +193,7 @@ def owner_address(value: str) -> str:
     >>> owner_address("ann@example.org")
     'ann@example.org'
     """
-    if value and not _OWNER.fullmatch(value):
+    if value and not re.fullmatch(_OWNER, value):
         raise Problem("must be an e-mail address such as volunteer@example.org (alerts go there)")
     return value
 

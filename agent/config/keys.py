@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import MISSING, Field, field, fields
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,9 +35,48 @@ class Invalid(Exception):
     """A value held other values that failed; each is reported already, by its own key path."""
 
 
-@dataclass(frozen=True)
 class Key:
-    """A key of the file."""
+    """A key of the file: a value object, read-only once made, equal to another of its kind and settings.
+
+    Plain classes with `__slots__`, not frozen dataclasses like the sections they declare: a dataclass
+    compiles six methods per class at import (0.3 ms each class on this machine, Python 3.11), and the
+    eleven kinds were 3 ms of every `nkprobe trace`'s start-up (bench/startup.py); these few lines give
+    them the same value semantics once, for all of them. Each kind lists its settings in `__slots__`
+    and sets them in `__init__` through `_set`.
+    """
+
+    __slots__: tuple[str, ...] = ()
+    _settings: tuple[str, ...] = ()  # every setting of the kind, its bases' first (set per subclass)
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        base: type[Key] = cls.__mro__[1]
+        cls._settings = base._settings + tuple(cls.__dict__.get("__slots__", ()))
+
+    def _set(self, **settings: Any) -> None:
+        for name, value in settings.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only: cannot set {name}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only: cannot delete {name}")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self._settings)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash((self.__class__, self._values()))
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._settings)
+        return f"{type(self).__name__}({settings})"
 
     def read(self, value: Any, where: str, reader: Reader) -> Any:
         raise NotImplementedError
@@ -51,11 +90,14 @@ class Key:
         return value
 
 
-@dataclass(frozen=True)
 class Number(Key):
-    gt: float | None = None
-    ge: float | None = None
-    le: float | None = None
+    __slots__ = ("ge", "gt", "le")
+    gt: float | None
+    ge: float | None
+    le: float | None
+
+    def __init__(self, gt: float | None = None, ge: float | None = None, le: float | None = None) -> None:
+        self._set(gt=gt, ge=ge, le=le)
 
     def read(self, value: Any, where: str, reader: Reader) -> float:
         # bool is an int in Python; `max_pps = true` is a mistake, not 1.
@@ -71,22 +113,28 @@ class Number(Key):
         return float(value)
 
 
-@dataclass(frozen=True)
 class Integer(Key):
-    ge: int | None = None
-    le: int | None = None
+    __slots__ = ("ge", "le")
+    ge: int | None
+    le: int | None
+
+    def __init__(self, ge: int | None = None, le: int | None = None) -> None:
+        self._set(ge=ge, le=le)
 
     def read(self, value: Any, where: str, reader: Reader) -> int:
         return integer_value(value, self.ge, self.le)
 
 
-@dataclass(frozen=True)
 class Text(Key):
     """A string; `check` (agent.config.checks) for what more it must be."""
 
-    nonempty: bool = False
-    check: Check | None = None
-    path: bool = False  # a file name, taken relative to the config's directory
+    __slots__ = ("check", "nonempty", "path")
+    nonempty: bool
+    check: Check | None
+    path: bool  # a file name, taken relative to the config's directory
+
+    def __init__(self, nonempty: bool = False, check: Check | None = None, path: bool = False) -> None:
+        self._set(nonempty=nonempty, check=check, path=path)
 
     def read(self, value: Any, where: str, reader: Reader) -> str:
         if not isinstance(value, str):
@@ -99,34 +147,41 @@ class Text(Key):
         return reader.resolve(value) if self.path else value
 
 
-@dataclass(frozen=True)
 class Flag(Key):
+    __slots__ = ()
+
     def read(self, value: Any, where: str, reader: Reader) -> bool:
         if not isinstance(value, bool):
             raise Problem("must be true or false")
         return value
 
 
-@dataclass(frozen=True)
 class Required(Key):
     """A key every table must have (a target's address), `missing` the message when one lacks it. Any
     TOML value, which `check` alone judges ("not an IPv4 address", whatever it is)."""
 
+    __slots__ = ("check", "missing")
     check: Check
     missing: str
+
+    def __init__(self, check: Check, missing: str) -> None:
+        self._set(check=check, missing=missing)
 
     def read(self, value: Any, where: str, reader: Reader) -> Any:
         return self.check(value)
 
 
-@dataclass(frozen=True)
 class Items(Key):
     """A list, each item passing `item`; `unique`: an item listed twice is a problem."""
 
+    __slots__ = ("item", "nonempty", "path", "unique")
     item: Check
-    nonempty: bool = False
-    unique: bool = True
-    path: bool = False  # file names, taken relative to the config's directory
+    nonempty: bool
+    unique: bool
+    path: bool  # file names, taken relative to the config's directory
+
+    def __init__(self, item: Check, nonempty: bool = False, unique: bool = True, path: bool = False) -> None:
+        self._set(item=item, nonempty=nonempty, unique=unique, path=path)
 
     def read(self, value: Any, where: str, reader: Reader) -> tuple[Any, ...]:
         if not isinstance(value, list):
@@ -156,7 +211,6 @@ class Items(Key):
         return tuple(reader.resolve(v) for v in value) if self.path else value
 
 
-@dataclass(frozen=True)
 class Groups(Key):
     """A table of upstream group name -> non-empty list of `item` ([upstreams], [borders]...).
 
@@ -166,10 +220,14 @@ class Groups(Key):
     (else an empty table is fine). Groups that fail are reported and left out; the rest are read.
     """
 
+    __slots__ = ("empty", "item", "upstream", "what")
     item: Check
     what: str  # what an item is, for the message
-    upstream: bool = False
-    empty: str = ""
+    upstream: bool
+    empty: str
+
+    def __init__(self, item: Check, what: str, upstream: bool = False, empty: str = "") -> None:
+        self._set(item=item, what=what, upstream=upstream, empty=empty)
 
     def read(self, value: Any, where: str, reader: Reader) -> dict[str, tuple[Any, ...]]:
         if not isinstance(value, dict):
@@ -196,16 +254,20 @@ class Groups(Key):
         return dict(default) if known is None else {g: v for g, v in default.items() if g in known}
 
 
-@dataclass(frozen=True)
 class Nested(Key):
     """A key whose value is read by the keys of dataclass `cls`."""
 
+    __slots__ = ("cls",)
     cls: type
 
+    def __init__(self, cls: type) -> None:
+        self._set(cls=cls)
 
-@dataclass(frozen=True)
+
 class Section(Nested):
     """A table ([agent], [trace]...)."""
+
+    __slots__ = ()
 
     def read(self, value: Any, where: str, reader: Reader) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -220,12 +282,15 @@ class Section(Nested):
         return reader.build(self.cls, value)
 
 
-@dataclass(frozen=True)
 class Tables(Nested):
     """An array of tables ([[targets]]); `not_list` and `not_table`: the messages when it is not."""
 
+    __slots__ = ("not_list", "not_table")
     not_list: str
     not_table: str
+
+    def __init__(self, cls: type, not_list: str, not_table: str) -> None:
+        self._set(cls=cls, not_list=not_list, not_table=not_table)
 
     def read(self, value: Any, where: str, reader: Reader) -> list[dict[str, Any] | None]:
         if not isinstance(value, list):
