@@ -146,6 +146,8 @@ HIGH, LOW, NONE = "high", "low", "none"  # Classification.confidence
 
 @dataclass(frozen=True, slots=True)
 class Target:
+    """One address to probe, with the name its metrics carry (if any)."""
+
     address: str
     name: str = ""
 

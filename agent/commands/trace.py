@@ -68,7 +68,10 @@ def collector_paused() -> Iterator[None]:
     finalizers of cyclic garbage, which Python does not promise at exit (reference manual, object.__del__);
     gc.freeze() in an atexit hook moves every object out of their reach first (atexit hooks run before
     them, Py_FinalizeEx). In a test process that runs commands in-process, the hook runs only when that
-    process exits, and the collector is back on after each command.
+    process exits, and the collector is back on after each command. Before it is, every object is moved
+    to the oldest generation unexamined (gc.freeze then gc.unfreeze, which puts the frozen objects back
+    there): re-enabled as it was, its first allocation would start a collection of the youngest
+    generation, now every object the command made, 2 ms on the way from the last reply to the exit.
     """
     global _freeze_registered
     if not _freeze_registered:
@@ -80,6 +83,8 @@ def collector_paused() -> Iterator[None]:
         yield
     finally:
         if enabled:
+            gc.freeze()
+            gc.unfreeze()
             gc.enable()
 
 

@@ -66,6 +66,8 @@ DAY_S = 86400.0
 
 @dataclass(frozen=True)
 class AgentSection:
+    """[agent]: who this agent is, where it serves /metrics and keeps its state, its packet budget."""
+
     name: str = text("nkprobe", nonempty=True)
     listen: str = text("127.0.0.1:9931", nonempty=True, check=checks.listen_address)
     state_dir: str = text("/var/lib/nkprobe", nonempty=True, path=True)
@@ -82,6 +84,8 @@ class AgentSection:
 
 @dataclass(frozen=True)
 class PingSection:
+    """[ping]: the latency probes of every target (a [[targets]] entry may override protocols and port)."""
+
     interval_s: float = number(1.0, gt=0, le=DAY_S)
     protocols: tuple[str, ...] = items(("icmp", "tcp"), checks.one_of(PING_PROTOCOLS), nonempty=True)
     port: int = integer(80, **PORT)
@@ -129,6 +133,8 @@ class TraceSection(TraceSettings):
 
 @dataclass(frozen=True)
 class AsnSection:
+    """[asn]: the IP-to-AS files the hops are tagged with, and where `nkprobe asn update` gets them."""
+
     files: tuple[str, ...] = items((), checks.text, path=True)
     # URLs `nkprobe asn update` downloads.
     sources: tuple[str, ...] = items(DEFAULT_ASN_SOURCES, checks.download_url)
@@ -140,6 +146,8 @@ class AsnSection:
 
 @dataclass(frozen=True)
 class DestinationSection:
+    """[destination]: the AS and prefixes measured, which are also the allowlist of every probe."""
+
     asn: int = integer(131279, ge=1, le=checks.ASN_MAX)
     # Also the allowlist: the agent never probes outside it (rules: disjoint).
     prefixes: tuple[str, ...] = items(("175.45.176.0/22",), checks.allowlist_prefix, nonempty=True)
@@ -147,6 +155,8 @@ class DestinationSection:
 
 @dataclass(frozen=True)
 class HistorySection:
+    """[history]: how long the recorded upstream changes are kept (agent.history)."""
+
     # Rows older than this are deleted; a year and a bit for yearly views.
     retention_days: float = number(400.0, gt=0, le=36500)
     prune_interval_s: float = number(3600.0, gt=0, le=7 * DAY_S)  # how often retention runs
@@ -156,6 +166,8 @@ class HistorySection:
 
 @dataclass(frozen=True)
 class NamesSection:
+    """[names]: reverse names of the hops, and the name suffixes that are evidence for a group."""
+
     reverse_dns: bool = flag(True)  # look up hop names (never on the probing path; cached)
     timeout_s: float = number(1.0, gt=0, le=30)
     suffixes: dict[str, tuple[str, ...]] = groups(
@@ -165,6 +177,8 @@ class NamesSection:
 
 @dataclass(frozen=True)
 class ClassifySection:
+    """[classify]: the address ranges the classifier passes over or counts as routed."""
+
     # Exchange-point peering LANs: hops answering from them are passed over (agent/classify/exchanges.py).
     exchange_prefixes: tuple[str, ...] = items(tuple(DEFAULT_EXCHANGE_PREFIXES), checks.exchange_lan)
     # Special-purpose space (RFC 6890) that is routed here, so its hops count like public ones: a test
@@ -174,6 +188,8 @@ class ClassifySection:
 
 @dataclass(frozen=True)
 class BgpSection:
+    """[bgp]: the control-plane view (saved RIPEstat files, RIPEstat and RIS Live) beside the traces."""
+
     # RIPEstat looking-glass / asn-neighbours responses saved as JSON (agent/bgp): the control-plane
     # cross-check nkprobe_path_upstream_in_bgp. Read at start and on every reload; () = no cross-check.
     snapshot: tuple[str, ...] = items((), checks.text, path=True)
@@ -244,6 +260,8 @@ class TargetConfig(Target):
 
 @dataclass(frozen=True)
 class Config:
+    """A whole config file, validated (`load_config`), or one made in code; its targets resolved."""
+
     agent: AgentSection = section(AgentSection)
     # Code that builds a Config may give plain `Target`s or `TargetEntry`s: `__post_init__` resolves them.
     targets: tuple[TargetConfig, ...] = tables(
