@@ -116,10 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if words == ["--version"]:  # what a supervisor or a package check asks most: no parser, no imports
         print(f"nkprobe {__version__}")
         return 0
+    from agent.commands._collector import collector_paused
     from agent.errors import NkprobeError  # (logging comes with it: only for a command that runs)
 
-    parser, modules = build_parser(only=_command_in(words) or "")
-    args = parser.parse_args(words)
+    with collector_paused():  # the command's module and parser: objects for the process's lifetime
+        parser, modules = build_parser(only=_command_in(words) or "")
+        args = parser.parse_args(words)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2

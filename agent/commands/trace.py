@@ -20,6 +20,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from agent.commands._collector import collector_paused as paused
+
 if TYPE_CHECKING:
     from agent.classify import Tagger
     from agent.config import Config
@@ -58,34 +60,23 @@ def run(args: argparse.Namespace) -> int:
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off for one command, and kept out of the interpreter's exit.
+    """The cyclic garbage collector off for one command (agent.commands._collector: start-up makes no
+    garbage, yet the collector would run 42 times over its imports), and kept out of the interpreter's
+    exit.
 
-    Start-up allocates only objects that live as long as the process (modules, classes, the methods
-    dataclasses generate), yet every 700 allocations start a collection: 42 of them, 4 ms, during a
-    trace's imports, none of which found anything to free (gc.callbacks, bench/startup.py). One
-    command's own garbage is bounded (a trace of at most 64 flows), so it waits until the command ends.
-    At exit the interpreter's final collections walk every object once more (about 11 ms), only to run
-    finalizers of cyclic garbage, which Python does not promise at exit (reference manual, object.__del__);
-    gc.freeze() in an atexit hook moves every object out of their reach first (atexit hooks run before
-    them, Py_FinalizeEx). In a test process that runs commands in-process, the hook runs only when that
-    process exits, and the collector is back on after each command. Before it is, every object is moved
-    to the oldest generation unexamined (gc.freeze then gc.unfreeze, which puts the frozen objects back
-    there): re-enabled as it was, its first allocation would start a collection of the youngest
-    generation, now every object the command made, 2 ms on the way from the last reply to the exit.
+    One command's own garbage is bounded (a trace of at most 64 flows), so it waits until the command
+    ends. At exit the interpreter's final collections walk every object once more (about 11 ms), only
+    to run finalizers of cyclic garbage, which Python does not promise at exit (reference manual,
+    object.__del__); gc.freeze() in an atexit hook moves every object out of their reach first (atexit
+    hooks run before them, Py_FinalizeEx). In a test process that runs commands in-process, the hook
+    runs only when that process exits, and the collector is back on after each command.
     """
     global _freeze_registered
     if not _freeze_registered:
         atexit.register(gc.freeze)
         _freeze_registered = True
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with paused():
         yield
-    finally:
-        if enabled:
-            gc.freeze()
-            gc.unfreeze()
-            gc.enable()
 
 
 _freeze_registered = False
