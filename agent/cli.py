@@ -135,4 +135,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # `nkprobe history | head`: the reader left; not our fault.
         return 0
+    if argv is None and getattr(modules[args.command], "EXIT_WITHOUT_TEARDOWN", False):
+        return _exit_without_teardown(code)
     return code
+
+
+def _exit_without_teardown(code: int) -> int:
+    """End the process now with `code`, its output flushed, without the interpreter's teardown.
+
+    For a command that declares EXIT_WITHOUT_TEARDOWN (`nkprobe trace`: nothing of it is left to run,
+    close or write once it returns, its threads joined or daemons) and only when it runs as the program
+    (`argv` None: the console script or `python -m agent`; a test that calls main in-process gives argv).
+    Python's exit would free every object module by module, 2-3 ms after the last reply that nobody
+    waits for (bench/startup.py); os._exit leaves that to the kernel, as mypy ends its runs. Flushing is
+    what the exit would still have done for us; if it fails (a closed pipe), the usual exit runs and
+    reports it as before.
+    """
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        return code
+    os._exit(code)

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from agent.probers.base import ProbeSpec
 
 PROTOCOLS = ("icmp", "udp", "tcp")
+# Run as the program, the process ends as soon as the command returns, without the interpreter's
+# teardown (agent.cli._exit_without_teardown): the trace leaves nothing behind to close or write.
+EXIT_WITHOUT_TEARDOWN = True
 MAX_LOOKUPS = 128  # distinct hop addresses looked up per command (a 64-flow trace has far fewer)
 RDNS_WORKERS = 16  # resolver threads: a trace's 15-30 hop addresses are looked up in two rounds at most
 
