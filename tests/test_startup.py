@@ -76,3 +76,80 @@ def test_the_collector_is_off_for_the_command_and_back_after_it() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
+    )  # fmt: skip
+
+
+def test_a_probing_command_loads_asyncio_without_ssl_and_ssl_still_loads_after() -> None:
+    code = (
+        "import sys\n"
+        "from agent.commands._probing import import_asyncio_without_ssl\n"
+        "import_asyncio_without_ssl()\n"
+        "import asyncio\n"
+        "print('ssl' in sys.modules, asyncio.base_events.ssl is None)\n"
+        "asyncio.run(asyncio.sleep(0))\n"
+        "import ssl\n"
+        "print(ssl.PROTOCOL_TLS_CLIENT is not None)\n"
+    )
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "True", "True"]
+    # A process that loaded ssl first keeps TLS in asyncio.
+    proc = run_python(
+        "import ssl\nfrom agent.commands._probing import import_asyncio_without_ssl\n"
+        "import_asyncio_without_ssl()\nimport asyncio\nprint(asyncio.base_events.ssl is ssl)\n"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True"]
+
+
+def test_the_collector_comes_back_without_a_collection_of_what_the_pause_made() -> None:
+    from agent.commands._collector import collector_paused
+
+    started: list[int] = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(info["generation"])
+
+    with collector_paused():
+        made = [[] for _ in range(5000)]  # 7 times the youngest generation's threshold
+    gc.callbacks.append(seen)
+    try:
+        more = [[] for _ in range(100)]  # re-enabled as it was, this would start a collection
+    finally:
+        gc.callbacks.remove(seen)
+    assert gc.isenabled() and started == [] and len(made) + len(more) == 5100
+
+
+FAKE_COMMAND = """\
+import atexit, sys, types
+from agent import cli
+module = types.ModuleType("fakecmd")
+module.add_arguments = lambda parser: None
+def run(args):
+    print("out", end="")
+    return 3
+module.run = run
+module.EXIT_WITHOUT_TEARDOWN = {flag}
+sys.modules["fakecmd"] = module
+cli.COMMANDS["fake"] = ("fakecmd", "a command")
+atexit.register(lambda: print(" teardown", end=""))
+print(f"[{{cli.main(['fake'])}}]", end="")  # in-process, as a test calls it: returns
+sys.argv = ["nkprobe", "fake"]
+sys.exit(cli.main())
+"""
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_a_command_that_declares_it_ends_the_program_without_teardown(flag: bool) -> None:
+    proc = run_python(FAKE_COMMAND.format(flag=flag))
+    assert proc.returncode == 3, proc.stderr
+    # Its output flushed, the exit status kept; the atexit hooks (the teardown) skipped only when run
+    # as the program by a command that declares it.
+    assert proc.stdout == ("out[3]out" if flag else "out[3]out teardown")

@@ -7,6 +7,8 @@ import dataclasses
 import typing
 from dataclasses import dataclass
 
+import pytest
+
 from agent.config import Config, PingSection, TargetEntry, TraceSection, file_keys
 from agent.config.keys import (
     Flag,
@@ -90,3 +92,34 @@ def test_a_config_made_in_code_resolves_its_targets_against_its_sections() -> No
     # An address the file does not list: the sections' values.
     other = again.target("175.45.177.10")
     assert (other.name, other.ping_port, other.trace_port) == ("", 8080, 443)
+
+
+def test_a_key_kind_is_a_read_only_value() -> None:
+    key = Number(gt=0, le=60)
+    assert key == Number(gt=0, le=60) and hash(key) == hash(Number(gt=0, le=60))
+    assert key != Number(gt=0, le=61) and key != Integer(le=60)
+    assert repr(key) == "Number(ge=None, gt=0, le=60)"
+    assert repr(Tables(PingSection, not_list="a", not_table="b")) == (
+        "Tables(cls=<class 'agent.config.model.PingSection'>, not_list='a', not_table='b')"
+    )
+    with pytest.raises(AttributeError, match="read-only"):
+        key.gt = 1  # type: ignore[misc]
+
+
+def test_a_section_is_a_frozen_value_as_a_dataclass_would_make_it() -> None:
+    @dataclass(frozen=True)
+    class Generated:  # what dataclasses would make of PingSection with eq and repr
+        interval_s: float = 1.0
+        protocols: tuple[str, ...] = ("icmp", "tcp")
+        port: int = 80
+        timeout_s: float = 2.0
+
+    ping = PingSection(port=443)
+    assert ping == PingSection(port=443) and hash(ping) == hash(PingSection(port=443))
+    assert ping != PingSection() and ping != Generated(port=443) and ping != TargetEntry("175.45.176.71")
+    generated = repr(Generated(port=443))
+    assert repr(ping) == "PingSection" + generated[generated.index("(") :]
+    assert Config(ping=ping) == Config(ping=PingSection(port=443)) != Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ping.port = 80  # type: ignore[misc]
+    assert dataclasses.replace(ping, port=80) == PingSection()
