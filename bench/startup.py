@@ -13,8 +13,11 @@ For each `nkprobe trace TARGET --config LAB-CONFIG` run it takes, on one clock (
   TCP frame to the vantage address) from an AF_PACKET capture on the vantage interface, stamped by the
   kernel as each frame passes the device (agent.lab.capture), independent of the code under test;
 and reports start-up (spawn to first probe), shutdown (last reply to exit), their sum, and the trace
-itself (first probe to last reply): median and p90. Beside it, whole-process times of `nkprobe
---version`, `python3 -c pass` and `python3 -I -S -c pass` for scale. Each command runs two ways:
+itself (first probe to last reply): median and p90. Only frames before the exit count: answers to probes
+the trace no longer waits for (past the destination) that arrive while the process is exiting moved the
+"last reply" later as long as the exit took longer than they did, so compare whole runs too. Beside
+it, whole-process times of `nkprobe --version`, `python3 -c pass` and `python3 -I -S -c pass` for
+scale. Each command runs two ways:
 - "venv": the console scripts of the venv this bench runs in (an editable install adds an import hook
   to `site`, about 10 ms on this machine);
 - "deb": Debian's /usr/bin/python3 (--base-python) with the source tree on PYTHONPATH and pip's console
