@@ -99,7 +99,9 @@ class Probe:
 
 
 def probes(frames: list[Frame], target: str, proto: str) -> list[Probe]:
-    """Outgoing probes toward `target` of one protocol (ICMP: echo requests only)."""
+    """Outgoing probes toward `target` of one protocol (ICMP: echo requests only; TCP: SYNs only, not
+    the resets the vantage's kernel sends to answers it has no socket for, which may come after the
+    trace has exited)."""
     out = []
     for f in frames:
         d = f.data
@@ -107,6 +109,8 @@ def probes(frames: list[Frame], target: str, proto: str) -> list[Probe]:
             continue
         ihl = (d[0] & 0x0F) * 4
         if proto == "icmp" and d[ihl] != 8:
+            continue
+        if proto == "tcp" and d[ihl + 13] & 0x06 != 0x02:  # SYN set, RST not
             continue
         # ICMP: type, code, checksum and identifier (balancers hash the checksum where the ports would
         # be); UDP/TCP: the ports.
@@ -134,9 +138,11 @@ def replies_by_ttl(frames: list[Frame], sent: list[Probe], target: str, proto: s
     return out
 
 
-def wait_captured(caps: dict[str, Capture], stdout: str, target: str, proto: str) -> None:
-    """Wait (bounded) until the vantage capture holds every answer the trace reported: its thread reads
-    the frames some milliseconds after the kernel delivered them to the trace, which may exit first."""
+def wait_captured(lab: LabInfo, caps: dict[str, Capture], stdout: str, target: str, proto: str) -> None:
+    """Wait (bounded) until the captures hold what the trace did: at the vantage every answer it
+    reported (the capture thread reads the frames some milliseconds after the kernel delivered them to
+    the trace, which may exit first), and at each point beyond the NAT(s) every probe the vantage sent
+    that gets there (the last ones may still be crossing the lab's delay links when the trace exits)."""
     doc = json.loads(stdout)
     reported = sum(
         1 for r in (doc if isinstance(doc, list) else [doc]) for hop in r["result"] for x in hop["result"]
@@ -148,6 +154,17 @@ def wait_captured(caps: dict[str, Capture], stdout: str, target: str, proto: str
         return sum(replies_by_ttl(frames, probes(frames, target, proto), target, proto).values())
 
     wait_for(lambda: seen() >= reported, 10, lambda: f"{seen()} of the trace's {reported} answers captured")
+
+    def short_of_probes() -> list[str]:
+        sent = probes(list(caps["vantage"].frames), target, proto)
+        short = []
+        for point, cap in caps.items():
+            min_ttl = translated_source(lab, point)[1]
+            if len(probes(list(cap.frames), target, proto)) < sum(1 for p in sent if p.ttl >= min_ttl):
+                short.append(point)
+        return short
+
+    wait_for(lambda: not short_of_probes(), 10, lambda: f"probes not yet captured at {short_of_probes()}")
 
 
 @contextlib.contextmanager
@@ -204,7 +221,7 @@ def nat_traces(
                         timeout=60,
                     )
                     assert proc.returncode == 0, proc.stderr
-                    wait_captured(caps, proc.stdout, target, proto)
+                    wait_captured(lab, caps, proc.stdout, target, proto)
                 out[(kind, upstream, proto)] = (
                     json.loads(proc.stdout),
                     {n: c.frames for n, c in caps.items()},
@@ -262,7 +279,7 @@ def test_sixteen_flows_through_nat_stay_sixteen_flows_beyond_it(labs: dict[str, 
             timeout=90,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
-        wait_captured(caps, proc.stdout, target, "udp")
+        wait_captured(lab, caps, proc.stdout, target, "udp")
     results = json.loads(proc.stdout)
     inside = probes(caps["vantage"].frames, target, "udp")
     beyond = probes(caps["home-wan"].frames, target, "udp")
@@ -316,7 +333,7 @@ def test_rate_limited_hops_show_what_they_answered_within_the_budget_and_keep_th
             timeout=90,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
-        wait_captured(caps, proc.stdout, target, "icmp")
+        wait_captured(lab, caps, proc.stdout, target, "icmp")
     results = json.loads(proc.stdout)
     frames = caps["vantage"].frames
     expected = lab.expected_hops(target, CHINA)
