@@ -5,8 +5,8 @@ the record of each target with everything its probes need."""
 from __future__ import annotations
 
 import os
-from dataclasses import Field, dataclass, field, fields, replace
-from typing import Any, ClassVar
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 from agent.classify.exchanges import DEFAULT_EXCHANGE_PREFIXES
 from agent.config import checks
@@ -24,7 +24,7 @@ from agent.config.keys import (
     tables,
     text,
 )
-from agent.model import OTHER, UNKNOWN, Target
+from agent.model import OTHER, UNKNOWN, Record, Target
 from agent.trace.settings import TraceSettings
 
 DEFAULT_UPSTREAMS: dict[str, tuple[int, ...]] = {
@@ -64,33 +64,6 @@ PORT = {"ge": 1, "le": 65535}  # the bounds of a TCP or UDP port: integer(80, **
 DAY_S = 86400.0
 
 
-class Record:
-    """Equality, hash and repr of the config's dataclasses, written once for all of them: each is
-    declared `@dataclass(frozen=True, eq=False, repr=False)` and behaves as a frozen dataclass with `eq`
-    and `repr` would (equal to another of its class with equal compared fields, hashed by them, shown by
-    the fields whose `repr` is true). dataclasses compiles those three methods anew for every class at
-    import, 1.7 ms of every `nkprobe trace`'s start-up for these ten (bench/startup.py, Python 3.11);
-    these are compiled once, into the module's bytecode."""
-
-    __slots__ = ()
-    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
-
-    def _compared(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, f.name) for f in fields(self) if f.compare)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._compared() == other._compared()
-
-    def __hash__(self) -> int:
-        return hash(self._compared())
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
-        return f"{type(self).__qualname__}({shown})"
-
-
 @dataclass(frozen=True, eq=False, repr=False)
 class AgentSection(Record):
     """[agent]: who this agent is, where it serves /metrics and keeps its state, its packet budget."""
@@ -119,7 +92,7 @@ class PingSection(Record):
     timeout_s: float = number(2.0, gt=0, le=60)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)  # agent.model.Record's, by TraceSettings
 class TraceSection(TraceSettings):
     """[trace]: how often and toward what each target is traced, and how (`TraceSettings`, whose
     defaults are the section's; `window`, `pace` and `packet_size` are not keys of the file)."""

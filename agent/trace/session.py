@@ -49,7 +49,7 @@ REACHED_KINDS = frozenset({ReplyKind.ECHO_REPLY, ReplyKind.TCP_SYNACK, ReplyKind
 REACHED_UNREACH_CODES = frozenset({2, 3})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)  # agent.model.Record's, by TraceSettings
 class TraceParams(TraceSettings):
     """Everything one Paris traceroute session needs: the flow it probes and its `TraceSettings`
     (agent.trace.settings, the one place of their defaults and checks)."""

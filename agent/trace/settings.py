@@ -26,11 +26,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
+from agent.model import Record
+
 S = TypeVar("S", bound="TraceSettings")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TraceSettings:
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+class TraceSettings(Record):
     """Every setting of one Paris traceroute. Durations in seconds."""
 
     max_hops: int = 32
