@@ -25,7 +25,8 @@ from agent.config.keys import (
 )
 from agent.config.read import LISTING_ORDER
 from agent.config.sections import Reader
-from agent.model import Target
+from agent.model import Hop, Target
+from agent.trace.session import TraceParams
 
 
 @dataclass(frozen=True)
@@ -123,3 +124,10 @@ def test_a_section_is_a_frozen_value_as_a_dataclass_would_make_it() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         ping.port = 80  # type: ignore[misc]
     assert dataclasses.replace(ping, port=80) == PingSection()
+    # The same base serves the trace settings (by TraceSettings) and the model's values.
+    trace = TraceSection(port=443)
+    assert trace == TraceSection(port=443) != TraceSection() and hash(trace) == hash(TraceSection(port=443))
+    assert repr(trace).startswith("TraceSection(max_hops=32, timeout_s=2.0,") and "port=443" in repr(trace)
+    params = TraceParams(target="175.45.176.71", port=443)
+    assert {params: 1}[TraceParams(target="175.45.176.71", port=443)] == 1 and params != trace
+    assert Target("175.45.176.71") != Hop(1) and Hop(1, (), 2) == Hop(1, probes_sent=2) != Hop(2, (), 2)
