@@ -153,3 +153,17 @@ def test_a_command_that_declares_it_ends_the_program_without_teardown(flag: bool
     # Its output flushed, the exit status kept; the atexit hooks (the teardown) skipped only when run
     # as the program by a command that declares it.
     assert proc.stdout == ("out[3]out" if flag else "out[3]out teardown")
+
+
+def test_the_pause_leaves_what_another_froze_frozen() -> None:
+    from agent.commands._collector import collector_paused
+
+    kept = [[] for _ in range(100)]
+    gc.freeze()  # as agent.agent.freeze_heap does in `nkprobe run`
+    try:
+        frozen = gc.get_freeze_count()
+        with collector_paused():
+            pass
+        assert gc.get_freeze_count() == frozen and gc.isenabled() and kept
+    finally:
+        gc.unfreeze()

@@ -7,7 +7,8 @@ its command module and parser were made (gc.callbacks). Paused, the collector
 counts those objects in its youngest generation; re-enabled as it was, its next allocation would start
 a collection of that generation, every object made meanwhile. So they are moved to the oldest one
 unexamined first (gc.freeze, then gc.unfreeze, which puts the frozen objects back there: the gc
-module's documentation), where a full collection, rare, looks at them with the rest.
+module's documentation), where a full collection, rare, looks at them with the rest. Not in a process
+that froze objects of its own before (agent.agent.freeze_heap): unfreezing would thaw those too.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def collector_paused() -> Iterator[None]:
         yield
     finally:
         if enabled:
-            gc.freeze()
-            gc.unfreeze()
+            if not gc.get_freeze_count():
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
