@@ -244,7 +244,7 @@ def trace_port(protocol: str, own: int | None, section_port: int) -> int | None:
     return None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)  # agent.model.Record's, by Target
 class TargetConfig(Target):
     """A target with everything its probes need, resolved once from its [[targets]] entry and the
     [ping] and [trace] sections (`TargetEntry.resolve`) when its Config is made."""

@@ -35,7 +35,7 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from agent.model import Protocol
+from agent.model import Protocol, Record
 from agent.packets.checksum import inet_checksum, ones_sum
 
 IPV4_HEADER_LEN = 20
@@ -67,8 +67,8 @@ _IP_ICMP_IDENT = struct.Struct("!BBHHHBBH4s4sBBHHHH")
 _IP_TCP = struct.Struct("!BBHHHBBH4s4sHHIIBBHHHBBH")
 
 
-@dataclass(frozen=True, slots=True)
-class FlowSpec:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class FlowSpec(Record):
     """The constant fields of one Paris flow: everything a load balancer may hash.
 
     `sport` is the UDP/TCP source port, or the ICMP echo identifier; `dport` is the UDP/TCP destination

@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from agent.model import MplsLabel, Protocol, ReplyKind
+from agent.model import MplsLabel, Protocol, Record, ReplyKind
 from agent.packets.build import tcp_ident
 from agent.packets.checksum import compensate
 from agent.packets.icmpext import split_icmp_payload
@@ -39,8 +39,8 @@ _PROTO = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class MatchKey:
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
+class MatchKey(Record):
     """What the receive path looks a reply up by: the flow (which session) and the identity (which probe).
 
     `flow` is (source port, destination port) for UDP/TCP and (identifier, 0) for ICMP echo, as *we* sent
