@@ -30,7 +30,6 @@ import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 
 from agent.net import clock
 from agent.net.allowlist import Allowlist
@@ -60,15 +59,18 @@ SEND_ERROR_LOG_INTERVAL_S = 60.0  # at most one warning a minute: a missing rout
 QUEUE_SLACK_S = 0.005  # the send queue waits this long past its next token: a burst's come back together
 
 
-@dataclass(slots=True)
 class QueuedSend:
-    """A latency probe waiting for a token of the budget (`ProbeEngine.send_soon`)."""
+    """A latency probe waiting for a token of the budget (`ProbeEngine.send_soon`). A plain slotted
+    class: a dataclass compiles its methods at every start (bench/startup.py)."""
 
-    packet: bytes
-    dst: str
-    protocol: str
-    on_sent: OnSent
-    cancelled: bool = False
+    __slots__ = ("cancelled", "dst", "on_sent", "packet", "protocol")
+
+    def __init__(self, packet: bytes, dst: str, protocol: str, on_sent: OnSent) -> None:
+        self.packet = packet
+        self.dst = dst
+        self.protocol = protocol
+        self.on_sent = on_sent
+        self.cancelled = False
 
 
 def open_engine(

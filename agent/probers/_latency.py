@@ -22,7 +22,6 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from agent.errors import UsageError
 from agent.model import UNREACHABLE_ERR, PingResult, Protocol, ReplyKind
@@ -46,18 +45,21 @@ PingDone = Callable[[PingResult], None]
 """Called once with a probe's outcome: the RTT and reply TTL, or a loss (a timeout is a result)."""
 
 
-@dataclass(slots=True, eq=False)
 class _Probe:
-    """One probe: what it is, who waits for it, when it left (monotonic and wall clock)."""
+    """One probe: what it is, who waits for it, when it left (monotonic and wall clock). A plain slotted
+    class: a dataclass compiles its methods at every start, and `nkprobe trace` imports this module."""
 
-    target: str
-    protocol: Protocol
-    done: PingDone
-    timeout_s: float
-    sent_at: float = 0.0
-    sent_wall: float = 0.0
-    timer: asyncio.TimerHandle | None = None  # eager reads: its timeout
-    queued: QueuedSend | None = None
+    __slots__ = ("done", "protocol", "queued", "sent_at", "sent_wall", "target", "timeout_s", "timer")
+
+    def __init__(self, target: str, protocol: Protocol, done: PingDone, timeout_s: float) -> None:
+        self.target = target
+        self.protocol = protocol
+        self.done = done
+        self.timeout_s = timeout_s
+        self.sent_at = 0.0
+        self.sent_wall = 0.0
+        self.timer: asyncio.TimerHandle | None = None  # eager reads: its timeout
+        self.queued: QueuedSend | None = None
 
 
 def result_of(reply: ParsedReply, probe: _Probe, rx: float, read_at: float) -> PingResult:
@@ -75,13 +77,19 @@ def result_of(reply: ParsedReply, probe: _Probe, rx: float, read_at: float) -> P
     )
 
 
-@dataclass(slots=True, eq=False)
 class _Flow:
-    key: tuple[Protocol, str, tuple[int, int]]
-    builder: ProbeBuilder
-    next_ident: int
-    out: dict[int, _Probe] = field(default_factory=dict)  # probes in flight by identity
-    rtt: float | None = None  # the last answer's: when to look for the next (lazy reads)
+    """One target's and protocol's flow: its packet builder, its next identity, its probes in flight."""
+
+    __slots__ = ("builder", "key", "next_ident", "out", "rtt")
+
+    def __init__(
+        self, key: tuple[Protocol, str, tuple[int, int]], builder: ProbeBuilder, next_ident: int
+    ) -> None:
+        self.key = key
+        self.builder = builder
+        self.next_ident = next_ident
+        self.out: dict[int, _Probe] = {}  # probes in flight by identity
+        self.rtt: float | None = None  # the last answer's: when its next is due (lazy reads)
 
 
 class Pinger:
