@@ -9,7 +9,7 @@ session, which finds the probe by its identity. Sessions `register` their key fo
 Receive times come from the kernel (SO_TIMESTAMPNS, see agent.net.clock), mapped onto the monotonic
 clock that stamps sends, so the event loop's own latency does not enter the RTT. That lets the agent's
 latency probes be read late and in batches: the sockets are on the event loop only while an eager
-session (a trace, a one-shot ping) runs; otherwise the pinger reads them at its next volley or timeout
+session (a trace, a one-shot ping) runs; otherwise the pinger reads them when it expects its answers
 (`poll`). On a Pi, a wake-up of the Python event loop costs more than the packet it reads (issue 25: an
 asyncio timer firing 10 times a second costs about 250 µs of CPU a firing on the 2-core test machine).
 

@@ -53,14 +53,25 @@ class LatencyWatch:
     ttl_streak: int = 0
     losses: int = 0
     answered: bool = False
+    last: tuple[float, int | None] | None = None  # the latest answer's RTT and reply TTL
 
     def reset(self) -> None:
-        """Forget what was seen (after a confirmed change of upstream: the old path's levels are gone)."""
+        """Forget the old path's levels after a confirmed change of upstream, so a flip back is news
+        again; keep the latest answer's TTL and RTT as levels seen lately. The change was confirmed by
+        traces taken after it, so that answer came over the new path; without it, the first `window`
+        answers after the reset would set the level, and a flip back among them (the NAT lab flips back
+        a second after the change shows) set the old path's level as the new one, unseen until the
+        periodic trace."""
         self.recent.clear()
         self.medians.clear()
         self.ttls.clear()
         self.ttl_candidate, self.ttl_streak = None, 0
         self.losses, self.answered = 0, False
+        if self.last is not None:
+            rtt_s, reply_ttl = self.last
+            self.medians.append(rtt_s)
+            if reply_ttl is not None:
+                self.ttls.append(reply_ttl)
 
     def observe(self, rtt_s: float | None, reply_ttl: int | None) -> Trigger | None:
         """One probe's result (rtt None: lost); the trigger it fires, if any."""
@@ -71,6 +82,7 @@ class LatencyWatch:
             return None
         came_back = self.losses >= self.loss_limit and self.answered
         self.losses, self.answered = 0, True
+        self.last = (rtt_s, reply_ttl)
         if came_back:
             # The target answers again after an outage: the path may well be a new one. Start afresh.
             self.recent.clear()

@@ -202,3 +202,16 @@ def test_latency_watch_flip_fires_once_on_a_level_not_seen_lately() -> None:
     assert fired.count(Trigger.REPLY_TTL) == 1 and fired.index(Trigger.REPLY_TTL) == 1
     assert fired.count(Trigger.RTT_LEVEL) <= 1
     assert sum(f is not None for f in fired) <= 2
+
+
+def test_latency_watch_reset_keeps_the_latest_level_so_a_flip_back_is_news() -> None:
+    """After a confirmed change the watch forgets the old path but keeps the latest answer (the new
+    path's): a flip back to the old RTT level within the first `window` answers fires, as the NAT lab's
+    flip back a second after the change needs; the new path's own level does not."""
+    w = LatencyWatch(window=5)
+    assert [w.observe(0.025, 60) for _ in range(8)] == [None] * 8  # the new path, 25 ms
+    w.reset()
+    assert [w.observe(0.025, 60) for _ in range(6)] == [None] * 6  # the same level: quiet
+    w.reset()
+    back = [w.observe(0.040, 60) for _ in range(5)]  # the old path again, 40 ms, the same TTL
+    assert back.count(Trigger.RTT_LEVEL) == 1, back
