@@ -7,9 +7,10 @@ text so the types stay family-neutral; the layers that need arithmetic parse the
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import Field, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import MISSING, Field, FrozenInstanceError, dataclass, field, fields
 from enum import StrEnum
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, TypeVar, dataclass_transform, overload
 
 
 class Protocol(StrEnum):
@@ -44,14 +45,19 @@ UNREACHABLE_ERR: dict[int, str] = {
 
 
 class Record:
-    """Equality, hash and repr of a frozen dataclass, written once for all that use it: each is declared
-    `@dataclass(frozen=True, eq=False, repr=False)` on this base and behaves as with `eq` and `repr`
-    (equal to another of its class with equal compared fields, hashed by them, shown by the fields whose
-    `repr` is true). dataclasses compiles those three methods anew for every class at every start (Python
-    3.11), 0.1 ms a class, and `nkprobe trace` loads some thirty before its first probe (bench/startup.py);
-    these are compiled once, into the module's bytecode. For values that are not hashed or compared on a
-    per-packet path: these are slower per call than generated ones (a few microseconds; the receive
-    path matches replies by plain tuples, agent.trace.registry)."""
+    """The methods of a frozen dataclass, written once for all that use it, rather than compiled anew for
+    every class at every start (Python 3.11: about 0.1 ms a method, and `nkprobe trace` loads some thirty
+    classes before its first probe, bench/startup.py); these are compiled once, into the module's
+    bytecode.
+
+    - Equality, hash and repr, for a class declared `@dataclass(frozen=True, eq=False, repr=False)` on
+      this base: equal to another of its class with equal compared fields, hashed by them, shown by the
+      fields whose `repr` is true.
+    - `__init__` and frozenness too, for a class declared `@record` (below).
+
+    For values that are not made, hashed or compared on a per-packet path: these are slower per call
+    than generated ones (a few microseconds; the receive path matches replies by plain tuples,
+    agent.trace.registry, and a reply or a latency result keeps a generated `__init__`)."""
 
     __slots__ = ()
     __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
@@ -71,8 +77,109 @@ class Record:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
         return f"{type(self).__qualname__}({shown})"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The `__init__` a frozen dataclass would generate for the class's fields: positional fields in
+        order, then keyword-only ones, defaults and default factories, `__post_init__` last."""
+        plan = _INIT_PLANS.get(self.__class__) or _init_plan(self.__class__)
+        if len(args) > plan.positional:
+            raise TypeError(f"{plan.name}() takes {plan.positional} positional arguments, {len(args)} given")
+        set_field = object.__setattr__
+        missing = []
+        taken = 0
+        for i, (name, default, factory) in enumerate(plan.init):
+            if i < len(args):
+                if name in kwargs:
+                    raise TypeError(f"{plan.name}() got multiple values for argument {name!r}")
+                value = args[i]
+            elif name in kwargs:
+                value = kwargs[name]
+                taken += 1
+            elif default is not MISSING:
+                value = default
+            elif factory is not MISSING:
+                value = factory()
+            else:
+                missing.append(name)
+                continue
+            set_field(self, name, value)
+        if missing:
+            raise TypeError(f"{plan.name}() missing required arguments: {', '.join(map(repr, missing))}")
+        if taken != len(kwargs):
+            unknown = ", ".join(map(repr, sorted(set(kwargs) - {name for name, _, _ in plan.init})))
+            raise TypeError(f"{plan.name}() got unexpected keyword arguments: {unknown}")
+        for name, default, factory in plan.derived:
+            set_field(self, name, default if factory is MISSING else factory())
+        if plan.post_init:
+            self.__post_init__()  # type: ignore[attr-defined]
 
-@dataclass(frozen=True, slots=True, eq=False, repr=False)
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+class _InitPlan(NamedTuple):
+    """What `Record.__init__` does for one class, worked out at its first instance."""
+
+    name: str
+    positional: int  # how many of `init` may be given by position
+    init: tuple[tuple[str, Any, Any], ...]  # (name, default, default factory), positional ones first
+    derived: tuple[tuple[str, Any, Any], ...]  # fields not in __init__ that have a default or factory
+    post_init: bool
+
+
+_INIT_PLANS: dict[type, _InitPlan] = {}
+
+
+def _init_plan(cls: type) -> _InitPlan:
+    declared = fields(cls)
+    given = [f for f in declared if f.init]
+    positional = [f for f in given if not f.kw_only]
+    ordered = positional + [f for f in given if f.kw_only]  # dataclasses' order (kw_only fields last)
+    derived = [f for f in declared if not f.init and (f.default, f.default_factory) != (MISSING, MISSING)]
+    plan = _InitPlan(
+        cls.__qualname__,
+        len(positional),
+        tuple((f.name, f.default, f.default_factory) for f in ordered),
+        tuple((f.name, f.default, f.default_factory) for f in derived),
+        hasattr(cls, "__post_init__"),
+    )
+    _INIT_PLANS[cls] = plan
+    return plan
+
+
+_T = TypeVar("_T", bound=Record)
+
+
+@overload
+def record(cls: type[_T], /) -> type[_T]: ...
+@overload
+def record(*, slots: bool = False, kw_only: bool = False) -> Callable[[type[_T]], type[_T]]: ...
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field, Field))
+def record(
+    cls: type[_T] | None = None, /, *, slots: bool = False, kw_only: bool = False
+) -> type[_T] | Callable[[type[_T]], type[_T]]:
+    """A frozen dataclass on `Record` whose `__init__`, `__setattr__` and `__delattr__` are Record's
+    too, for values made a few times per run, not per packet (config sections, trace settings, a trace's
+    Path). `@dataclass` compiles those three anew for every class at every start: about 0.3 ms a class
+    (Python 3.11), and `nkprobe trace` loads some thirty before its first probe (bench/startup.py).
+    `fields`, `replace`, `asdict`, `field(default_factory=..., init=False)` and `__post_init__` work
+    as with `@dataclass(frozen=True)`; Record's `__init__` costs a few microseconds more a call.
+    A chain of dataclasses is all `@record` or all `@dataclass` (dataclasses refuses to mix frozen and
+    not frozen, which is what a `@record` is to it)."""
+
+    def make(c: type[_T]) -> type[_T]:
+        if not issubclass(c, Record):
+            raise TypeError(f"@record needs a subclass of Record, not {c.__qualname__}")
+        return dataclass(c, init=False, repr=False, eq=False, slots=slots, kw_only=kw_only)
+
+    return make if cls is None else make(cls)
+
+
+@record(slots=True)
 class MplsLabel(Record):
     """One label stack entry from an ICMP extension object (RFC 4884, RFC 4950)."""
 
@@ -125,7 +232,7 @@ class Hop(Record):
         return tuple(dict.fromkeys(r.address for r in self.replies))
 
 
-@dataclass(frozen=True, slots=True, eq=False, repr=False)
+@record(slots=True)
 class Path(Record):
     """The result of one Paris traceroute: one flow identifier, so one path through per-flow balancers."""
 
@@ -146,7 +253,7 @@ class Path(Record):
     rewrite_hop: int | None = None
 
 
-@dataclass(frozen=True, slots=True, eq=False, repr=False)
+@record(slots=True)
 class Border(Record):
     """Where the path crosses into the destination network."""
 
@@ -155,7 +262,7 @@ class Border(Record):
     asn: int | None
 
 
-@dataclass(frozen=True, slots=True, eq=False, repr=False)
+@record(slots=True)
 class Classification(Record):
     """The upstream tag of one path and the evidence a person can check."""
 
@@ -173,7 +280,7 @@ OTHER = "other"
 HIGH, LOW, NONE = "high", "low", "none"  # Classification.confidence
 
 
-@dataclass(frozen=True, slots=True, eq=False, repr=False)
+@record(slots=True)
 class Target(Record):
     """One address to probe, with the name its metrics carry (if any)."""
 

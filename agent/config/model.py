@@ -5,7 +5,7 @@ the record of each target with everything its probes need."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import ClassVar
 
 from agent.classify.exchanges import DEFAULT_EXCHANGE_PREFIXES
@@ -24,7 +24,7 @@ from agent.config.keys import (
     tables,
     text,
 )
-from agent.model import OTHER, UNKNOWN, Record, Target
+from agent.model import OTHER, UNKNOWN, Record, Target, record
 from agent.trace.settings import TraceSettings
 
 DEFAULT_UPSTREAMS: dict[str, tuple[int, ...]] = {
@@ -64,7 +64,7 @@ PORT = {"ge": 1, "le": 65535}  # the bounds of a TCP or UDP port: integer(80, **
 DAY_S = 86400.0
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@record
 class AgentSection(Record):
     """[agent]: who this agent is, where it serves /metrics and keeps its state, its packet budget."""
 
@@ -82,7 +82,7 @@ class AgentSection(Record):
     owner: str = text("", check=checks.owner_address)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@record
 class PingSection(Record):
     """[ping]: the latency probes of every target (a [[targets]] entry may override protocols and port)."""
 
@@ -92,7 +92,7 @@ class PingSection(Record):
     timeout_s: float = number(2.0, gt=0, le=60)
 
 
-@dataclass(frozen=True, eq=False, repr=False)  # agent.model.Record's, by TraceSettings
+@record
 class TraceSection(TraceSettings):
     """[trace]: how often and toward what each target is traced, and how (`TraceSettings`, whose
     defaults are the section's; `window`, `pace` and `packet_size` are not keys of the file)."""
@@ -131,7 +131,7 @@ class TraceSection(TraceSettings):
         TraceSettings.__post_init__(self)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@record
 class AsnSection(Record):
     """[asn]: the IP-to-AS files the hops are tagged with, and where `nkprobe asn update` gets them."""
 
@@ -144,7 +144,7 @@ class AsnSection(Record):
     ripestat_url: str = text(DEFAULT_RIPESTAT_URL, check=checks.api_url)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@record
 class DestinationSection(Record):
     """[destination]: the AS and prefixes measured, which are also the allowlist of every probe."""
 
@@ -153,7 +153,7 @@ class DestinationSection(Record):
     prefixes: tuple[str, ...] = items(("175.45.176.0/22",), checks.allowlist_prefix, nonempty=True)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@record
 class HistorySection(Record):
     """[history]: how long the recorded upstream changes are kept (agent.history)."""
 
@@ -164,7 +164,7 @@ class HistorySection(Record):
     max_pending: int = integer(10000, ge=1, le=1_000_000)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@record
 class NamesSection(Record):
     """[names]: reverse names of the hops, and the name suffixes that are evidence for a group."""
 
@@ -175,7 +175,7 @@ class NamesSection(Record):
     )
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@record
 class ClassifySection(Record):
     """[classify]: the address ranges the classifier passes over or counts as routed."""
 
@@ -186,7 +186,7 @@ class ClassifySection(Record):
     routed_prefixes: tuple[str, ...] = items((), checks.routed_prefix)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@record
 class BgpSection(Record):
     """[bgp]: the control-plane view (saved RIPEstat files, RIPEstat and RIS Live) beside the traces."""
 
@@ -202,7 +202,7 @@ class BgpSection(Record):
     stall_s: float = number(60.0, ge=0.5)  # nothing from RIS Live (not even a pong) this long: reconnect
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@record
 class TargetEntry(Record):
     """One [[targets]] table as written; None: the section's value. Resolved into a `TargetConfig`."""
 
@@ -244,7 +244,7 @@ def trace_port(protocol: str, own: int | None, section_port: int) -> int | None:
     return None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)  # agent.model.Record's, by Target
+@record(slots=True, kw_only=True)
 class TargetConfig(Target):
     """A target with everything its probes need, resolved once from its [[targets]] entry and the
     [ping] and [trace] sections (`TargetEntry.resolve`) when its Config is made."""
@@ -258,7 +258,7 @@ class TargetConfig(Target):
     entry: TargetEntry = field(compare=False, repr=False)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
+@record
 class Config(Record):
     """A whole config file, validated (`load_config`), or one made in code; its targets resolved."""
 

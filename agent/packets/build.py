@@ -33,9 +33,8 @@ import functools
 import ipaddress
 import socket
 import struct
-from dataclasses import dataclass
 
-from agent.model import Protocol, Record
+from agent.model import Protocol, Record, record
 from agent.packets.checksum import inet_checksum, ones_sum
 
 IPV4_HEADER_LEN = 20
@@ -67,7 +66,7 @@ _IP_ICMP_IDENT = struct.Struct("!BBHHHBBH4s4sBBHHHH")
 _IP_TCP = struct.Struct("!BBHHHBBH4s4sHHIIBBHHHBBH")
 
 
-@dataclass(frozen=True, slots=True, eq=False, repr=False)
+@record(slots=True)
 class FlowSpec(Record):
     """The constant fields of one Paris flow: everything a load balancer may hash.
 

@@ -9,10 +9,9 @@ to prober is `agent.probers.PROBERS`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from agent.model import Path, PingResult, Protocol
+from agent.model import Path, PingResult, Protocol, record
 from agent.net.engine import ProbeEngine
 from agent.trace.settings import TraceSettings, with_settings
 
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
     from agent.config import Config, TargetConfig
 
 
-@dataclass(frozen=True, slots=True)
+@record(slots=True)
 class ProbeSpec(TraceSettings):
     """What to probe and how: a target and, for a trace, its flows and `TraceSettings`
     (agent.trace.settings). Latency probers read target, protocol, port, timeout_s and ttl."""

@@ -34,10 +34,9 @@ from __future__ import annotations
 import bisect
 import functools
 import math
-from dataclasses import dataclass
 from typing import NamedTuple
 
-from agent.model import Hop, Path, Protocol, Reply, ReplyKind
+from agent.model import Hop, Path, Protocol, Reply, ReplyKind, record
 from agent.packets.build import FlowSpec, builder_for
 from agent.packets.parse import ParsedReply
 from agent.trace.flow import flow_spec, ident_sequence
@@ -49,7 +48,7 @@ REACHED_KINDS = frozenset({ReplyKind.ECHO_REPLY, ReplyKind.TCP_SYNACK, ReplyKind
 REACHED_UNREACH_CODES = frozenset({2, 3})
 
 
-@dataclass(frozen=True, slots=True, eq=False, repr=False)  # agent.model.Record's, by TraceSettings
+@record(slots=True)
 class TraceParams(TraceSettings):
     """Everything one Paris traceroute session needs: the flow it probes and its `TraceSettings`
     (agent.trace.settings, the one place of their defaults and checks)."""
@@ -81,17 +80,25 @@ class Probe(NamedTuple):
         )
 
 
-@dataclass(slots=True)
 class SessionStats:
-    """Counters by reason, for logs and metrics: a lost or odd reply is counted, never raised."""
+    """Counters by reason, for logs and metrics: a lost or odd reply is counted, never raised.
 
-    sent: int = 0
-    replies: int = 0
-    duplicates: int = 0  # a second reply to one probe
-    late: int = 0  # replies after the probe's timeout (still recorded)
-    after_done: int = 0  # replies after the session finished (ignored)
-    unknown_ident: int = 0  # the flow is ours but no sent probe has this identity (stale or forged)
-    checksum_mismatch: int = 0  # the quoted checksum differs from ours: a middlebox rewrote the flow
+    A plain slotted class like the session's own records below (a dataclass compiles its methods at
+    every start; these counters are never compared or replaced)."""
+
+    __slots__ = ("after_done", "checksum_mismatch", "duplicates", "late", "replies", "sent", "unknown_ident")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.replies = 0
+        self.duplicates = 0  # a second reply to one probe
+        self.late = 0  # replies after the probe's timeout (still recorded)
+        self.after_done = 0  # replies after the session finished (ignored)
+        self.unknown_ident = 0  # the flow is ours but no sent probe has this identity (stale or forged)
+        self.checksum_mismatch = 0  # the quoted checksum differs from ours: a middlebox rewrote the flow
+
+    def __repr__(self) -> str:
+        return "SessionStats(" + ", ".join(f"{n}={getattr(self, n)}" for n in self.__slots__) + ")"
 
 
 # The two records of a session's own state are plain slotted classes: a dataclass buys them nothing

@@ -23,15 +23,15 @@ ValueError: max_hops must be 1..255, got 0
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any, TypeVar
 
-from agent.model import Record
+from agent.model import Record, record
 
 S = TypeVar("S", bound="TraceSettings")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True, eq=False, repr=False)
+@record(slots=True, kw_only=True)
 class TraceSettings(Record):
     """Every setting of one Paris traceroute. Durations in seconds."""
 
