@@ -12,7 +12,9 @@ Each config runs the real agent (`python -m agent run --netns`, HTTP on loopback
 Then scamper (Debian's, the reference prober of CAIDA's Ark) pings the same targets with the same
 protocols at the agent's measured packet rate (its pings and traces together), in the same vantage
 namespace, for the same time; its CPU comes from wait4's rusage. The ratio is the agent's CPU per
-packet over scamper's.
+packet over scamper's. Last, the floor of any Python prober on this machine: a bare one (an interpreter,
+one raw socket, one wake-up a second that reads what came and sends an ICMP echo volley; nothing else)
+at the same packet rate, for the same time, measured the same way as scamper.
 
 Configs:
 - lab: two targets probed by ICMP and TCP every second, traced every 60 s (the issue's "new user" case);
@@ -208,6 +210,50 @@ def run_scamper(lab: LabInfo, load: Workload, duration: float, pps: float) -> Fi
     return Figures(usage.ru_utime + usage.ru_stime, tx1 - tx0, t1 - t0)
 
 
+# The bare Python prober: `argv` = seconds, packets a second, targets. One epoll wake-up a second reads
+# the replies waiting and sends the next volley of ICMP echoes, as the agent's volleys do.
+BARE_PROBER = """
+import itertools, select, socket, struct, sys, time
+seconds, pps, targets = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
+sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+sock.setblocking(False)
+def echo(seq):
+    words = sum(struct.unpack("!10H", struct.pack("!BBHHH", 8, 0, 0, 0x5EB8, seq) + bytes(12)))
+    words = (words >> 16) + (words & 0xFFFF)
+    return struct.pack("!BBHHH", 8, 0, ~(words + (words >> 16)) & 0xFFFF, 0x5EB8, seq) + bytes(12)
+poll, cycle, seq = select.epoll(), itertools.cycle(targets), 0
+start = time.monotonic()
+credit, due = 0.0, start
+while due < start + seconds:
+    poll.poll(max(0.0, due - time.monotonic()))
+    while True:
+        try:
+            sock.recv(2048)
+        except BlockingIOError:
+            break
+    credit += pps
+    while credit >= 1.0:
+        seq = (seq + 1) & 0xFFFF
+        sock.sendto(echo(seq), (next(cycle), 0))
+        credit -= 1.0
+    due += 1.0
+"""
+
+
+def run_bare(lab: LabInfo, load: Workload, duration: float, pps: float) -> Figures:
+    """The bare Python prober (BARE_PROBER) toward the same targets at `pps`, for `duration` seconds."""
+    cmd = ["ip", "netns", "exec", lab.vantage_ns, sys.executable, "-I", "-c", BARE_PROBER, f"{duration:g}",
+           f"{pps:g}", *load.targets]  # fmt: skip
+    tx0, t0 = tx_packets(lab.vantage_ns), time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)  # ip netns exec execs the interpreter: its rusage
+    t1, tx1 = time.monotonic(), tx_packets(lab.vantage_ns)
+    if os.waitstatus_to_exitcode(status) != 0:
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        raise SystemExit(f"the bare prober exited {os.waitstatus_to_exitcode(status)}: {err}")
+    return Figures(usage.ru_utime + usage.ru_stime, tx1 - tx0, t1 - t0)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=120.0)
@@ -224,18 +270,21 @@ def main() -> int:
             load = loads[name]
             agent = run_agent(lab, load, args.warmup, args.duration)
             scamper = run_scamper(lab, load, args.duration, agent.pps)
-            rows.append((load, agent, scamper))
+            bare = run_bare(lab, load, args.duration, agent.pps)
+            rows.append((load, agent, scamper, bare))
             line = (
                 f"{name}: agent {agent.us_per_packet:.0f} us/packet ({agent.pps:.1f}/s, "
                 f"{agent.core_pct:.2f} % of a core, RSS {agent.rss:.1f}, USS {agent.uss:.1f} MiB); scamper"
-                f" {scamper.us_per_packet:.0f} us/packet ({scamper.pps:.1f}/s)"
+                f" {scamper.us_per_packet:.0f} us/packet ({scamper.pps:.1f}/s); bare Python prober"
+                f" {bare.us_per_packet:.0f} us/packet ({bare.pps:.1f}/s)"
             )
             print(line, flush=True)
     table = "\n".join(
         f"| {load.what} | {a.pps:.1f} | **{a.us_per_packet:.0f} µs** | {a.core_pct:.2f} % "
         f"| {a.rss:.1f} / {a.uss:.1f} MiB | {s.pps:.1f} | {s.us_per_packet:.0f} µs "
-        f"| {a.us_per_packet / s.us_per_packet:.2f} |"
-        for load, a, s in rows
+        f"| {a.us_per_packet / s.us_per_packet:.2f} | {b.us_per_packet:.0f} µs "
+        f"| {a.us_per_packet / b.us_per_packet:.2f} |"
+        for load, a, s, b in rows
     )
     command = (
         f"sudo .venv/bin/python bench/footprint.py --duration {args.duration:g} --warmup {args.warmup:g}"
@@ -244,11 +293,13 @@ def main() -> int:
 `{command} --configs {args.configs}`,
 {machine()}. CPU per packet is user+system time over the packets the vantage interface sent, after a
 {args.warmup:g} s warm-up, with a /metrics scrape every {SCRAPE_EVERY_S:g} s; scamper pings the same
-targets with the same protocols at the agent's packet rate, in the same namespace.
+targets with the same protocols at the agent's packet rate, in the same namespace; so does a bare
+Python prober (ICMP only, one wake-up a second), this machine's floor for any prober in Python.
 
 | workload | agent packets/s | agent CPU per packet | agent % of a core | agent RSS / USS \
-| scamper packets/s | scamper CPU per packet | agent / scamper |
-| --- | --- | --- | --- | --- | --- | --- | --- |
+| scamper packets/s | scamper CPU per packet | agent / scamper | bare Python prober CPU per packet \
+| agent / bare |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 {table}
 """
     print(body)
