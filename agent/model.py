@@ -137,7 +137,9 @@ def _init_plan(cls: type) -> _InitPlan:
     given = [f for f in declared if f.init]
     positional = [f for f in given if not f.kw_only]
     ordered = positional + [f for f in given if f.kw_only]  # dataclasses' order (kw_only fields last)
-    derived = [f for f in declared if not f.init and (f.default, f.default_factory) != (MISSING, MISSING)]
+    derived = [
+        f for f in declared if not f.init and (f.default is not MISSING or f.default_factory is not MISSING)
+    ]
     plan = _InitPlan(
         cls.__qualname__,
         len(positional),
