@@ -200,13 +200,19 @@ def run_scamper(lab: LabInfo, load: Workload, duration: float, pps: float) -> Fi
     cmd = ["ip", "netns", "exec", lab.vantage_ns, "scamper", "-O", "warts", "-o", "/dev/null", "-p", rate]
     for command in commands:
         cmd += ["-I", command]
+    return run_to_end(lab, cmd, "scamper")
+
+
+def run_to_end(lab: LabInfo, cmd: list[str], what: str) -> Figures:
+    """Run `cmd` (`ip netns exec` into the vantage namespace, which execs the prober: wait4's rusage is
+    the prober's own) to its end; its CPU, and the packets the vantage interface sent meanwhile."""
     tx0, t0 = tx_packets(lab.vantage_ns), time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)  # rusage of scamper itself (ip netns exec execs it)
+    _, status, usage = os.wait4(proc.pid, 0)
     t1, tx1 = time.monotonic(), tx_packets(lab.vantage_ns)
     if os.waitstatus_to_exitcode(status) != 0:
         err = proc.stderr.read().decode() if proc.stderr else ""
-        raise SystemExit(f"scamper exited {os.waitstatus_to_exitcode(status)}: {err}")
+        raise SystemExit(f"{what} exited {os.waitstatus_to_exitcode(status)}: {err}")
     return Figures(usage.ru_utime + usage.ru_stime, tx1 - tx0, t1 - t0)
 
 
@@ -244,14 +250,7 @@ def run_bare(lab: LabInfo, load: Workload, duration: float, pps: float) -> Figur
     """The bare Python prober (BARE_PROBER) toward the same targets at `pps`, for `duration` seconds."""
     cmd = ["ip", "netns", "exec", lab.vantage_ns, sys.executable, "-I", "-c", BARE_PROBER, f"{duration:g}",
            f"{pps:g}", *load.targets]  # fmt: skip
-    tx0, t0 = tx_packets(lab.vantage_ns), time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)  # ip netns exec execs the interpreter: its rusage
-    t1, tx1 = time.monotonic(), tx_packets(lab.vantage_ns)
-    if os.waitstatus_to_exitcode(status) != 0:
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        raise SystemExit(f"the bare prober exited {os.waitstatus_to_exitcode(status)}: {err}")
-    return Figures(usage.ru_utime + usage.ru_stime, tx1 - tx0, t1 - t0)
+    return run_to_end(lab, cmd, "the bare prober")
 
 
 def main() -> int:
