@@ -100,8 +100,9 @@ class Pinger:
     half again, or the timeout), all of a volley's at one wake-up; the kernel's receive stamps keep the
     RTT exact (agent.net.engine). An answer read after the timeout that came in after it is a loss, as it
     would have been had it been read at once. (Reading them at the next volley's wake-up instead saved
-    one wake-up an interval, about 0.2 ms of CPU a second here, but showed every result an interval
-    later: the NAT lab's flip-to-metric median went over its 10 s. Not kept.)"""
+    one wake-up an interval but no measurable CPU: a wake-up 40-60 ms after the volley's finds the
+    caches warm (bench/RESULTS.md, "Footprint"). It showed every result up to an interval later. Not
+    kept.)"""
 
     def __init__(self, engine: ProbeEngine, *, ttl: int = 64, lazy: bool = False) -> None:
         """Made on the running event loop, whose timers it sets (one asyncio.get_running_loop() per
